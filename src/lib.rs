@@ -1,0 +1,14 @@
+//! llm-mem: where in a transformer does memorized training data live?
+//!
+//! The library behind the `llm-mem` binary: hand-written GPT-NeoX and GPT-Neo models with a
+//! per-layer attention bypass ([`model`]), the memorization sweep ([`memorize`]) and result
+//! files ([`report`]).
+
+pub mod error;
+pub mod extract;
+pub mod hub;
+pub mod model;
+mod quiet;
+pub mod memorize;
+pub mod report;
+pub mod runtime;

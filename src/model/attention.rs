@@ -1,0 +1,176 @@
+//! What both architectures share around attention: token positions, masks, the KV cache and
+//! scaled dot-product attention.
+//!
+//! Positions are explicit per row, so one batch can hold rows at different decoding
+//! positions (rows that diverged from their memorized suffix at different steps). Every key
+//! in the cache carries its own position; a query may attend to a key when the key is not in
+//! its future (and, for GPT-Neo's local layers, is less than `window` tokens back). Keys that
+//! must never be seen carry the position [`HIDDEN_KEY`].
+
+use candle_core::{DType, Result, Tensor, D};
+
+/// Position given to cache slots that no query may attend to.
+pub const HIDDEN_KEY: f32 = 1.0e9;
+
+/// Positions of the queries in one forward call and the attention masks they imply.
+pub struct Positions {
+    /// `[batch, queries]` u32: the absolute position of each new token (rotary, `wpe`).
+    pub query: Tensor,
+    /// `[batch, 1, queries, keys]` additive mask for full causal attention.
+    pub causal_mask: Tensor,
+    /// Same, restricted to the last `window` positions (GPT-Neo local layers).
+    pub local_mask: Option<Tensor>,
+}
+
+impl Positions {
+    /// `query_pos` `[batch, queries]` and `key_pos` `[batch, keys]` as f32; `key_pos` already
+    /// includes the new tokens.
+    pub fn new(query_pos: &Tensor, key_pos: &Tensor, window: Option<usize>) -> Result<Self> {
+        // distance[b, q, k] = query_pos - key_pos; allowed when 0 <= distance (< window).
+        let distance = query_pos
+            .unsqueeze(2)?
+            .broadcast_sub(&key_pos.unsqueeze(1)?)?;
+        let causal = distance.ge(0f64)?;
+        let local_mask = match window {
+            Some(w) => Some(additive_mask(&(&causal * distance.lt(w as f64)?)?)?),
+            None => None,
+        };
+        Ok(Self {
+            query: query_pos.to_dtype(DType::U32)?,
+            causal_mask: additive_mask(&causal)?,
+            local_mask,
+        })
+    }
+
+    pub fn mask(&self, local: bool) -> &Tensor {
+        match (&self.local_mask, local) {
+            (Some(mask), true) => mask,
+            _ => &self.causal_mask,
+        }
+    }
+}
+
+/// 0 where `allowed` is 1, -inf elsewhere; shape `[batch, 1, queries, keys]`, f32.
+fn additive_mask(allowed: &Tensor) -> Result<Tensor> {
+    let zeros = Tensor::zeros(allowed.shape(), DType::F32, allowed.device())?;
+    let blocked = Tensor::full(f32::NEG_INFINITY, allowed.shape(), allowed.device())?;
+    allowed.where_cond(&zeros, &blocked)?.unsqueeze(1)
+}
+
+/// Keys and values of one layer for every position seen so far, `[batch, heads, keys, head_dim]`.
+#[derive(Clone, Default)]
+pub struct LayerKv {
+    pub kv: Option<(Tensor, Tensor)>,
+}
+
+impl LayerKv {
+    /// Append the new keys/values and return all of them.
+    pub fn append(&mut self, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
+        let (k, v) = match self.kv.take() {
+            Some((old_k, old_v)) => (
+                Tensor::cat(&[&old_k, &k], 2)?,
+                Tensor::cat(&[&old_v, &v], 2)?,
+            ),
+            None => (k, v),
+        };
+        self.kv = Some((k.clone(), v.clone()));
+        Ok((k, v))
+    }
+}
+
+/// The whole model's cache: one [`LayerKv`] per layer plus the position of every key slot.
+#[derive(Clone)]
+pub struct KvCache {
+    pub layers: Vec<LayerKv>,
+    /// `[batch, keys]` f32, [`HIDDEN_KEY`] for slots no query may see.
+    pub key_pos: Option<Tensor>,
+}
+
+impl KvCache {
+    pub fn new(num_layers: usize) -> Self {
+        Self {
+            layers: vec![LayerKv::default(); num_layers],
+            key_pos: None,
+        }
+    }
+
+    /// Register new tokens at `query_pos` `[batch, queries]` (f32) and build their masks.
+    pub fn begin_step(&mut self, query_pos: &Tensor, window: Option<usize>) -> Result<Positions> {
+        let key_pos = match self.key_pos.take() {
+            Some(old) => Tensor::cat(&[&old, query_pos], 1)?,
+            None => query_pos.clone(),
+        };
+        let positions = Positions::new(query_pos, &key_pos, window)?;
+        self.key_pos = Some(key_pos);
+        Ok(positions)
+    }
+
+    /// Keep only the given rows (`rows` u32 on the cache's device), in that order.
+    pub fn select_rows(&self, rows: &Tensor) -> Result<Self> {
+        let layers = self
+            .layers
+            .iter()
+            .map(|layer| {
+                let kv = match &layer.kv {
+                    Some((k, v)) => Some((
+                        k.contiguous()?.index_select(rows, 0)?,
+                        v.contiguous()?.index_select(rows, 0)?,
+                    )),
+                    None => None,
+                };
+                Ok(LayerKv { kv })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let key_pos = self
+            .key_pos
+            .as_ref()
+            .map(|p| p.index_select(rows, 0))
+            .transpose()?;
+        Ok(Self { layers, key_pos })
+    }
+
+    /// Keep the first `rows` rows.
+    pub fn narrow_rows(&mut self, rows: usize) -> Result<()> {
+        for layer in &mut self.layers {
+            if let Some((k, v)) = layer.kv.take() {
+                layer.kv = Some((k.narrow(0, 0, rows)?, v.narrow(0, 0, rows)?));
+            }
+        }
+        if let Some(pos) = self.key_pos.take() {
+            self.key_pos = Some(pos.narrow(0, 0, rows)?);
+        }
+        Ok(())
+    }
+}
+
+/// Softmax attention of `q` `[b, h, q, d]` over `k`, `v` `[b, h, k, d]`, scores scaled by
+/// `scale` and computed in f32, plus the additive `mask`. Returns `[b, q, h * d]`.
+pub fn attend(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: &Tensor,
+    scale: Option<f64>,
+) -> Result<Tensor> {
+    let (b, h, tq, d) = q.dims4()?;
+    let q = q.to_dtype(DType::F32)?;
+    let k = k.to_dtype(DType::F32)?;
+    let mut scores = q.contiguous()?.matmul(&k.t()?.contiguous()?)?;
+    if let Some(scale) = scale {
+        scores = (scores * scale)?;
+    }
+    let weights = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(mask)?)?;
+    let out = weights.to_dtype(v.dtype())?.matmul(&v.contiguous()?)?;
+    out.transpose(1, 2)?.reshape((b, tq, h * d))
+}
+
+/// Split `[b, t, heads * d]` into `[b, heads, t, d]`.
+pub fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
+    let (b, t, hd) = x.dims3()?;
+    x.reshape((b, t, heads, hd / heads))?.transpose(1, 2)
+}
+
+/// Last-dim index of the maximum, first index on ties.
+pub fn argmax_last(x: &Tensor) -> Result<Tensor> {
+    x.argmax_keepdim(D::Minus1)?.squeeze(D::Minus1)
+}

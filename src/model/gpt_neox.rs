@@ -1,0 +1,271 @@
+//! GPT-NeoX, the architecture of every Pythia model.
+//!
+//! Quirks worth knowing: the fused `query_key_value` projection is laid out per head as
+//! `[q | k | v]` (not `[all q | all k | all v]`); rotary embeddings touch only the first
+//! `rotary_pct` of each head's dimensions (a quarter for Pythia), in the "rotate half" form;
+//! blocks usually use a *parallel* residual, `x + attn(ln1(x)) + mlp(ln2(x))`; the output
+//! embedding `embed_out` is not tied to the input one.
+
+use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
+use candle_nn::{layer_norm, linear_b, Embedding, LayerNorm, Linear, VarBuilder};
+
+use super::attention::{attend, LayerKv, Positions};
+use super::config::GptNeoXConfig;
+use super::{Activation, CausalLm};
+
+/// Cos/sin tables for every position, `[max_positions, rotary_ndims / 2]`.
+struct Rotary {
+    cos: Tensor,
+    sin: Tensor,
+    ndims: usize,
+}
+
+impl Rotary {
+    fn new(cfg: &GptNeoXConfig, dtype: DType, device: &Device) -> Result<Self> {
+        let ndims = cfg.rotary_ndims();
+        let half = ndims / 2;
+        // Computed in f32, as HF does, so angles agree to the last bit where possible.
+        let base = cfg.rotary_base() as f32;
+        let inv_freq: Vec<f32> = (0..half)
+            .map(|i| 1.0 / base.powf((2 * i) as f32 / ndims as f32))
+            .collect();
+        let inv_freq = Tensor::from_vec(inv_freq, (1, half), device)?;
+        let positions = Tensor::arange(0u32, cfg.max_position_embeddings as u32, device)?
+            .to_dtype(DType::F32)?
+            .unsqueeze(1)?;
+        let angles = positions.broadcast_mul(&inv_freq)?;
+        Ok(Self {
+            cos: angles.cos()?.to_dtype(dtype)?,
+            sin: angles.sin()?.to_dtype(dtype)?,
+            ndims,
+        })
+    }
+
+    /// Rotate the first `ndims` dimensions of `x` `[b, h, t, d]` by the angles of `positions` `[b, t]`.
+    fn apply(&self, x: &Tensor, positions: &Tensor) -> Result<Tensor> {
+        if self.ndims == 0 {
+            return Ok(x.clone());
+        }
+        let (b, _, t, d) = x.dims4()?;
+        let index = positions.flatten_all()?;
+        let cos = self
+            .cos
+            .index_select(&index, 0)?
+            .reshape((b, t, self.ndims / 2))?;
+        let sin = self
+            .sin
+            .index_select(&index, 0)?
+            .reshape((b, t, self.ndims / 2))?;
+        let rotated =
+            candle_nn::rotary_emb::rope(&x.narrow(3, 0, self.ndims)?.contiguous()?, &cos, &sin)?;
+        if self.ndims == d {
+            return Ok(rotated);
+        }
+        Tensor::cat(&[&rotated, &x.narrow(3, self.ndims, d - self.ndims)?], 3)
+    }
+}
+
+struct Attention {
+    query_key_value: Linear,
+    /// The value rows of `query_key_value` alone: all a bypassed block needs.
+    value: Linear,
+    dense: Linear,
+    heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn new(cfg: &GptNeoXConfig, vb: VarBuilder) -> Result<Self> {
+        let (hidden, heads, head_dim) = (cfg.hidden_size, cfg.num_attention_heads, cfg.head_dim());
+        let query_key_value = linear_b(
+            hidden,
+            3 * hidden,
+            cfg.attention_bias,
+            vb.pp("query_key_value"),
+        )?;
+        // Per-head layout [q | k | v]: view rows as [heads, 3, head_dim] and take slot 2.
+        let value_weight = query_key_value
+            .weight()
+            .reshape((heads, 3, head_dim, hidden))?
+            .i((.., 2))?
+            .reshape((hidden, hidden))?;
+        let value_bias = match query_key_value.bias() {
+            Some(bias) => Some(
+                bias.reshape((heads, 3, head_dim))?
+                    .i((.., 2))?
+                    .reshape(hidden)?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            value: Linear::new(value_weight, value_bias),
+            query_key_value,
+            dense: linear_b(hidden, hidden, cfg.attention_bias, vb.pp("dense"))?,
+            heads,
+            head_dim,
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        bypass: bool,
+        rotary: &Rotary,
+        pos: &Positions,
+        kv: &mut LayerKv,
+    ) -> Result<Tensor> {
+        if bypass {
+            // Identity attention weights: each token gets its own value vector.
+            return self.dense.forward(&self.value.forward(x)?);
+        }
+        let (b, t, _) = x.dims3()?;
+        let qkv =
+            self.query_key_value
+                .forward(x)?
+                .reshape((b, t, self.heads, 3 * self.head_dim))?;
+        let part = |i: usize| {
+            qkv.narrow(3, i * self.head_dim, self.head_dim)?
+                .transpose(1, 2)
+        };
+        let q = rotary.apply(&part(0)?, &pos.query)?;
+        let k = rotary.apply(&part(1)?, &pos.query)?;
+        let (k, v) = kv.append(k, part(2)?.contiguous()?)?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        self.dense
+            .forward(&attend(&q, &k, &v, pos.mask(false), Some(scale))?)
+    }
+}
+
+struct Mlp {
+    dense_h_to_4h: Linear,
+    dense_4h_to_h: Linear,
+    act: Activation,
+}
+
+impl Mlp {
+    fn new(cfg: &GptNeoXConfig, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            dense_h_to_4h: linear_b(
+                cfg.hidden_size,
+                cfg.intermediate_size,
+                true,
+                vb.pp("dense_h_to_4h"),
+            )?,
+            dense_4h_to_h: linear_b(
+                cfg.intermediate_size,
+                cfg.hidden_size,
+                true,
+                vb.pp("dense_4h_to_h"),
+            )?,
+            act: Activation::from_name(&cfg.hidden_act),
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.dense_4h_to_h
+            .forward(&self.act.apply(&self.dense_h_to_4h.forward(x)?)?)
+    }
+}
+
+struct Layer {
+    input_layernorm: LayerNorm,
+    post_attention_layernorm: LayerNorm,
+    attention: Attention,
+    mlp: Mlp,
+    parallel_residual: bool,
+}
+
+impl Layer {
+    fn new(cfg: &GptNeoXConfig, vb: VarBuilder) -> Result<Self> {
+        let ln = |name: &str| layer_norm(cfg.hidden_size, cfg.layer_norm_eps, vb.pp(name));
+        Ok(Self {
+            input_layernorm: ln("input_layernorm")?,
+            post_attention_layernorm: ln("post_attention_layernorm")?,
+            attention: Attention::new(cfg, vb.pp("attention"))?,
+            mlp: Mlp::new(cfg, vb.pp("mlp"))?,
+            parallel_residual: cfg.use_parallel_residual,
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        bypass: bool,
+        rotary: &Rotary,
+        pos: &Positions,
+        kv: &mut LayerKv,
+    ) -> Result<Tensor> {
+        let attn =
+            self.attention
+                .forward(&self.input_layernorm.forward(x)?, bypass, rotary, pos, kv)?;
+        if self.parallel_residual {
+            // x + attn(ln1(x)) + mlp(ln2(x)), summed in HF's order.
+            let mlp = self
+                .mlp
+                .forward(&self.post_attention_layernorm.forward(x)?)?;
+            (mlp + attn)? + x
+        } else {
+            let h = (attn + x)?;
+            let mlp = self
+                .mlp
+                .forward(&self.post_attention_layernorm.forward(&h)?)?;
+            mlp + h
+        }
+    }
+}
+
+pub struct GptNeoX {
+    embed_in: Embedding,
+    layers: Vec<Layer>,
+    final_layer_norm: LayerNorm,
+    embed_out: Linear,
+    rotary: Rotary,
+}
+
+impl GptNeoX {
+    pub fn new(cfg: &GptNeoXConfig, vb: VarBuilder) -> Result<Self> {
+        let body = vb.pp("gpt_neox");
+        let embed_in = candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, body.pp("embed_in"))?;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| Layer::new(cfg, body.pp("layers").pp(i)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            embed_in,
+            layers,
+            final_layer_norm: layer_norm(
+                cfg.hidden_size,
+                cfg.layer_norm_eps,
+                body.pp("final_layer_norm"),
+            )?,
+            embed_out: linear_b(cfg.hidden_size, cfg.vocab_size, false, vb.pp("embed_out"))?,
+            rotary: Rotary::new(cfg, vb.dtype(), vb.device())?,
+        })
+    }
+}
+
+impl CausalLm for GptNeoX {
+    fn local_window(&self) -> Option<usize> {
+        None
+    }
+
+    fn embed(&self, ids: &Tensor, _pos: &Positions) -> Result<Tensor> {
+        self.embed_in.forward(ids)
+    }
+
+    fn block(
+        &self,
+        layer: usize,
+        x: &Tensor,
+        bypass: bool,
+        pos: &Positions,
+        kv: &mut LayerKv,
+    ) -> Result<Tensor> {
+        self.layers[layer].forward(x, bypass, &self.rotary, pos, kv)
+    }
+
+    fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        self.embed_out
+            .forward(&self.final_layer_norm.forward(x)?)?
+            .to_dtype(DType::F32)
+    }
+}

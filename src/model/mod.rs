@@ -1,0 +1,190 @@
+//! The two model families, behind one interface that exposes the transformer block by block
+//! so that callers can reuse the residual stream below a bypassed layer.
+
+pub mod attention;
+pub mod config;
+pub mod gpt_neo;
+pub mod gpt_neox;
+pub mod weights;
+
+use std::ops::Range;
+
+use anyhow::Result;
+use candle_core::{DType, Device, Tensor};
+
+pub use attention::{KvCache, LayerKv, Positions};
+pub use config::ModelConfig;
+pub use weights::ModelFiles;
+
+use crate::bad_input;
+
+/// One architecture, block by block.
+pub trait CausalLm: Send + Sync {
+    /// GPT-Neo's local attention window, when the model has local layers.
+    fn local_window(&self) -> Option<usize>;
+    /// Token (and, for GPT-Neo, position) embeddings: `[b, t]` ids → `[b, t, hidden]`.
+    fn embed(&self, ids: &Tensor, pos: &Positions) -> candle_core::Result<Tensor>;
+    /// Transformer block `layer`; when `bypass` its attention is the identity.
+    fn block(
+        &self,
+        layer: usize,
+        x: &Tensor,
+        bypass: bool,
+        pos: &Positions,
+        kv: &mut LayerKv,
+    ) -> candle_core::Result<Tensor>;
+    /// Final layer norm and LM head: `[b, t, hidden]` → f32 logits `[b, t, vocab]`.
+    fn logits(&self, x: &Tensor) -> candle_core::Result<Tensor>;
+}
+
+/// The activations used by the two families.
+#[derive(Debug, Clone, Copy)]
+pub enum Activation {
+    /// `gelu`: exact, with erf (GPT-NeoX).
+    GeluErf,
+    /// `gelu_new` / `gelu_fast`: the tanh approximation (GPT-Neo).
+    GeluTanh,
+}
+
+impl Activation {
+    /// Names are validated when the config is read.
+    pub fn from_name(name: &str) -> Self {
+        if name == "gelu" {
+            Self::GeluErf
+        } else {
+            Self::GeluTanh
+        }
+    }
+
+    pub fn apply(self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::GeluErf => x.gelu_erf(),
+            Self::GeluTanh => x.gelu(),
+        }
+    }
+}
+
+/// Which blocks have their attention bypassed. The empty set is the unmodified model.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BypassSet(Vec<usize>);
+
+impl BypassSet {
+    pub fn new(mut layers: Vec<usize>) -> Self {
+        layers.sort_unstable();
+        layers.dedup();
+        Self(layers)
+    }
+
+    pub fn none() -> Self {
+        Self(Vec::new())
+    }
+
+    pub fn layers(&self) -> &[usize] {
+        &self.0
+    }
+
+    pub fn contains(&self, layer: usize) -> bool {
+        self.0.binary_search(&layer).is_ok()
+    }
+
+    /// The lowest bypassed layer: blocks below it compute exactly what the base model does.
+    pub fn lowest(&self) -> Option<usize> {
+        self.0.first().copied()
+    }
+}
+
+/// A loaded model on a device.
+pub struct Model {
+    net: Box<dyn CausalLm>,
+    pub config: ModelConfig,
+    pub device: Device,
+    pub dtype: DType,
+}
+
+impl Model {
+    /// Load from resolved files; every problem with the files is reported as bad input.
+    pub fn load(files: &ModelFiles, device: &Device, dtype: DType) -> Result<Self> {
+        let config = ModelConfig::from_file(&files.config)?;
+        let vb = weights::var_builder(&files.weights, dtype, device)?;
+        let net: candle_core::Result<Box<dyn CausalLm>> = match &config {
+            ModelConfig::GptNeoX(cfg) => gpt_neox::GptNeoX::new(cfg, vb).map(|m| Box::new(m) as _),
+            ModelConfig::GptNeo(cfg) => gpt_neo::GptNeo::new(cfg, vb).map(|m| Box::new(m) as _),
+        };
+        let net = net.map_err(|err| {
+            bad_input!(
+                "loading weights of {}: {err}",
+                files.config.parent().unwrap_or(&files.config).display()
+            )
+        })?;
+        Ok(Self {
+            net,
+            config,
+            device: device.clone(),
+            dtype,
+        })
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.config.num_layers()
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.config.vocab_size()
+    }
+
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.num_layers())
+    }
+
+    /// Register tokens at positions `query_pos` (`[b, t]` f32) in `cache`.
+    pub fn begin_step(&self, cache: &mut KvCache, query_pos: &Tensor) -> Result<Positions> {
+        Ok(cache.begin_step(query_pos, self.net.local_window())?)
+    }
+
+    pub fn embed(&self, ids: &Tensor, pos: &Positions) -> Result<Tensor> {
+        Ok(self.net.embed(ids, pos)?)
+    }
+
+    /// Run blocks `layers` on the residual stream `x`, appending to `cache`.
+    pub fn run_layers(
+        &self,
+        mut x: Tensor,
+        layers: Range<usize>,
+        bypass: &BypassSet,
+        pos: &Positions,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        for layer in layers {
+            x = self.net.block(
+                layer,
+                &x,
+                bypass.contains(layer),
+                pos,
+                &mut cache.layers[layer],
+            )?;
+        }
+        Ok(x)
+    }
+
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        Ok(self.net.logits(hidden)?)
+    }
+
+    /// Plain full forward: `[b, t]` u32 ids → f32 logits `[b, t, vocab]`, no cache kept.
+    pub fn forward(&self, ids: &Tensor, bypass: &BypassSet) -> Result<Tensor> {
+        let (batch, len) = ids.dims2()?;
+        let mut cache = self.new_cache();
+        let pos = self.begin_step(&mut cache, &sequence_positions(batch, len, &self.device)?)?;
+        let x = self.embed(ids, &pos)?;
+        let x = self.run_layers(x, 0..self.num_layers(), bypass, &pos, &mut cache)?;
+        self.logits(&x)
+    }
+}
+
+/// Positions `0..len` for each of `batch` rows, `[batch, len]` f32.
+pub fn sequence_positions(batch: usize, len: usize, device: &Device) -> Result<Tensor> {
+    Ok(Tensor::arange(0u32, len as u32, device)?
+        .to_dtype(DType::F32)?
+        .unsqueeze(0)?
+        .repeat((batch, 1))?)
+}

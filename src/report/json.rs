@@ -1,0 +1,142 @@
+//! The JSON result files, in SPEC's shape, written atomically (temp file + fsync + rename) so a
+//! crash never leaves a half-written file that looks complete.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::bad_input;
+use crate::memorize::{MeanScores, SampleScores, SettingResult};
+
+#[derive(Debug, Serialize)]
+pub struct ToolInfo {
+    pub name: &'static str,
+    pub version: &'static str,
+}
+
+impl ToolInfo {
+    pub fn current() -> Self {
+        Self {
+            name: "llm-mem",
+            version: env!("CARGO_PKG_VERSION"),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ModelInfo {
+    pub path: String,
+    pub architecture: String,
+    pub num_layers: usize,
+    pub dtype: String,
+    pub device: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DataInfo {
+    pub path: String,
+    pub num_samples: usize,
+    pub seq_len: usize,
+    pub prefix_len: usize,
+    pub suffix_len: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MemorizeEntry {
+    pub bypass: Vec<usize>,
+    #[serde(flatten)]
+    pub scores: MeanScores,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_sample: Option<Vec<SampleScores>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MemorizeReport {
+    pub tool: ToolInfo,
+    pub model: ModelInfo,
+    pub data: DataInfo,
+    pub results: Vec<MemorizeEntry>,
+}
+
+impl MemorizeReport {
+    pub fn new(
+        model: ModelInfo,
+        data: DataInfo,
+        results: &[SettingResult],
+        per_sample: bool,
+    ) -> Self {
+        let results = results
+            .iter()
+            .map(|r| MemorizeEntry {
+                bypass: r.bypass.layers().to_vec(),
+                scores: r.mean.clone(),
+                per_sample: per_sample.then(|| r.samples.clone()),
+            })
+            .collect();
+        Self {
+            tool: ToolInfo::current(),
+            model,
+            data,
+            results,
+        }
+    }
+}
+
+/// Fail early, before hours of computing, if `path` cannot be written: creates its directory
+/// and a scratch file beside it.
+pub fn check_writable(path: &Path) -> Result<()> {
+    let dir = parent_dir(path);
+    std::fs::create_dir_all(&dir).map_err(|err| {
+        bad_input!(
+            "--output {}: cannot create directory {}: {err}",
+            path.display(),
+            dir.display()
+        )
+    })?;
+    let probe = scratch_path(path);
+    std::fs::File::create(&probe).map_err(|err| {
+        bad_input!(
+            "--output {}: cannot write in {}: {err}",
+            path.display(),
+            dir.display()
+        )
+    })?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Serialize `value` as pretty JSON to `path` atomically.
+pub fn write_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    let tmp = scratch_path(path);
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write()
+        .map_err(|err| {
+            let _ = std::fs::remove_file(&tmp);
+            err
+        })
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn scratch_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    parent_dir(path).join(format!(".{name}.tmp-{}", std::process::id()))
+}

@@ -1,0 +1,74 @@
+//! Plain-text tables for stdout.
+
+use crate::memorize::SettingResult;
+
+/// How a setting is shown to people: `base`, `2`, `20-23`, `2,4`.
+pub fn setting_label(layers: &[usize]) -> String {
+    if layers.is_empty() {
+        return "base".into();
+    }
+    let contiguous = layers.windows(2).all(|w| w[1] == w[0] + 1);
+    if contiguous && layers.len() > 2 {
+        format!("{}-{}", layers[0], layers[layers.len() - 1])
+    } else {
+        layers
+            .iter()
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// One row per setting, one column per metric.
+pub fn memorize_table(results: &[SettingResult]) -> String {
+    let header = [
+        "bypass",
+        "exact_match",
+        "token_acc",
+        "entropy",
+        "tf_acc",
+        "mem_len",
+        "suffix_nll",
+    ];
+    let rows: Vec<Vec<String>> = results
+        .iter()
+        .map(|r| {
+            let m = &r.mean;
+            vec![
+                setting_label(r.bypass.layers()),
+                format!("{:.4}", m.exact_match),
+                format!("{:.4}", m.token_accuracy),
+                format!("{:.3}", m.completion_entropy),
+                format!("{:.4}", m.teacher_forced_accuracy),
+                format!("{:.2}", m.memorized_len),
+                format!("{:.4}", m.suffix_nll),
+            ]
+        })
+        .collect();
+    render(&header, &rows)
+}
+
+/// Right-aligned columns under a header line.
+pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:>w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    let mut out = line(header.to_vec());
+    out.push('\n');
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,93 @@
+//! Shared helpers for the integration tests: fixture models and their HF reference outputs.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use llm_mem::memorize::npy::{read_token_rows, TokenRows};
+use llm_mem::model::{weights, BypassSet, Model};
+use ndarray::Array4;
+use ndarray_npy::ReadNpyExt;
+use serde::Deserialize;
+
+/// The tiny random checkpoints made by `scripts/make_fixtures.py`.
+pub const FIXTURE_MODELS: [&str; 3] = ["neox-parallel", "neox-sequential", "neo-local"];
+
+pub fn fixture_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/models")
+        .join(name)
+}
+
+pub fn load_model(name: &str) -> Model {
+    let files = weights::resolve(fixture_dir(name).to_str().unwrap(), None).unwrap();
+    Model::load(&files, &Device::Cpu, DType::F32).unwrap()
+}
+
+pub fn load_data(name: &str) -> TokenRows {
+    read_token_rows(&fixture_dir(name).join("data.npy")).unwrap()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Reference {
+    pub prefix_len: usize,
+    pub settings: Vec<Vec<usize>>,
+    /// Per setting, per row: the 16 greedy tokens HF generated.
+    pub greedy: Vec<Vec<Vec<u32>>>,
+    pub metrics: Vec<serde_json::Value>,
+    pub per_sample: Vec<Vec<serde_json::Value>>,
+}
+
+impl Reference {
+    pub fn bypass_sets(&self) -> Vec<BypassSet> {
+        self.settings
+            .iter()
+            .map(|s| BypassSet::new(s.clone()))
+            .collect()
+    }
+}
+
+pub fn load_reference(name: &str) -> Reference {
+    let text = std::fs::read_to_string(fixture_dir(name).join("reference/reference.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// HF's teacher-forced logits, `[settings, rows, seq_len, vocab]`.
+pub fn load_reference_logits(name: &str) -> Array4<f32> {
+    let file = std::fs::File::open(fixture_dir(name).join("reference/logits.npy")).unwrap();
+    Array4::<f32>::read_npy(file).unwrap()
+}
+
+pub fn ids_tensor(rows: &TokenRows) -> Tensor {
+    Tensor::from_slice(&rows.ids, (rows.rows, rows.cols), &Device::Cpu).unwrap()
+}
+
+/// Greedy continuation by the most naive loop there is: a full forward over the whole
+/// sequence for every new token, no cache.
+pub fn naive_greedy(
+    model: &Model,
+    prompt: &[u32],
+    new_tokens: usize,
+    bypass: &BypassSet,
+) -> Vec<u32> {
+    let mut seq = prompt.to_vec();
+    for _ in 0..new_tokens {
+        let ids = Tensor::from_slice(&seq, (1, seq.len()), &Device::Cpu).unwrap();
+        let logits = model.forward(&ids, bypass).unwrap().squeeze(0).unwrap();
+        let last = logits.get(seq.len() - 1).unwrap().to_vec1::<f32>().unwrap();
+        let best = last
+            .iter()
+            .enumerate()
+            .fold(0, |best, (i, &v)| if v > last[best] { i } else { best });
+        seq.push(best as u32);
+    }
+    seq[prompt.len()..].to_vec()
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}

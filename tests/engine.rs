@@ -1,0 +1,158 @@
+//! The fast memorize path against plain computations: the KV cache against full recompute,
+//! batched rows against rows one by one, and the divergence-only decoding against a naive
+//! greedy loop.
+
+mod common;
+
+use candle_core::{Device, Tensor};
+use common::*;
+use llm_mem::memorize::{self, SampleScores};
+use llm_mem::model::{sequence_positions, BypassSet};
+
+#[test]
+fn kv_cache_decoding_equals_full_recompute() {
+    for name in FIXTURE_MODELS {
+        let model = load_model(name);
+        let data = load_data(name);
+        let row = data.row(3);
+        for bypass in [BypassSet::none(), BypassSet::new(vec![1])] {
+            let mut cache = model.new_cache();
+            // Prompt of 5 tokens in one call, then one token per call.
+            let mut fed = 5;
+            let pos = model
+                .begin_step(
+                    &mut cache,
+                    &sequence_positions(1, fed, &Device::Cpu).unwrap(),
+                )
+                .unwrap();
+            let ids = Tensor::from_slice(&row[..fed], (1, fed), &Device::Cpu).unwrap();
+            let x = model.embed(&ids, &pos).unwrap();
+            let x = model
+                .run_layers(x, 0..model.num_layers(), &bypass, &pos, &mut cache)
+                .unwrap();
+            let mut last = model.logits(&x.narrow(1, fed - 1, 1).unwrap()).unwrap();
+            while fed <= row.len() {
+                let full = model
+                    .forward(
+                        &Tensor::from_slice(&row[..fed], (1, fed), &Device::Cpu).unwrap(),
+                        &bypass,
+                    )
+                    .unwrap();
+                let expected: Vec<f32> = full
+                    .narrow(1, fed - 1, 1)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                let got: Vec<f32> = last.flatten_all().unwrap().to_vec1().unwrap();
+                let diff = max_abs_diff(&got, &expected);
+                assert!(
+                    diff < 1e-4,
+                    "{name} {:?} after {fed} tokens: {diff}",
+                    bypass.layers()
+                );
+                if fed == row.len() {
+                    break;
+                }
+                let pos = model
+                    .begin_step(
+                        &mut cache,
+                        &Tensor::new(&[[fed as f32]], &Device::Cpu).unwrap(),
+                    )
+                    .unwrap();
+                let x = model
+                    .embed(&Tensor::new(&[[row[fed]]], &Device::Cpu).unwrap(), &pos)
+                    .unwrap();
+                last = model
+                    .logits(
+                        &model
+                            .run_layers(x, 0..model.num_layers(), &bypass, &pos, &mut cache)
+                            .unwrap(),
+                    )
+                    .unwrap();
+                fed += 1;
+            }
+        }
+    }
+}
+
+fn all_settings(layers: usize) -> Vec<BypassSet> {
+    let mut settings = vec![BypassSet::none()];
+    settings.extend((0..layers).map(|l| BypassSet::new(vec![l])));
+    settings.push(BypassSet::new((1..layers).collect()));
+    settings
+}
+
+fn assert_close(a: &SampleScores, b: &SampleScores, what: &str) {
+    assert_eq!(a.exact_match, b.exact_match, "{what}");
+    assert_eq!(a.memorized_len, b.memorized_len, "{what}");
+    assert_eq!(a.token_accuracy, b.token_accuracy, "{what}");
+    assert_eq!(
+        a.teacher_forced_accuracy, b.teacher_forced_accuracy,
+        "{what}"
+    );
+    assert!(
+        (a.completion_entropy - b.completion_entropy).abs() < 1e-4,
+        "{what}"
+    );
+    assert!((a.suffix_nll - b.suffix_nll).abs() < 1e-5, "{what}");
+}
+
+#[test]
+fn batched_rows_equal_rows_one_by_one() {
+    for name in FIXTURE_MODELS {
+        let model = load_model(name);
+        let data = load_data(name);
+        let settings = all_settings(model.num_layers());
+        let together =
+            memorize::run_sweep(&model, &data, 8, data.rows, &settings, &mut |_| {}).unwrap();
+        let alone = memorize::run_sweep(&model, &data, 8, 1, &settings, &mut |_| {}).unwrap();
+        for (t, a) in together.iter().zip(&alone) {
+            for (row, (x, y)) in t.samples.iter().zip(&a.samples).enumerate() {
+                assert_close(x, y, &format!("{name} {:?} row {row}", t.bypass.layers()));
+            }
+        }
+    }
+}
+
+#[test]
+fn fast_path_equals_naive_greedy_loop() {
+    for name in FIXTURE_MODELS {
+        let model = load_model(name);
+        let data = load_data(name);
+        let settings = all_settings(model.num_layers());
+        for prefix_len in [3, 8, 20] {
+            let results =
+                memorize::run_sweep(&model, &data, prefix_len, 4, &settings, &mut |_| {}).unwrap();
+            let s = data.cols - prefix_len;
+            let mut diverged = 0;
+            for result in &results {
+                for (row, scores) in result.samples.iter().enumerate() {
+                    let suffix = &data.row(row)[prefix_len..];
+                    let greedy =
+                        naive_greedy(&model, &data.row(row)[..prefix_len], s, &result.bypass);
+                    let matches = greedy.iter().zip(suffix).filter(|(g, t)| g == t).count();
+                    let memorized = greedy
+                        .iter()
+                        .zip(suffix)
+                        .take_while(|(g, t)| g == t)
+                        .count();
+                    let what = format!(
+                        "{name} P={prefix_len} {:?} row {row}",
+                        result.bypass.layers()
+                    );
+                    assert_eq!(scores.token_accuracy, matches as f64 / s as f64, "{what}");
+                    assert_eq!(scores.memorized_len, memorized, "{what}");
+                    assert_eq!(scores.exact_match, memorized == s, "{what}");
+                    diverged += usize::from(memorized + 1 < s);
+                }
+            }
+            // Rows that diverge before their last token are the ones that need real decoding.
+            assert!(
+                diverged > 0,
+                "{name} P={prefix_len}: no row needs decoding; the test would be weak"
+            );
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Parity with HF transformers on the fixture checkpoints: logits of the base model and of
+//! every bypass setting within 1e-4, greedy continuations and all six metrics.
+
+mod common;
+
+use common::*;
+use llm_mem::memorize::{self, SampleScores};
+
+const LOGIT_TOLERANCE: f32 = 1e-4;
+
+#[test]
+fn logits_match_hf_for_every_setting() {
+    for name in FIXTURE_MODELS {
+        let model = load_model(name);
+        let data = load_data(name);
+        let reference = load_reference(name);
+        let expected = load_reference_logits(name);
+        let ids = ids_tensor(&data);
+        for (i, setting) in reference.bypass_sets().iter().enumerate() {
+            let logits = model.forward(&ids, setting).unwrap();
+            let ours: Vec<f32> = logits.flatten_all().unwrap().to_vec1().unwrap();
+            let theirs: Vec<f32> = expected
+                .index_axis(ndarray::Axis(0), i)
+                .iter()
+                .copied()
+                .collect();
+            let diff = max_abs_diff(&ours, &theirs);
+            assert!(
+                diff <= LOGIT_TOLERANCE,
+                "{name} bypass {:?}: max |Δlogit| = {diff}",
+                setting.layers()
+            );
+        }
+    }
+}
+
+#[test]
+fn naive_greedy_matches_hf_generate() {
+    for name in FIXTURE_MODELS {
+        let model = load_model(name);
+        let data = load_data(name);
+        let reference = load_reference(name);
+        let p = reference.prefix_len;
+        for (i, setting) in reference.bypass_sets().iter().enumerate() {
+            for row in 0..data.rows {
+                let ours = naive_greedy(&model, &data.row(row)[..p], data.cols - p, setting);
+                assert_eq!(
+                    ours,
+                    reference.greedy[i][row],
+                    "{name} bypass {:?} row {row}",
+                    setting.layers()
+                );
+            }
+        }
+    }
+}
+
+fn assert_scores_match(name: &str, ours: &SampleScores, theirs: &serde_json::Value, what: &str) {
+    let f = |key: &str| {
+        theirs[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{name}: reference lacks {key}"))
+    };
+    assert_eq!(
+        f64::from(u8::from(ours.exact_match)),
+        f("exact_match"),
+        "{what}: exact_match"
+    );
+    assert_eq!(
+        ours.memorized_len as f64,
+        f("memorized_len"),
+        "{what}: memorized_len"
+    );
+    assert_eq!(
+        ours.token_accuracy,
+        f("token_accuracy"),
+        "{what}: token_accuracy"
+    );
+    assert_eq!(
+        ours.teacher_forced_accuracy,
+        f("teacher_forced_accuracy"),
+        "{what}: teacher_forced_accuracy"
+    );
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-4 * b.abs().max(1.0);
+    assert!(
+        close(ours.completion_entropy, f("completion_entropy")),
+        "{what}: entropy {} vs {}",
+        ours.completion_entropy,
+        f("completion_entropy")
+    );
+    assert!(
+        close(ours.suffix_nll, f("suffix_nll")),
+        "{what}: suffix_nll {} vs {}",
+        ours.suffix_nll,
+        f("suffix_nll")
+    );
+}
+
+#[test]
+fn memorize_metrics_match_hf_for_every_setting() {
+    for name in FIXTURE_MODELS {
+        let model = load_model(name);
+        let data = load_data(name);
+        let reference = load_reference(name);
+        let settings = reference.bypass_sets();
+        let results = memorize::run_sweep(
+            &model,
+            &data,
+            reference.prefix_len,
+            4,
+            &settings,
+            &mut |_| {},
+        )
+        .unwrap();
+        for (i, result) in results.iter().enumerate() {
+            for (row, sample) in result.samples.iter().enumerate() {
+                let what = format!("{name} bypass {:?} row {row}", result.bypass.layers());
+                assert_scores_match(name, sample, &reference.per_sample[i][row], &what);
+            }
+            let mean = &reference.metrics[i];
+            assert_eq!(
+                result.mean.exact_match,
+                mean["exact_match"].as_f64().unwrap(),
+                "{name} {i}"
+            );
+            assert!((result.mean.suffix_nll - mean["suffix_nll"].as_f64().unwrap()).abs() < 1e-4);
+        }
+    }
+}
