@@ -4,6 +4,7 @@
 //! per-layer attention bypass ([`model`]), the memorization sweep ([`memorize`]) and result
 //! files ([`report`]).
 
+pub mod default_model;
 pub mod error;
 pub mod extract;
 pub mod hub;

@@ -8,13 +8,14 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use llm_mem::bad_input;
 use llm_mem::error::is_bad_input;
+use llm_mem::extract;
 use llm_mem::memorize::{self, settings};
-use llm_mem::model::{weights, Model};
+use llm_mem::model::{weights, Model, ModelFiles};
 use llm_mem::report::json::{self, DataInfo, MemorizeReport, ModelInfo};
 use llm_mem::report::table;
 use llm_mem::runtime;
+use llm_mem::{bad_input, default_model};
 
 #[derive(Parser)]
 #[command(
@@ -34,14 +35,20 @@ enum Command {
     ///
     /// Example: llm-mem memorize --model-path EleutherAI/pythia-160m --dataset-path memorized.npy --prefix-len 32
     Memorize(MemorizeArgs),
+    /// Find the windows of a corpus that the model reproduces verbatim; write them as a .npy
+    /// for `memorize`.
+    ///
+    /// Example: llm-mem extract --model-path EleutherAI/pythia-160m --input corpus.jsonl --output memorized.npy
+    Extract(ExtractArgs),
 }
 
 #[derive(Args)]
 struct ModelArgs {
     /// Model directory (config.json + model.safetensors / sharded safetensors /
     /// pytorch_model.bin) or a Hugging Face hub id such as EleutherAI/pythia-1.4b.
+    /// Default: the tiny Pythia built into llm-mem.
     #[arg(long, value_name = "DIR|HUB_ID")]
-    model_path: String,
+    model_path: Option<String>,
     /// Hub revision (branch, tag or commit), e.g. step143000. Ignored for local directories.
     #[arg(long)]
     revision: Option<String>,
@@ -57,9 +64,10 @@ struct ModelArgs {
 struct MemorizeArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// 2-D .npy of token ids, one memorized sample (prefix + suffix) per row; any integer dtype.
+    /// 2-D .npy of token ids, one memorized sample (prefix + suffix) per row; any integer
+    /// dtype. Default (only without --model-path): the built-in model's memorized samples.
     #[arg(long, value_name = "FILE.npy")]
-    dataset_path: PathBuf,
+    dataset_path: Option<PathBuf>,
     /// Tokens of each row given as the prompt; the rest is the suffix to reproduce.
     #[arg(long, default_value_t = 32)]
     prefix_len: usize,
@@ -80,10 +88,36 @@ struct MemorizeArgs {
     per_sample: bool,
 }
 
+#[derive(Args)]
+struct ExtractArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Token corpus: .npy (1-D = one token stream, 2-D = one document per row), or text
+    /// tokenized with the model's tokenizer.json (.txt = one document, .jsonl = field "text").
+    #[arg(long, value_name = "FILE")]
+    input: PathBuf,
+    /// Prompt tokens of each window.
+    #[arg(long, default_value_t = 32)]
+    prefix_len: usize,
+    /// Tokens after the prompt that must be reproduced exactly.
+    #[arg(long, default_value_t = 32)]
+    suffix_len: usize,
+    /// Distance between window starts (default: prefix + suffix, no overlap).
+    #[arg(long)]
+    stride: Option<usize>,
+    /// Windows per forward pass.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Output .npy (2-D int64, one memorized window per row).
+    #[arg(long, value_name = "FILE.npy")]
+    output: PathBuf,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Memorize(args) => run_memorize(args),
+        Command::Extract(args) => run_extract(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -110,11 +144,31 @@ fn model_id(model_path: &str) -> String {
     model_path.trim_matches('/').replace('/', "_")
 }
 
-fn load_model(args: &ModelArgs) -> Result<Model> {
+impl ModelArgs {
+    /// `--model-path`, or the unpacked built-in model.
+    fn path(&self) -> Result<String> {
+        match &self.model_path {
+            Some(path) => Ok(path.clone()),
+            None => Ok(default_model::unpack()?.to_string_lossy().into_owned()),
+        }
+    }
+
+    /// How the model is named in output files and paths.
+    fn display_name(&self) -> String {
+        self.model_path
+            .clone()
+            .unwrap_or_else(|| default_model::NAME.to_string())
+    }
+}
+
+fn resolve_model(args: &ModelArgs) -> Result<ModelFiles> {
+    weights::resolve(&args.path()?, args.revision.as_deref())
+}
+
+fn load_model(args: &ModelArgs, files: &ModelFiles) -> Result<Model> {
     let device = runtime::parse_device(&args.device)?;
     let dtype = runtime::parse_dtype(&args.dtype, &device)?;
-    let files = weights::resolve(&args.model_path, args.revision.as_deref())?;
-    Model::load(&files, &device, dtype)
+    Model::load(files, &device, dtype)
 }
 
 fn run_memorize(args: MemorizeArgs) -> Result<()> {
@@ -126,16 +180,24 @@ fn run_memorize(args: MemorizeArgs) -> Result<()> {
         .iter()
         .map(|s| settings::parse_bypass(s))
         .collect::<Result<Vec<_>>>()?;
-    let data = memorize::npy::read_token_rows(&args.dataset_path)?;
+    let dataset_path = match (&args.dataset_path, &args.model.model_path) {
+        (Some(path), _) => path.clone(),
+        (None, None) => default_model::unpack()?.join(default_model::DATA_FILE),
+        (None, Some(_)) => return Err(bad_input!("--dataset-path is required with --model-path")),
+    };
+    let data_name = match &args.dataset_path {
+        Some(path) => path.display().to_string(),
+        None => format!("{} (built in)", default_model::NAME),
+    };
+    let data = memorize::npy::read_token_rows(&dataset_path)?;
     let output = args.output.clone().unwrap_or_else(|| {
         PathBuf::from("memorization_scores").join(format!(
             "{}_prefix{}.json",
-            model_id(&args.model.model_path),
+            model_id(&args.model.display_name()),
             args.prefix_len
         ))
     });
-    let model = load_model(&args.model)?;
-    let data_name = args.dataset_path.display().to_string();
+    let model = load_model(&args.model, &resolve_model(&args.model)?)?;
     memorize::validate(&model, &data, args.prefix_len, &data_name)?;
     let layers = model.num_layers();
     let sweep = settings::sweep(layers, args.num_layers.unwrap_or(layers), &extra)?;
@@ -154,7 +216,7 @@ fn run_memorize(args: MemorizeArgs) -> Result<()> {
 
     let report = MemorizeReport::new(
         ModelInfo {
-            path: args.model.model_path.clone(),
+            path: args.model.display_name(),
             architecture: model.config.architecture().into(),
             num_layers: layers,
             dtype: runtime::dtype_name(model.dtype).into(),
@@ -173,6 +235,52 @@ fn run_memorize(args: MemorizeArgs) -> Result<()> {
     json::write_atomic(&output, &report)?;
     print!("{}", table::memorize_table(&results));
     eprintln!("wrote {}", output.display());
+    Ok(())
+}
+
+fn run_extract(args: ExtractArgs) -> Result<()> {
+    if args.prefix_len == 0 || args.suffix_len == 0 {
+        return Err(bad_input!(
+            "--prefix-len and --suffix-len must be at least 1"
+        ));
+    }
+    if args.batch_size == 0 || args.stride == Some(0) {
+        return Err(bad_input!("--batch-size and --stride must be at least 1"));
+    }
+    let window = args.prefix_len + args.suffix_len;
+    let files = resolve_model(&args.model)?;
+    let corpus = extract::read_corpus(&args.input, files.tokenizer.as_deref())?;
+    let windows = extract::cut_windows(&corpus, window, args.stride.unwrap_or(window));
+    if windows.rows == 0 {
+        return Err(bad_input!(
+            "--input {}: shorter than one window of {window} tokens",
+            args.input.display()
+        ));
+    }
+    let model = load_model(&args.model, &files)?;
+    memorize::validate(
+        &model,
+        &windows,
+        args.prefix_len,
+        &args.input.display().to_string(),
+    )?;
+    json::check_writable(&args.output)?;
+
+    let bar = progress_bar((windows.rows * windows.cols) as u64);
+    let keep = extract::memorized(
+        &model,
+        &windows,
+        args.prefix_len,
+        args.batch_size,
+        &mut |n| bar.inc(n),
+    )?;
+    bar.finish_and_clear();
+    let kept = extract::write_rows(&args.output, &windows, &keep)?;
+    println!(
+        "{kept} of {} windows memorized; wrote {}",
+        windows.rows,
+        args.output.display()
+    );
     Ok(())
 }
 

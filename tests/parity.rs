@@ -127,3 +127,50 @@ fn memorize_metrics_match_hf_for_every_setting() {
         }
     }
 }
+
+/// Real Pythia configs name rotary settings `rotary_pct`/`rotary_emb_base`; newer transformers
+/// write `rope_parameters`. Both must give the same model.
+#[test]
+fn classic_rotary_keys_give_the_same_model() {
+    let source = fixture_dir("neox-parallel");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(source.join("config.json")).unwrap())
+            .unwrap();
+    let rope = config
+        .as_object_mut()
+        .unwrap()
+        .remove("rope_parameters")
+        .expect("fixture uses rope_parameters");
+    config["rotary_pct"] = rope["partial_rotary_factor"].clone();
+    config["rotary_emb_base"] = rope["rope_theta"].clone();
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    std::fs::copy(
+        source.join("model.safetensors"),
+        dir.path().join("model.safetensors"),
+    )
+    .unwrap();
+
+    let files = llm_mem::model::weights::resolve(dir.path().to_str().unwrap(), None).unwrap();
+    let classic =
+        llm_mem::model::Model::load(&files, &candle_core::Device::Cpu, candle_core::DType::F32)
+            .unwrap();
+    let modern = load_model("neox-parallel");
+    let ids = ids_tensor(&load_data("neox-parallel"));
+    let bypass = llm_mem::model::BypassSet::none();
+    let a: Vec<f32> = classic
+        .forward(&ids, &bypass)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let b: Vec<f32> = modern
+        .forward(&ids, &bypass)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert_eq!(a, b);
+}

@@ -1,0 +1,71 @@
+//! The tiny Pythia shipped inside the binary, with samples it has memorized, so that
+//! `llm-mem memorize` with no arguments runs the real experiment with no download and no GPU.
+//! Made by `scripts/train_tiny.py`.
+//!
+//! The bytes are compiled in; on first use they are unpacked into a directory in the
+//! system's temporary folder named after their content hash, so every other code path reads an
+//! ordinary checkpoint directory.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+pub const NAME: &str = "tiny-pythia";
+
+const FILES: [(&str, &[u8]); 4] = [
+    (
+        "config.json",
+        include_bytes!("../tests/fixtures/tiny-pythia/config.json"),
+    ),
+    (
+        "model.safetensors",
+        include_bytes!("../tests/fixtures/tiny-pythia/model.safetensors"),
+    ),
+    (
+        "tokenizer.json",
+        include_bytes!("../tests/fixtures/tiny-pythia/tokenizer.json"),
+    ),
+    (
+        "memorized.npy",
+        include_bytes!("../memorized_data/tiny-pythia.npy"),
+    ),
+];
+
+/// Name of the unpacked samples file inside [`unpack`]'s directory.
+pub const DATA_FILE: &str = "memorized.npy";
+
+/// Directory holding the embedded checkpoint and samples, unpacked if not already there.
+pub fn unpack() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("llm-mem-{NAME}-{:016x}", content_hash()));
+    if dir.join(DATA_FILE).is_file() {
+        return Ok(dir);
+    }
+    // Unpack into a private directory, then rename: concurrent runs never see half a model.
+    let staging = dir.with_extension(format!("tmp-{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(&staging)?;
+        for (name, bytes) in FILES {
+            std::fs::write(staging.join(name), bytes)?;
+        }
+        std::fs::rename(&staging, &dir)
+    };
+    if let Err(err) = write() {
+        let _ = std::fs::remove_dir_all(&staging);
+        if !dir.join(DATA_FILE).is_file() {
+            return Err(err)
+                .with_context(|| format!("unpacking the built-in model to {}", dir.display()));
+        }
+    }
+    Ok(dir)
+}
+
+/// FNV-1a over every embedded byte: a new build with other weights unpacks anew.
+fn content_hash() -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for (_, bytes) in FILES {
+        for &b in bytes {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
+}
