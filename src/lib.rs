@@ -4,12 +4,16 @@
 //! per-layer attention bypass ([`model`]), the memorization sweep ([`memorize`]) and result
 //! files ([`report`]).
 
+pub mod benchmark;
+pub mod cli;
 pub mod default_model;
 pub mod error;
 pub mod extract;
 pub mod hub;
 pub mod model;
+pub mod pickle_guard;
 mod quiet;
 pub mod memorize;
 pub mod report;
 pub mod runtime;
+pub mod sweep;

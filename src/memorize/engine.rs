@@ -8,15 +8,18 @@
 //!
 //! Blocks below a setting's lowest bypassed layer compute exactly what the base model does,
 //! so the base pass keeps the residual stream at each such layer and the setting starts there.
+//! The diverged rows of *all* settings decode together, each row with its own bypass mask and
+//! position, so every matrix product in the decode loop is as tall as it can be.
 
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Result};
-use candle_core::{Tensor, D};
+use candle_core::{Device, Tensor};
 
+use super::logit_stats::logit_stats;
 use super::metrics::{ForcedRow, SampleScores};
 use crate::model::attention::{argmax_last, HIDDEN_KEY};
-use crate::model::{sequence_positions, BypassSet, KvCache, LayerKv, Model};
+use crate::model::{sequence_positions, BypassSet, KvCache, LayerKv, Model, RowBypass};
 
 /// A batch of rows split into prompt and true suffix.
 pub struct Batch<'a> {
@@ -36,6 +39,9 @@ impl Batch<'_> {
         &self.ids[row * self.seq_len + self.prefix_len..(row + 1) * self.seq_len]
     }
 }
+
+/// Upper bound on rows decoded together; their KV caches are held until the decode runs.
+const MAX_DECODE_ROWS: usize = 512;
 
 /// Scores of every row of `batch` under each of `settings` (outer index = setting).
 pub fn score_batch(
@@ -65,8 +71,10 @@ pub fn score_batch(
         )?;
     }
 
-    let mut all = Vec::with_capacity(settings.len());
-    for setting in settings {
+    let mut forced_all = Vec::with_capacity(settings.len());
+    let mut greedy_all: Vec<Vec<Vec<u32>>> = Vec::with_capacity(settings.len());
+    let mut waiting: Vec<DecodeGroup> = Vec::new();
+    for (index, setting) in settings.iter().enumerate() {
         let (hidden, cache) = match setting.lowest() {
             None => (x.clone(), base_cache.clone()),
             Some(low) => {
@@ -85,17 +93,34 @@ pub fn score_batch(
             }
         };
         let forced = teacher_forced(model, &hidden, batch, setting)?;
-        let greedy = free_running(model, setting, &cache, batch, &forced)?;
-        all.push(
+        greedy_all.push(greedy_up_to_miss(&forced, batch));
+        if let Some(group) = DecodeGroup::new(index, &forced, &cache, batch, device)? {
+            waiting.push(group);
+        }
+        forced_all.push(forced);
+        let waiting_rows: usize = waiting.iter().map(|g| g.rows.len()).sum();
+        if waiting_rows >= MAX_DECODE_ROWS || index + 1 == settings.len() {
+            free_running(
+                model,
+                settings,
+                std::mem::take(&mut waiting),
+                batch,
+                &mut greedy_all,
+            )?;
+        }
+    }
+    Ok(forced_all
+        .iter()
+        .zip(&greedy_all)
+        .map(|(forced, greedy)| {
             forced
                 .iter()
-                .zip(&greedy)
+                .zip(greedy)
                 .enumerate()
                 .map(|(row, (f, g))| f.scores(g, batch.suffix(row)))
-                .collect(),
-        );
-    }
-    Ok(all)
+                .collect()
+        })
+        .collect())
 }
 
 /// Statistics of the S suffix-predicting positions `P-1 .. T-2`, from the LM head applied
@@ -111,20 +136,16 @@ fn teacher_forced(
     let targets: Vec<u32> = (0..batch.rows)
         .flat_map(|r| batch.suffix(r).to_vec())
         .collect();
-    let targets = Tensor::from_vec(targets, (batch.rows, s, 1), &model.device)?;
-    let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    let entropy = (log_probs.exp()? * &log_probs)?
-        .sum(D::Minus1)?
-        .neg()?
-        .to_vec2::<f32>()?;
-    let target_lp = log_probs
-        .gather(&targets, D::Minus1)?
-        .squeeze(D::Minus1)?
-        .to_vec2::<f32>()?;
-    let argmax = argmax_last(&logits)?.to_vec2::<u32>()?;
+    let stats = logit_stats(&logits, &targets)?;
     let mut out = Vec::with_capacity(batch.rows);
-    for (row, argmax) in argmax.into_iter().enumerate() {
-        let forced = ForcedRow::new(argmax, &entropy[row], &target_lp[row], batch.suffix(row));
+    for row in 0..batch.rows {
+        let span = row * s..(row + 1) * s;
+        let forced = ForcedRow::new(
+            stats.argmax[span.clone()].to_vec(),
+            &stats.entropy[span.clone()],
+            &stats.target_logprob[span],
+            batch.suffix(row),
+        );
         if !forced.entropy_sum.is_finite() || !forced.nll_mean.is_finite() {
             bail!(
                 "non-finite logits for row {row} with bypass {:?} (try --dtype f32)",
@@ -136,21 +157,10 @@ fn teacher_forced(
     Ok(out)
 }
 
-/// The full free-running greedy continuation (S tokens) of every row.
-///
-/// A row whose first teacher-forced miss is at suffix position j has greedy tokens
-/// `suffix[..j]`, then the wrong argmax at j, then whatever decoding from there gives. All
-/// diverged rows decode together, each at its own position: the teacher-forced cache is
-/// reused with the slots from `P + j` on hidden, so every row sees exactly its own context.
-fn free_running(
-    model: &Model,
-    setting: &BypassSet,
-    tf_cache: &KvCache,
-    batch: &Batch,
-    forced: &[ForcedRow],
-) -> Result<Vec<Vec<u32>>> {
-    let (s, p) = (batch.suffix_len(), batch.prefix_len);
-    let mut greedy: Vec<Vec<u32>> = forced
+/// Greedy tokens known from teacher forcing alone: the suffix up to the first miss, then the
+/// wrong argmax there.
+fn greedy_up_to_miss(forced: &[ForcedRow], batch: &Batch) -> Vec<Vec<u32>> {
+    forced
         .iter()
         .enumerate()
         .map(|(row, f)| match f.first_miss {
@@ -161,34 +171,99 @@ fn free_running(
                 tokens
             }
         })
-        .collect();
-    // Rows that still need tokens after their miss, earliest miss first: they need the most
-    // steps, so the rows still active at any step are always a prefix of this list.
-    let mut pending: Vec<(usize, usize)> = forced
-        .iter()
-        .enumerate()
-        .filter_map(|(row, f)| f.first_miss.filter(|&j| j + 1 < s).map(|j| (row, j)))
-        .collect();
-    if pending.is_empty() {
-        return Ok(greedy);
-    }
-    pending.sort_by_key(|&(row, j)| (j, row));
+        .collect()
+}
 
-    let device = &model.device;
-    let picked: Vec<u32> = pending.iter().map(|&(row, _)| row as u32).collect();
-    let mut cache = tf_cache.select_rows(&Tensor::from_vec(picked, pending.len(), device)?)?;
-    let slots = batch.seq_len;
-    let visible: Vec<f32> = pending
-        .iter()
-        .flat_map(|&(_, j)| (0..slots).map(move |k| if k < p + j { k as f32 } else { HIDDEN_KEY }))
-        .collect();
-    cache.key_pos = Some(Tensor::from_vec(visible, (pending.len(), slots), device)?);
+/// The rows of one setting that need decoding after their first miss, with that setting's
+/// teacher-forced KV cache restricted to them.
+struct DecodeGroup {
+    setting: usize,
+    /// `(row, first miss)`.
+    rows: Vec<(usize, usize)>,
+    cache: KvCache,
+}
 
-    let mut active = pending.len();
-    for step in 0.. {
-        let still = pending
+impl DecodeGroup {
+    fn new(
+        setting: usize,
+        forced: &[ForcedRow],
+        cache: &KvCache,
+        batch: &Batch,
+        device: &Device,
+    ) -> Result<Option<Self>> {
+        let s = batch.suffix_len();
+        let rows: Vec<(usize, usize)> = forced
             .iter()
-            .take_while(|&&(_, j)| j + 1 + step < s)
+            .enumerate()
+            .filter_map(|(row, f)| f.first_miss.filter(|&j| j + 1 < s).map(|j| (row, j)))
+            .collect();
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let picked: Vec<u32> = rows.iter().map(|&(row, _)| row as u32).collect();
+        let cache = cache.select_rows(&Tensor::from_vec(picked, rows.len(), device)?)?;
+        Ok(Some(Self {
+            setting,
+            rows,
+            cache,
+        }))
+    }
+}
+
+/// Decode every waiting row to the end of the suffix, appending to `greedy[setting][row]`.
+///
+/// A row whose first teacher-forced miss is at suffix position j continues from its wrong
+/// token at position `P + j`. Its teacher-forced cache is reused with the slots from `P + j`
+/// on hidden, so it sees exactly its own context. Rows are ordered by j: the earliest miss
+/// needs the most steps, so the rows still active at any step are a prefix of the batch.
+fn free_running(
+    model: &Model,
+    settings: &[BypassSet],
+    groups: Vec<DecodeGroup>,
+    batch: &Batch,
+    greedy: &mut [Vec<Vec<u32>>],
+) -> Result<()> {
+    if groups.is_empty() {
+        return Ok(());
+    }
+    let (s, p, device) = (batch.suffix_len(), batch.prefix_len, &model.device);
+    // (setting, row, miss) in group-major order, then sorted by miss.
+    let entries: Vec<(usize, usize, usize)> = groups
+        .iter()
+        .flat_map(|g| g.rows.iter().map(move |&(row, j)| (g.setting, row, j)))
+        .collect();
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_by_key(|&i| (entries[i].2, i));
+    let sorted: Vec<(usize, usize, usize)> = order.iter().map(|&i| entries[i]).collect();
+
+    let mut cache = merge_caches(groups.iter().map(|g| &g.cache).collect(), batch.seq_len)?;
+    cache = cache.select_rows(&Tensor::from_vec(
+        order.iter().map(|&i| i as u32).collect::<Vec<_>>(),
+        order.len(),
+        device,
+    )?)?;
+    let visible: Vec<f32> = sorted
+        .iter()
+        .flat_map(|&(_, _, j)| {
+            (0..batch.seq_len).map(move |k| if k < p + j { k as f32 } else { HIDDEN_KEY })
+        })
+        .collect();
+    cache.key_pos = Some(Tensor::from_vec(
+        visible,
+        (sorted.len(), batch.seq_len),
+        device,
+    )?);
+    let row_sets: Vec<&BypassSet> = sorted
+        .iter()
+        .map(|&(setting, _, _)| &settings[setting])
+        .collect();
+    let mut bypass = RowBypass::new(&row_sets, model.num_layers(), device)?;
+
+    let mut active = sorted.len();
+    for step in 0.. {
+        let still = sorted
+            .iter()
+            .take_while(|&&(_, _, j)| j + 1 + step < s)
             .count();
         if still == 0 {
             break;
@@ -196,22 +271,58 @@ fn free_running(
         if still < active {
             active = still;
             cache.narrow_rows(active)?;
+            bypass.narrow_rows(active)?;
         }
-        let rows = &pending[..active];
+        let rows = &sorted[..active];
         let input: Vec<u32> = rows
             .iter()
-            .map(|&(row, _)| *greedy[row].last().unwrap())
+            .map(|&(set, row, _)| *greedy[set][row].last().unwrap())
             .collect();
-        let query: Vec<f32> = rows.iter().map(|&(_, j)| (p + j + step) as f32).collect();
+        let query: Vec<f32> = rows
+            .iter()
+            .map(|&(_, _, j)| (p + j + step) as f32)
+            .collect();
         let pos = model.begin_step(&mut cache, &Tensor::from_vec(query, (active, 1), device)?)?;
         let x = model.embed(&Tensor::from_vec(input, (active, 1), device)?, &pos)?;
-        let x = model.run_layers(x, 0..model.num_layers(), setting, &pos, &mut cache)?;
+        let x = model.run_layers_per_row(x, 0..model.num_layers(), &bypass, &pos, &mut cache)?;
         let next = argmax_last(&model.logits(&x)?.squeeze(1)?)?.to_vec1::<u32>()?;
-        for (&(row, _), token) in rows.iter().zip(next) {
-            greedy[row].push(token);
+        for (&(set, row, _), token) in rows.iter().zip(next) {
+            greedy[set][row].push(token);
         }
     }
-    Ok(greedy)
+    Ok(())
+}
+
+/// Stack the caches of several groups along the batch dimension. A layer that some group
+/// bypasses has no cache there; it gets zeros, which its rows never use (they bypass it).
+fn merge_caches(caches: Vec<&KvCache>, slots: usize) -> Result<KvCache> {
+    let layers = caches[0].layers.len();
+    let mut merged = KvCache::new(layers);
+    for layer in 0..layers {
+        let Some((k_like, _)) = caches.iter().find_map(|c| c.layers[layer].kv.as_ref()) else {
+            continue; // every group bypasses this layer
+        };
+        let (_, heads, keys, dim) = k_like.dims4()?;
+        debug_assert_eq!(keys, slots);
+        let (mut ks, mut vs) = (Vec::new(), Vec::new());
+        for cache in &caches {
+            match &cache.layers[layer].kv {
+                Some((k, v)) => {
+                    ks.push(k.clone());
+                    vs.push(v.clone());
+                }
+                None => {
+                    let rows = cache.key_pos.as_ref().map_or(Ok(0), |p| p.dim(0))?;
+                    let zeros =
+                        Tensor::zeros((rows, heads, keys, dim), k_like.dtype(), k_like.device())?;
+                    ks.push(zeros.clone());
+                    vs.push(zeros);
+                }
+            }
+        }
+        merged.layers[layer].kv = Some((Tensor::cat(&ks, 0)?, Tensor::cat(&vs, 0)?));
+    }
+    Ok(merged)
 }
 
 /// Which rows the unmodified model reproduces exactly under greedy decoding: one

@@ -1,14 +1,19 @@
 //! `llm-mem memorize`: how much of each memorized sample survives each bypass setting.
 
 pub mod engine;
+pub mod logit_stats;
 pub mod metrics;
 pub mod npy;
 pub mod settings;
+pub mod stored;
 
-use anyhow::Result;
+use std::ops::Range;
+
+use anyhow::{Context, Result};
 
 use crate::bad_input;
-use crate::model::{BypassSet, Model};
+use crate::model::{BypassSet, Model, ModelConfig};
+use crate::sweep::shard::setting_cost;
 pub use metrics::{MeanScores, SampleScores};
 pub use npy::TokenRows;
 
@@ -22,20 +27,30 @@ pub struct SettingResult {
 
 /// Check the data against the model before any computation.
 pub fn validate(model: &Model, data: &TokenRows, prefix_len: usize, data_name: &str) -> Result<()> {
+    validate_config(&model.config, data, prefix_len, data_name)
+}
+
+/// [`validate`] with only the model's config, so it can run before the weights are loaded.
+pub fn validate_config(
+    config: &ModelConfig,
+    data: &TokenRows,
+    prefix_len: usize,
+    data_name: &str,
+) -> Result<()> {
     if prefix_len == 0 || prefix_len >= data.cols {
         return Err(bad_input!(
             "--prefix-len {prefix_len}: must be between 1 and the row length minus one ({} in {data_name})",
             data.cols - 1
         ));
     }
-    if data.cols > model.config.max_positions() {
+    if data.cols > config.max_positions() {
         return Err(bad_input!(
             "{data_name}: rows of {} tokens exceed the model's {} positions",
             data.cols,
-            model.config.max_positions()
+            config.max_positions()
         ));
     }
-    let vocab = model.vocab_size();
+    let vocab = config.vocab_size();
     if let Some(i) = data.ids.iter().position(|&id| id as usize >= vocab) {
         return Err(bad_input!(
             "{data_name}: row {}, column {}: token id {} is not below the model's vocab_size {vocab}",
@@ -60,21 +75,43 @@ pub fn run_sweep(
     let mut samples: Vec<Vec<SampleScores>> = vec![Vec::with_capacity(data.rows); settings.len()];
     let mut start = 0;
     while start < data.rows {
-        let rows = batch_size.min(data.rows - start);
-        let batch = engine::Batch {
-            ids: data.rows_slice(start, rows),
-            rows,
-            seq_len: data.cols,
-            prefix_len,
-        };
-        let scores = engine::score_batch(model, &batch, settings)?;
+        let end = data.rows.min(start + batch_size.max(1));
+        let scores = score_rows(model, data, prefix_len, settings, start..end)?;
         for (all, batch_scores) in samples.iter_mut().zip(scores) {
             all.extend(batch_scores);
         }
-        progress((rows * data.cols * settings.len()) as u64);
-        start += rows;
+        progress(((end - start) * data.cols * settings.len()) as u64);
+        start = end;
     }
-    Ok(settings
+    Ok(results(settings, samples))
+}
+
+/// Scores of rows `rows` under each of `settings` (outer index = setting): one batch of the
+/// sweep. Errors name the rows, so a non-finite logit can be traced to its sample.
+pub fn score_rows(
+    model: &Model,
+    data: &TokenRows,
+    prefix_len: usize,
+    settings: &[BypassSet],
+    rows: Range<usize>,
+) -> Result<Vec<Vec<SampleScores>>> {
+    let batch = engine::Batch {
+        ids: data.rows_slice(rows.start, rows.len()),
+        rows: rows.len(),
+        seq_len: data.cols,
+        prefix_len,
+    };
+    engine::score_batch(model, &batch, settings).with_context(|| {
+        format!(
+            "scoring the batch of data rows {}..{}",
+            rows.start, rows.end
+        )
+    })
+}
+
+/// Per-setting means of per-sample scores, in the order of `settings`.
+pub fn results(settings: &[BypassSet], samples: Vec<Vec<SampleScores>>) -> Vec<SettingResult> {
+    settings
         .iter()
         .zip(samples)
         .map(|(bypass, samples)| SettingResult {
@@ -82,5 +119,28 @@ pub fn run_sweep(
             mean: MeanScores::of(&samples),
             samples,
         })
-        .collect())
+        .collect()
+}
+
+/// Estimated cost of each setting for `--shard` balancing: the rows' teacher-forced pass from
+/// the lowest bypassed layer up, plus free-running decoding of half the suffix through all
+/// blocks for a bypassed setting (most of its rows diverge somewhere; the base model
+/// reproduces memorized rows without decoding).
+pub fn setting_costs(
+    settings: &[BypassSet],
+    num_layers: usize,
+    seq_len: usize,
+    suffix_len: usize,
+) -> Vec<f64> {
+    settings
+        .iter()
+        .map(|s| {
+            let decode = if s.layers().is_empty() {
+                0.0
+            } else {
+                suffix_len as f64 / 2.0
+            };
+            setting_cost(s.layers(), num_layers, seq_len as f64, decode)
+        })
+        .collect()
 }

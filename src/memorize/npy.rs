@@ -4,6 +4,7 @@
 //! magic, float data, 1-D shape, truncated data, negative ids) gets a message that names the
 //! file and says what was found, and nothing is allocated before the header is validated.
 
+use std::io::Read;
 use std::path::Path;
 
 use anyhow::Result;
@@ -42,12 +43,14 @@ struct Header {
 
 impl Header {
     fn dtype_name(&self) -> String {
+        // Saturating: the size comes from the file and may be absurd.
+        let bits = self.size.saturating_mul(8);
         match self.kind {
-            'i' => format!("int{}", self.size * 8),
-            'u' => format!("uint{}", self.size * 8),
-            'f' => format!("float{}", self.size * 8),
+            'i' => format!("int{bits}"),
+            'u' => format!("uint{bits}"),
+            'f' => format!("float{bits}"),
             'b' => "bool".into(),
-            'c' => format!("complex{}", self.size * 8),
+            'c' => format!("complex{bits}"),
             other => format!("{other}{}", self.size),
         }
     }
@@ -68,14 +71,12 @@ impl Header {
 
 /// Read a 2-D integer `.npy` of token ids.
 pub fn read_token_rows(path: &Path) -> Result<TokenRows> {
-    let bytes = std::fs::read(path).bad_input(|| format!("reading {}", path.display()))?;
-    parse_token_rows(&bytes).map_err(|err| bad_input!("reading {}: {err}", path.display()))
+    read_tokens(path, &[2])
 }
 
 /// Read a 1-D (one token stream) or 2-D integer `.npy`; a 1-D array becomes one row.
 pub fn read_token_stream_or_rows(path: &Path) -> Result<TokenRows> {
-    let bytes = std::fs::read(path).bad_input(|| format!("reading {}", path.display()))?;
-    parse_tokens(&bytes, &[1, 2]).map_err(|err| bad_input!("reading {}: {err}", path.display()))
+    read_tokens(path, &[1, 2])
 }
 
 /// Parse the bytes of a 2-D `.npy` file; errors are plain descriptions without the file name.
@@ -85,6 +86,87 @@ pub fn parse_token_rows(bytes: &[u8]) -> std::result::Result<TokenRows, String> 
 
 fn parse_tokens(bytes: &[u8], dims: &[usize]) -> std::result::Result<TokenRows, String> {
     let (header, data) = split_header(bytes)?;
+    let (rows, cols) = check_layout(&header, dims, data.len() as u64)?;
+    let mut ids = vec![0u32; rows * cols];
+    decode_into(&header, rows, cols, data, 0, &mut ids)?;
+    Ok(TokenRows { rows, cols, ids })
+}
+
+/// The file is read in three steps: the header, a check of the declared shape against the
+/// file's size, then the data in chunks. A header that declares a huge array is refused before
+/// anything of that size is allocated, and the raw bytes are never held all at once.
+fn read_tokens(path: &Path, dims: &[usize]) -> Result<TokenRows> {
+    let name = path.display();
+    let file = std::fs::File::open(path).bad_input(|| format!("reading {name}"))?;
+    let file_len = file
+        .metadata()
+        .bad_input(|| format!("reading {name}"))?
+        .len();
+    let mut reader = std::io::BufReader::new(file);
+    let mut head = vec![0u8; 12.min(file_len as usize)];
+    reader
+        .read_exact(&mut head)
+        .bad_input(|| format!("reading {name}"))?;
+    let header_len = header_len(&head).map_err(|err| bad_input!("reading {name}: {err}"))?;
+    let prefix = if head[6] == 1 { 10 } else { 12 };
+    if (prefix + header_len) as u64 > file_len {
+        return Err(bad_input!("reading {name}: truncated header"));
+    }
+    head.resize(prefix + header_len, 0);
+    reader
+        .read_exact(&mut head[12.min(prefix + header_len)..])
+        .bad_input(|| format!("reading {name}"))?;
+    let (header, _) = split_header(&head).map_err(|err| bad_input!("reading {name}: {err}"))?;
+    let data_len = file_len - head.len() as u64;
+    let (rows, cols) =
+        check_layout(&header, dims, data_len).map_err(|err| bad_input!("reading {name}: {err}"))?;
+    let mut ids = vec![0u32; rows * cols];
+    let chunk_elems = (1 << 20) / header.size;
+    let mut chunk = vec![0u8; chunk_elems * header.size];
+    let mut done = 0;
+    while done < rows * cols {
+        let n = chunk_elems.min(rows * cols - done);
+        let bytes = &mut chunk[..n * header.size];
+        reader
+            .read_exact(bytes)
+            .bad_input(|| format!("reading {name}"))?;
+        decode_into(&header, rows, cols, bytes, done, &mut ids)
+            .map_err(|err| bad_input!("reading {name}: {err}"))?;
+        done += n;
+    }
+    Ok(TokenRows { rows, cols, ids })
+}
+
+/// Largest header accepted; numpy itself writes a few hundred bytes at most.
+const MAX_HEADER: usize = 1 << 16;
+
+/// The header length from the magic, version and length field (10 or 12 bytes).
+fn header_len(bytes: &[u8]) -> std::result::Result<usize, String> {
+    const MAGIC: &[u8] = b"\x93NUMPY";
+    if bytes.len() < 10 || &bytes[..6] != MAGIC {
+        return Err("not a .npy file (bad magic bytes)".into());
+    }
+    let len = match bytes[6] {
+        1 => u16::from_le_bytes([bytes[8], bytes[9]]) as usize,
+        2 | 3 if bytes.len() >= 12 => {
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize
+        }
+        2 | 3 => return Err("truncated header".into()),
+        version => return Err(format!("unsupported .npy format version {version}")),
+    };
+    if len > MAX_HEADER {
+        return Err(format!("header of {len} bytes is implausibly large"));
+    }
+    Ok(len)
+}
+
+/// Check dtype and dimensions, and that `data_len` bytes hold exactly the declared shape;
+/// returns (rows, cols).
+fn check_layout(
+    header: &Header,
+    dims: &[usize],
+    data_len: u64,
+) -> std::result::Result<(usize, usize), String> {
     let is_integer = matches!(header.kind, 'i' | 'u') && matches!(header.size, 1 | 2 | 4 | 8);
     if !is_integer || !dims.contains(&header.shape.len()) {
         let wanted = if dims.len() == 1 {
@@ -113,16 +195,27 @@ fn parse_tokens(bytes: &[u8], dims: &[usize]) -> std::result::Result<TokenRows, 
         .checked_mul(cols)
         .and_then(|n| n.checked_mul(header.size))
         .ok_or_else(|| format!("shape {} is too large", header.shape_text()))?;
-    if data.len() != expected {
+    if data_len != expected as u64 {
         return Err(format!(
-            "shape {} of {} needs {expected} bytes of data, the file has {}",
+            "shape {} of {} needs {expected} bytes of data, the file has {data_len}",
             header.shape_text(),
             header.dtype_name(),
-            data.len()
         ));
     }
-    let mut ids = vec![0u32; rows * cols];
-    for (i, chunk) in data.chunks_exact(header.size).enumerate() {
+    Ok((rows, cols))
+}
+
+/// Decode the elements `first..` in `data` (file order) into row-major `ids`.
+fn decode_into(
+    header: &Header,
+    rows: usize,
+    cols: usize,
+    data: &[u8],
+    first: usize,
+    ids: &mut [u32],
+) -> std::result::Result<(), String> {
+    for (k, chunk) in data.chunks_exact(header.size).enumerate() {
+        let i = first + k;
         let value = decode_int(chunk, header.kind == 'i', header.little_endian);
         // Element i sits at (r, c) = i / cols, i % cols in C order, i % rows, i / rows in Fortran order.
         let (r, c) = if header.fortran_order {
@@ -134,7 +227,7 @@ fn parse_tokens(bytes: &[u8], dims: &[usize]) -> std::result::Result<TokenRows, 
             .map_err(|_| format!("row {r}, column {c}: {value} is not a valid token id"))?;
         ids[r * cols + c] = id;
     }
-    Ok(TokenRows { rows, cols, ids })
+    Ok(())
 }
 
 fn decode_int(chunk: &[u8], signed: bool, little_endian: bool) -> i128 {
@@ -159,18 +252,8 @@ fn decode_int(chunk: &[u8], signed: bool, little_endian: bool) -> i128 {
 }
 
 fn split_header(bytes: &[u8]) -> std::result::Result<(Header, &[u8]), String> {
-    const MAGIC: &[u8] = b"\x93NUMPY";
-    if bytes.len() < 10 || &bytes[..6] != MAGIC {
-        return Err("not a .npy file (bad magic bytes)".into());
-    }
-    let (len, start): (usize, usize) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
-        version => return Err(format!("unsupported .npy format version {version}")),
-    };
+    let len = header_len(bytes)?;
+    let start: usize = if bytes[6] == 1 { 10 } else { 12 };
     let end = start
         .checked_add(len)
         .filter(|&end| end <= bytes.len())

@@ -5,16 +5,26 @@ use anyhow::Result;
 use crate::bad_input;
 use crate::model::BypassSet;
 
+/// Layer numbers above this are refused while parsing, before a range like `0-99999999999`
+/// is expanded; [`sweep`] then checks each layer against the model.
+pub const MAX_LAYER: usize = 1 << 16;
+
 /// Parse a `--bypass` value: a comma list of layers and inclusive ranges, e.g. `2,4` or `20-23`.
 pub fn parse_bypass(text: &str) -> Result<BypassSet> {
     let mut layers = Vec::new();
     for part in text.split(',').map(str::trim) {
         let number = |s: &str| {
-            s.trim().parse::<usize>().map_err(|_| {
+            let n = s.trim().parse::<usize>().map_err(|_| {
                 bad_input!(
                     "--bypass {text:?}: {s:?} is not a layer number (expected e.g. 2,4 or 20-23)"
                 )
-            })
+            })?;
+            if n > MAX_LAYER {
+                return Err(bad_input!(
+                    "--bypass {text:?}: layer {n} is out of range (no model has that many layers)"
+                ));
+            }
+            Ok(n)
         };
         match part.split_once('-') {
             Some((lo, hi)) => {

@@ -113,10 +113,26 @@ impl GptNeoConfig {
         self.intermediate_size.unwrap_or(4 * self.hidden_size)
     }
 
+    /// How many layers `attention_types` describes; `None` if absurdly many (the count is
+    /// taken before expanding, so `[["global"], 10^18]` costs nothing).
+    pub fn layer_kind_count(&self) -> Option<usize> {
+        self.attention_types
+            .iter()
+            .try_fold(0usize, |n, (pattern, repeat)| {
+                n.checked_add(pattern.len().checked_mul(*repeat)?)
+                    .filter(|&n| n <= MAX_LAYERS)
+            })
+    }
+
     /// Attention type of every layer, expanded from the run-length encoding.
     pub fn layer_kinds(&self) -> Vec<String> {
         let mut kinds = Vec::new();
         for (pattern, repeat) in &self.attention_types {
+            // An empty pattern adds no layers however often it repeats (found by fuzzing:
+            // `[[], 2^63]` used to spin for ever).
+            if pattern.is_empty() {
+                continue;
+            }
             for _ in 0..*repeat {
                 kinds.extend(pattern.iter().cloned());
             }
@@ -170,7 +186,10 @@ impl ModelConfig {
             (_, Some("gpt_neo")) => "GPTNeoForCausalLM".into(),
             (_, other) => other.unwrap_or("<none>").to_string(),
         };
-        let field_error = |err: serde_json::Error| bad_input!("{arch} config: {err}");
+        let field_error = |err: serde_json::Error| match bad_size_field(text, &arch) {
+            Some(field) => bad_input!("{arch} config: {field}"),
+            None => bad_input!("{arch} config: {err}"),
+        };
         let config = match arch.as_str() {
             "GPTNeoXForCausalLM" => Self::GptNeoX(serde_json::from_str(text).map_err(field_error)?),
             "GPTNeoForCausalLM" => Self::GptNeo(serde_json::from_str(text).map_err(field_error)?),
@@ -230,6 +249,7 @@ impl ModelConfig {
                 return Err(bad_input!("{name} must be positive, found 0"));
             }
         }
+        self.check_plausible()?;
         if hidden % heads != 0 {
             return Err(bad_input!(
                 "hidden size {hidden} is not divisible by the {heads} attention heads"
@@ -250,6 +270,11 @@ impl ModelConfig {
                 check_activation(&c.hidden_act)?;
             }
             Self::GptNeo(c) => {
+                if c.layer_kind_count().is_none() {
+                    return Err(bad_input!(
+                        "attention_types describe more than {MAX_LAYERS} layers"
+                    ));
+                }
                 let kinds = c.layer_kinds();
                 if kinds.len() != c.num_layers {
                     return Err(bad_input!(
@@ -271,6 +296,96 @@ impl ModelConfig {
         }
         Ok(())
     }
+}
+
+/// Upper bounds far above any real model, so that a corrupt config is refused instead of
+/// sizing huge buffers (rotary tables, masks) from its numbers.
+pub const MAX_LAYERS: usize = 1 << 12;
+const MAX_HIDDEN: usize = 1 << 17;
+const MAX_VOCAB: usize = 1 << 24;
+const MAX_POSITIONS: usize = 1 << 21;
+
+impl ModelConfig {
+    fn check_plausible(&self) -> Result<()> {
+        let (hidden, intermediate, eps) = match self {
+            Self::GptNeoX(c) => (c.hidden_size, c.intermediate_size, c.layer_norm_eps),
+            Self::GptNeo(c) => (
+                c.hidden_size,
+                c.intermediate_size.unwrap_or(0),
+                c.layer_norm_epsilon,
+            ),
+        };
+        let bounds = [
+            ("hidden size", hidden, MAX_HIDDEN),
+            ("intermediate size", intermediate, 8 * MAX_HIDDEN),
+            ("number of layers", self.num_layers(), MAX_LAYERS),
+            ("vocab_size", self.vocab_size(), MAX_VOCAB),
+            (
+                "max_position_embeddings",
+                self.max_positions(),
+                MAX_POSITIONS,
+            ),
+        ];
+        for (name, value, max) in bounds {
+            if value > max {
+                return Err(bad_input!(
+                    "{name} {value} is implausibly large (at most {max})"
+                ));
+            }
+        }
+        if !(eps.is_finite() && eps > 0.0) {
+            return Err(bad_input!(
+                "layer norm epsilon {eps} must be a positive number"
+            ));
+        }
+        if let Self::GptNeoX(c) = self {
+            let base = c.rotary_base();
+            if !(base.is_finite() && base > 0.0) {
+                return Err(bad_input!("rotary base {base} must be a positive number"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The size fields of each architecture's config.
+const NEOX_SIZES: [&str; 6] = [
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "max_position_embeddings",
+];
+const NEO_SIZES: [&str; 7] = [
+    "vocab_size",
+    "hidden_size",
+    "num_layers",
+    "num_heads",
+    "intermediate_size",
+    "window_size",
+    "max_position_embeddings",
+];
+
+/// When serde rejects a config, name the size field that is not a non-negative integer
+/// (serde's own message gives only a line and column).
+fn bad_size_field(text: &str, arch: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    let fields: &[&str] = if arch == SUPPORTED_ARCHITECTURES[0] {
+        &NEOX_SIZES
+    } else {
+        &NEO_SIZES
+    };
+    fields.iter().find_map(|&field| match value.get(field) {
+        None => None,
+        Some(v) if v.is_u64() => None,
+        Some(serde_json::Value::Null)
+            if field == "intermediate_size" && arch != SUPPORTED_ARCHITECTURES[0] =>
+        {
+            None
+        }
+        Some(v) => Some(format!("{field} must be a non-negative integer, found {v}")),
+    })
 }
 
 /// Activations the two families use: exact (erf) GELU and the tanh approximation.

@@ -10,7 +10,7 @@ use candle_nn::{layer_norm, linear_b, Embedding, LayerNorm, Linear, VarBuilder};
 
 use super::attention::{attend, split_heads, LayerKv, Positions};
 use super::config::GptNeoConfig;
-use super::{Activation, CausalLm};
+use super::{Activation, CausalLm, LayerBypass};
 
 struct Attention {
     q_proj: Linear,
@@ -37,20 +37,24 @@ impl Attention {
     fn forward(
         &self,
         x: &Tensor,
-        bypass: bool,
+        bypass: LayerBypass<'_>,
         pos: &Positions,
         kv: &mut LayerKv,
     ) -> Result<Tensor> {
-        let v = self.v_proj.forward(x)?;
-        if bypass {
+        let own = self.v_proj.forward(x)?;
+        if let LayerBypass::On = bypass {
             // Identity attention weights: each token gets its own value vector.
-            return self.out_proj.forward(&v);
+            return self.out_proj.forward(&own);
         }
         let q = split_heads(&self.q_proj.forward(x)?, self.heads)?;
-        let k = split_heads(&self.k_proj.forward(x)?, self.heads)?;
-        let (k, v) = kv.append(k.contiguous()?, split_heads(&v, self.heads)?.contiguous()?)?;
-        self.out_proj
-            .forward(&attend(&q, &k, &v, pos.mask(self.local), None)?)
+        let k = split_heads(&self.k_proj.forward(x)?, self.heads)?.contiguous()?;
+        let (k, v) = kv.append(k, split_heads(&own, self.heads)?.contiguous()?)?;
+        let mut mixed = attend(&q, &k, &v, pos.mask(self.local), None)?;
+        if let LayerBypass::Rows(mask) = bypass {
+            // Rows of a bypassing setting take their own value vector instead.
+            mixed = mask.broadcast_as(own.shape())?.where_cond(&own, &mixed)?;
+        }
+        self.out_proj.forward(&mixed)
     }
 }
 
@@ -96,7 +100,7 @@ impl Block {
     fn forward(
         &self,
         x: &Tensor,
-        bypass: bool,
+        bypass: LayerBypass<'_>,
         pos: &Positions,
         kv: &mut LayerKv,
     ) -> Result<Tensor> {
@@ -153,7 +157,7 @@ impl CausalLm for GptNeo {
         &self,
         layer: usize,
         x: &Tensor,
-        bypass: bool,
+        bypass: LayerBypass<'_>,
         pos: &Positions,
         kv: &mut LayerKv,
     ) -> Result<Tensor> {

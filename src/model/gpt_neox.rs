@@ -11,7 +11,7 @@ use candle_nn::{layer_norm, linear_b, Embedding, LayerNorm, Linear, VarBuilder};
 
 use super::attention::{attend, LayerKv, Positions};
 use super::config::GptNeoXConfig;
-use super::{Activation, CausalLm};
+use super::{Activation, CausalLm, LayerBypass};
 
 /// Cos/sin tables for every position, `[max_positions, rotary_ndims / 2]`.
 struct Rotary {
@@ -109,30 +109,30 @@ impl Attention {
     fn forward(
         &self,
         x: &Tensor,
-        bypass: bool,
+        bypass: LayerBypass<'_>,
         rotary: &Rotary,
         pos: &Positions,
         kv: &mut LayerKv,
     ) -> Result<Tensor> {
-        if bypass {
+        if let LayerBypass::On = bypass {
             // Identity attention weights: each token gets its own value vector.
             return self.dense.forward(&self.value.forward(x)?);
         }
         let (b, t, _) = x.dims3()?;
-        let qkv =
-            self.query_key_value
-                .forward(x)?
-                .reshape((b, t, self.heads, 3 * self.head_dim))?;
-        let part = |i: usize| {
-            qkv.narrow(3, i * self.head_dim, self.head_dim)?
-                .transpose(1, 2)
-        };
-        let q = rotary.apply(&part(0)?, &pos.query)?;
-        let k = rotary.apply(&part(1)?, &pos.query)?;
-        let (k, v) = kv.append(k, part(2)?.contiguous()?)?;
+        let qkv = self.query_key_value.forward(x)?;
+        let qkv = qkv.reshape((b, t, self.heads, 3 * self.head_dim))?;
+        let part = |i: usize| qkv.narrow(3, i * self.head_dim, self.head_dim);
+        let q = rotary.apply(&part(0)?.transpose(1, 2)?, &pos.query)?;
+        let k = rotary.apply(&part(1)?.transpose(1, 2)?, &pos.query)?;
+        let (k, v) = kv.append(k, part(2)?.transpose(1, 2)?.contiguous()?)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        self.dense
-            .forward(&attend(&q, &k, &v, pos.mask(false), Some(scale))?)
+        let mut mixed = attend(&q, &k, &v, pos.mask(false), Some(scale))?;
+        if let LayerBypass::Rows(mask) = bypass {
+            // Rows of a bypassing setting take their own value vector instead.
+            let own = part(2)?.reshape((b, t, self.heads * self.head_dim))?;
+            mixed = mask.broadcast_as(own.shape())?.where_cond(&own, &mixed)?;
+        }
+        self.dense.forward(&mixed)
     }
 }
 
@@ -190,7 +190,7 @@ impl Layer {
     fn forward(
         &self,
         x: &Tensor,
-        bypass: bool,
+        bypass: LayerBypass<'_>,
         rotary: &Rotary,
         pos: &Positions,
         kv: &mut LayerKv,
@@ -256,7 +256,7 @@ impl CausalLm for GptNeoX {
         &self,
         layer: usize,
         x: &Tensor,
-        bypass: bool,
+        bypass: LayerBypass<'_>,
         pos: &Positions,
         kv: &mut LayerKv,
     ) -> Result<Tensor> {

@@ -24,12 +24,12 @@ pub trait CausalLm: Send + Sync {
     fn local_window(&self) -> Option<usize>;
     /// Token (and, for GPT-Neo, position) embeddings: `[b, t]` ids → `[b, t, hidden]`.
     fn embed(&self, ids: &Tensor, pos: &Positions) -> candle_core::Result<Tensor>;
-    /// Transformer block `layer`; when `bypass` its attention is the identity.
+    /// Transformer block `layer`; where `bypass` says so, its attention is the identity.
     fn block(
         &self,
         layer: usize,
         x: &Tensor,
-        bypass: bool,
+        bypass: LayerBypass<'_>,
         pos: &Positions,
         kv: &mut LayerKv,
     ) -> candle_core::Result<Tensor>;
@@ -93,6 +93,75 @@ impl BypassSet {
     }
 }
 
+/// Which rows of a batch have one layer's attention bypassed.
+#[derive(Clone, Copy)]
+pub enum LayerBypass<'a> {
+    /// No row: ordinary attention.
+    Off,
+    /// Every row: the block computes only `dense(V(ln(x)))` for its attention branch.
+    On,
+    /// Rows where the `[rows, 1, 1]` u8 mask is 1 (a batch mixing several settings).
+    Rows(&'a Tensor),
+}
+
+impl LayerBypass<'_> {
+    pub fn of_set(set: &BypassSet, layer: usize) -> Self {
+        if set.contains(layer) {
+            Self::On
+        } else {
+            Self::Off
+        }
+    }
+}
+
+/// Per-row bypass masks for a batch whose rows come from different settings.
+pub struct RowBypass {
+    /// `flags[layer][row]`: is that layer bypassed for that row?
+    flags: Vec<Vec<bool>>,
+    /// Per layer, the flags as a `[rows, 1, 1]` u8 tensor where some but not all rows bypass it.
+    masks: Vec<Option<Tensor>>,
+    device: Device,
+}
+
+impl RowBypass {
+    /// `row_sets[r]` is the setting of row r.
+    pub fn new(row_sets: &[&BypassSet], num_layers: usize, device: &Device) -> Result<Self> {
+        let flags = (0..num_layers)
+            .map(|layer| row_sets.iter().map(|s| s.contains(layer)).collect())
+            .collect();
+        let mut bypass = Self { flags, masks: Vec::new(), device: device.clone() };
+        bypass.build_masks()?;
+        Ok(bypass)
+    }
+
+    fn build_masks(&mut self) -> Result<()> {
+        self.masks = self
+            .flags
+            .iter()
+            .map(|rows| {
+                let mixed = rows.iter().any(|&f| f) && !rows.iter().all(|&f| f);
+                let values: Vec<u8> = rows.iter().map(|&f| u8::from(f)).collect();
+                mixed.then(|| Tensor::from_vec(values, (rows.len(), 1, 1), &self.device)).transpose()
+            })
+            .collect::<candle_core::Result<_>>()?;
+        Ok(())
+    }
+
+    /// Keep the first `rows` rows.
+    pub fn narrow_rows(&mut self, rows: usize) -> Result<()> {
+        self.flags.iter_mut().for_each(|f| f.truncate(rows));
+        self.build_masks()
+    }
+
+    pub fn layer(&self, layer: usize) -> LayerBypass<'_> {
+        match &self.masks[layer] {
+            Some(mask) => LayerBypass::Rows(mask),
+            None if self.flags[layer].first() == Some(&true) => LayerBypass::On,
+            None => LayerBypass::Off,
+        }
+    }
+}
+
 /// A loaded model on a device.
 pub struct Model {
     net: Box<dyn CausalLm>,
@@ -132,6 +201,11 @@ impl Model {
         self.config.vocab_size()
     }
 
+    /// GPT-Neo's local attention window, when the model has local layers.
+    pub fn local_window(&self) -> Option<usize> {
+        self.net.local_window()
+    }
+
     pub fn new_cache(&self) -> KvCache {
         KvCache::new(self.num_layers())
     }
@@ -158,10 +232,25 @@ impl Model {
             x = self.net.block(
                 layer,
                 &x,
-                bypass.contains(layer),
+                LayerBypass::of_set(bypass, layer),
                 pos,
                 &mut cache.layers[layer],
             )?;
+        }
+        Ok(x)
+    }
+
+    /// [`Model::run_layers`] for a batch whose rows bypass different layers.
+    pub fn run_layers_per_row(
+        &self,
+        mut x: Tensor,
+        layers: Range<usize>,
+        bypass: &RowBypass,
+        pos: &Positions,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        for layer in layers {
+            x = self.net.block(layer, &x, bypass.layer(layer), pos, &mut cache.layers[layer])?;
         }
         Ok(x)
     }

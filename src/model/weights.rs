@@ -2,8 +2,8 @@
 //!
 //! Accepted, in this order of preference: sharded safetensors
 //! (`model.safetensors.index.json`), `model.safetensors`, `pytorch_model.bin`. Safetensors are
-//! memory-mapped; `.bin` files are read by candle's pickle reader, which only interprets the
-//! tensor layout and never executes pickle code.
+//! memory-mapped; `.bin` files are vetted by [`crate::pickle_guard`] and then read by candle's
+//! pickle reader, which only interprets the tensor layout and never executes pickle code.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -143,11 +143,15 @@ pub fn var_builder(
                 .bad_input(|| format!("reading {}", describe(paths)))
         }
         WeightFiles::Pytorch(path) => {
-            // candle's reader prints "skipping: ..." for every bool buffer (`attention.bias`
-            // masks in older checkpoints); we never read those, so hide the noise.
-            let tensors =
-                crate::quiet::without_stderr(|| candle_core::pickle::PthTensors::new(path, None))
-                    .bad_input(|| format!("reading {} as a PyTorch checkpoint", path.display()))?;
+            // The archive and its pickle are vetted before candle's reader sees them.
+            let sizes = crate::pickle_guard::check_pytorch_bin(path)?;
+            let tensors = read_pytorch(path)?;
+            let extents: Vec<(String, String, Option<u64>)> = tensors
+                .tensor_infos()
+                .values()
+                .map(|t| (t.name.clone(), t.path.clone(), tensor_bytes(t)))
+                .collect();
+            crate::pickle_guard::check_tensor_extents(path, &sizes, &extents)?;
             Ok(VarBuilder::from_backend(
                 Box::new(tensors),
                 dtype,
@@ -155,6 +159,34 @@ pub fn var_builder(
             ))
         }
     }
+}
+
+/// candle's pickle reader, quiet and contained: it prints "skipping: ..." for every bool
+/// buffer (`attention.bias` masks in older checkpoints, which we never read), and it indexes
+/// the records of a malformed file without checking, so a panic becomes an ordinary error.
+fn read_pytorch(path: &Path) -> Result<candle_core::pickle::PthTensors> {
+    let read = || std::panic::catch_unwind(|| candle_core::pickle::PthTensors::new(path, None));
+    match crate::quiet::without_stderr(read) {
+        Ok(tensors) => {
+            tensors.bad_input(|| format!("reading {} as a PyTorch checkpoint", path.display()))
+        }
+        Err(_) => Err(bad_input!(
+            "reading {} as a PyTorch checkpoint: malformed tensor records",
+            path.display()
+        )),
+    }
+}
+
+/// Bytes of its storage a tensor reads: candle skips `start_offset` bytes, then reads the
+/// elements. `None` if that overflows.
+fn tensor_bytes(t: &candle_core::pickle::TensorInfo) -> Option<u64> {
+    let dims = t.layout.shape().dims();
+    let elems = dims
+        .iter()
+        .try_fold(1u64, |n, &d| n.checked_mul(d as u64))?;
+    elems
+        .checked_mul(t.dtype.size_in_bytes() as u64)?
+        .checked_add(t.layout.start_offset() as u64)
 }
 
 fn describe(paths: &[PathBuf]) -> String {

@@ -5,10 +5,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::bad_input;
 use crate::memorize::{MeanScores, SampleScores, SettingResult};
+use crate::sweep::Fingerprint;
 
 #[derive(Debug, Serialize)]
 pub struct ToolInfo {
@@ -25,7 +26,7 @@ impl ToolInfo {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelInfo {
     pub path: String,
     pub architecture: String,
@@ -34,7 +35,7 @@ pub struct ModelInfo {
     pub device: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataInfo {
     pub path: String,
     pub num_samples: usize,
@@ -58,6 +59,10 @@ pub struct MemorizeReport {
     pub model: ModelInfo,
     pub data: DataInfo,
     pub results: Vec<MemorizeEntry>,
+    /// What produced these numbers (weights, data and config by sha256, options): lets
+    /// `--resume` recognise a finished run and anyone check a file's provenance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<Fingerprint>,
 }
 
 impl MemorizeReport {
@@ -80,6 +85,7 @@ impl MemorizeReport {
             model,
             data,
             results,
+            fingerprint: None,
         }
     }
 }

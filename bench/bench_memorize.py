@@ -1,0 +1,163 @@
+"""Speed of `llm-mem memorize` against the paper's pipeline re-created with HF transformers,
+measured in one run on the same machine, model, data, settings and threads.
+
+The Python pipeline does what the paper's code does per setting and batch: a full
+teacher-forced forward (for entropy, NLL and teacher-forced accuracy) plus
+`generate(prefix, max_new_tokens=S)` greedy, with the bypass patched into HF's attention.
+Both sides must give the same metrics (checked). Also reported: llm-mem's effective GFLOP/s
+for the work a setting *needs* (teacher-forced pass from the lowest bypassed layer up, LM head
+at the S suffix-predicting positions, decode steps of diverged rows after divergence) next to
+the sgemm peak of a large f32 matmul timed in the same run.
+
+Run (after bench/make_bench_models.py and `cargo build --release`):
+    venv/bin/python bench/bench_memorize.py [pythia-70m|gpt-neo-125m] [--threads 2]
+"""
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from make_fixtures import set_bypass  # noqa: E402  (the bypass patch the parity fixtures use)
+
+
+def sgemm_peak(n=2048, repeats=5):
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.matmul(a, b)
+    best = min(timed(lambda: torch.matmul(a, b)) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def python_pipeline(model, rows, prefix, settings, batch):
+    """Per setting and batch: full teacher-forced forward + greedy generate."""
+    suffix = rows.shape[1] - prefix
+    results = []
+    for setting in settings:
+        set_bypass(model, setting)
+        per = []
+        for start in range(0, len(rows), batch):
+            ids = torch.tensor(rows[start:start + batch])
+            with torch.no_grad():
+                logits = model(ids).logits[:, prefix - 1:-1].double()
+                out = model.generate(ids[:, :prefix], max_new_tokens=suffix, min_new_tokens=suffix,
+                                     do_sample=False, eos_token_id=None, pad_token_id=0)
+            logp = torch.log_softmax(logits, -1)
+            target = ids[:, prefix:]
+            greedy = out[:, prefix:]
+            for r in range(ids.shape[0]):
+                match = (greedy[r] == target[r]).numpy()
+                lead = int(np.argmin(match)) if not match.all() else suffix
+                per.append({
+                    "exact_match": bool(match.all()),
+                    "token_accuracy": match.mean(),
+                    "completion_entropy": float(-(logp[r].exp() * logp[r]).sum()),
+                    "teacher_forced_accuracy": float((logits[r].argmax(-1) == target[r]).double().mean()),
+                    "memorized_len": lead,
+                    "suffix_nll": float(-logp[r].gather(-1, target[r][:, None]).mean()),
+                })
+        results.append(per)
+    set_bypass(model, [])
+    return results
+
+
+def necessary_flops(cfg, rows, seq, prefix, settings, per_sample):
+    """FLOPs of the work a setting needs (see module docstring)."""
+    neox = cfg.model_type == "gpt_neox"
+    hidden, layers, vocab = cfg.hidden_size, cfg.num_hidden_layers if neox else cfg.num_layers, cfg.vocab_size
+    inter = cfg.intermediate_size or 4 * hidden
+    dense = 2 * (4 * hidden * hidden + 2 * hidden * inter)  # per token per layer, matmuls
+    bypassed = 2 * (2 * hidden * hidden + 2 * hidden * inter)
+    attn = lambda ctx: 2 * 2 * ctx * hidden  # scores + weighted sum
+    head = 2 * hidden * vocab
+    suffix = seq - prefix
+    base_layer = rows * (seq * dense + sum(attn(t + 1) for t in range(seq)))
+    total = layers * base_layer + rows * suffix * head  # base model
+    for setting, samples in zip(settings, per_sample):
+        if setting:
+            low = min(setting)
+            for layer in range(low, layers):
+                total += rows * seq * bypassed if layer in setting else base_layer
+            total += rows * suffix * head
+        for s in samples:
+            steps = max(0, suffix - 1 - s["memorized_len"])
+            for step in range(steps):
+                ctx = prefix + s["memorized_len"] + step + 1
+                total += layers * (dense + attn(ctx)) + head
+    return total
+
+
+def compare(ours, theirs, settings):
+    worst = 0.0
+    for setting, mine, ref in zip(settings, ours, theirs):
+        for i, (a, b) in enumerate(zip(mine, ref)):
+            for key in ("exact_match", "token_accuracy", "memorized_len", "teacher_forced_accuracy"):
+                assert float(a[key]) == float(b[key]), (setting, i, key, a[key], b[key])
+            for key in ("completion_entropy", "suffix_nll"):
+                worst = max(worst, abs(a[key] - b[key]) / max(1.0, abs(b[key])))
+    return worst
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("model", nargs="?", default="pythia-70m")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--binary", default=str(ROOT / "target/release/llm-mem"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model_dir = ROOT / "bench/models" / args.model
+    rows = np.load(model_dir / "memorized.npy")
+    prefix, batch = 32, 64
+    model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="eager").eval()
+    model.generation_config.eos_token_id = None
+    layers = model.config.num_hidden_layers if model.config.model_type == "gpt_neox" else model.config.num_layers
+    settings = [[]] + [[i] for i in range(layers)]
+
+    peak = sgemm_peak()
+    py_time = timed(lambda: globals().__setitem__("_ref", python_pipeline(model, rows, prefix, settings, batch)))
+    reference = globals()["_ref"]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "scores.json"
+        cmd = [args.binary, "memorize", "--model-path", str(model_dir), "--dataset-path",
+               str(model_dir / "memorized.npy"), "--prefix-len", str(prefix), "--batch-size", str(batch),
+               "--per-sample", "--output", str(out)]
+        env = {"RAYON_NUM_THREADS": str(args.threads), "PATH": "/usr/bin:/bin"}
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        rust_time = timed(lambda: subprocess.run(cmd, check=True, env=env, capture_output=True))
+        peak_rss_mb = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+        report = json.loads(out.read_text())
+    ours = [r["per_sample"] for r in report["results"]]
+    worst = compare(ours, reference, settings)
+    flops = necessary_flops(model.config, len(rows), rows.shape[1], prefix, settings, ours)
+    weights_mb = sum(p.numel() for p in model.parameters()) * 4 / 2**20
+
+    print(f"| model | {args.model} ({len(rows)} rows x {rows.shape[1]} tokens, prefix {prefix}, {len(settings)} settings, {args.threads} threads) |")
+    print("|---|---|")
+    print(f"| Python pipeline (HF transformers {transformers.__version__}, torch {torch.__version__}) | {py_time:.1f} s |")
+    print(f"| llm-mem memorize | {rust_time:.1f} s |")
+    print(f"| speed-up | {py_time / rust_time:.2f}x |")
+    print(f"| metrics | identical (exact/token/tf acc, memorized_len); entropy & NLL max rel. diff {worst:.1e} |")
+    print(f"| necessary work | {flops / 1e9:.0f} GFLOP -> llm-mem {flops / rust_time / 1e9:.1f} GFLOP/s |")
+    print(f"| sgemm peak (torch, 2048^2 f32) | {peak:.1f} GFLOP/s |")
+    print(f"| llm-mem time / (necessary FLOPs / peak) | {rust_time / (flops / peak / 1e9):.2f} |")
+    print(f"| llm-mem peak RSS | {peak_rss_mb:.0f} MiB (weights {weights_mb:.0f} MiB) |")
+
+
+if __name__ == "__main__":
+    main()

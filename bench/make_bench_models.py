@@ -1,0 +1,70 @@
+"""Random-weight checkpoints with the real shapes of EleutherAI/pythia-70m and
+EleutherAI/gpt-neo-125m, plus 64 rows x 64 tokens that each model "memorizes" (its own greedy
+continuation of a random 32-token prefix), for the speed benchmarks in bench/.
+
+Run: venv/bin/python bench/make_bench_models.py   (writes bench/models/, git-ignored; ~1 min)
+Needs torch + transformers. Weights are random: only shapes and work matter here.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import GPTNeoConfig, GPTNeoForCausalLM, GPTNeoXConfig, GPTNeoXForCausalLM
+
+OUT = Path(__file__).resolve().parent / "models"
+ROWS, PREFIX, SEQ = 64, 32, 64
+
+
+def pythia_70m():
+    return GPTNeoXForCausalLM(GPTNeoXConfig(
+        vocab_size=50304, hidden_size=512, num_hidden_layers=6, num_attention_heads=8,
+        intermediate_size=2048, rotary_pct=0.25, rotary_emb_base=10000,
+        max_position_embeddings=2048, use_parallel_residual=True, tie_word_embeddings=False,
+        layer_norm_eps=1e-5, hidden_act="gelu"))
+
+
+def gpt_neo_125m():
+    return GPTNeoForCausalLM(GPTNeoConfig(
+        vocab_size=50257, hidden_size=768, num_layers=12, num_heads=12,
+        attention_types=[[["global", "local"], 6]], window_size=256,
+        max_position_embeddings=2048, intermediate_size=None, activation_function="gelu_new"))
+
+
+def scale_up(model):
+    """HF's init gives near-uniform logits; sharpen them so greedy decisions are stable."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 2 and "emb" not in name and "wte" not in name and "wpe" not in name:
+                p.mul_(3.0)
+
+
+def greedy_rows(model, rng, vocab):
+    prefix = torch.tensor(rng.integers(0, vocab, size=(ROWS, PREFIX)), dtype=torch.long)
+    with torch.no_grad():
+        out = model.generate(prefix, max_new_tokens=SEQ - PREFIX, min_new_tokens=SEQ - PREFIX,
+                             do_sample=False, eos_token_id=None, pad_token_id=0)
+    return out.numpy().astype(np.int64)
+
+
+def main():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    names = sys.argv[1:] or ["pythia-70m", "gpt-neo-125m"]
+    for name in names:
+        model = {"pythia-70m": pythia_70m, "gpt-neo-125m": gpt_neo_125m}[name]()
+        scale_up(model)
+        model.eval()
+        model.generation_config.eos_token_id = None
+        out = OUT / name
+        model.save_pretrained(out)
+        rows = greedy_rows(model, rng, model.config.vocab_size if name != "pythia-70m" else 50000)
+        np.save(out / "memorized.npy", rows)
+        (out / "bench.json").write_text(json.dumps({"rows": ROWS, "prefix_len": PREFIX, "seq_len": SEQ}))
+        print(f"{name}: wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,414 @@
+"""Make the `llm-mem benchmark` parity fixtures with lm-evaluation-harness itself.
+
+What it reads:
+  tests/fixtures/tasks/<task>.jsonl   hand-written records (8-14 per task) in the hub
+                                      datasets' own field names, for the 10 tasks below
+What it writes (all deterministic: fixed seeds, one CPU thread):
+  tests/fixtures/bench-models/neox/  GPTNeoXForCausalLM, 3 layers, hidden 32, 64 positions,
+                                     vocab padded to a multiple of 64 (like Pythia)
+  tests/fixtures/bench-models/neo/   GPTNeoForCausalLM, 3 layers (global, local, global),
+                                     local window 8, 64 positions
+      each: config.json, model.safetensors (float32), tokenizer.json, tokenizer_config.json,
+      special_tokens_map.json
+  tests/fixtures/tasks/expected_<model>.json   lm-eval's results for the base model and two
+      bypass settings ([0] and [last layer]) with the checkpoint in float64 (`results`; the
+      reference free of f32 rounding) and in float32 (`results_f32`, lm-eval's default for
+      this checkpoint), plus every request lm-eval built (strings and token ids) and its
+      float64 (loglikelihood, is_greedy) answer per setting
+
+Tokenizer: byte-level BPE trained with `tokenizers` on the task text, GPT-2/Pythia style:
+nothing added on encode, <|endoftext|> (id 0) is bos = eos = unk. Models: random init, then
+a short training run on the task text so that predictions are confident (clear margins, some
+lambada words predicted greedily) rather than near-uniform; then the final layer norm is
+scaled by 1/4, which shrinks every logit (and its f32 rounding) without changing any argmax.
+
+lm-eval runs fully offline: each task is the installed lm-eval task YAML `include`d, with
+`dataset_path: json` pointing at the local file; the HF model is wrapped by lm-eval's HFLM;
+the attention bypass is a forward hook that replaces a block's attention output by
+dense/out_proj of the token's own value vector.
+
+  tests/fixtures/tasks/parquet/<task>.parquet   a few of the task files as parquet (pyarrow)
+
+Run from the repo root:   /work/venv/bin/python scripts/make_benchmark_fixtures.py
+(`--parquet-only` rewrites just the parquet files; `--reuse-models` re-runs lm-eval on the
+committed checkpoints without retraining them.)
+Needs (PyPI): torch transformers lm_eval tokenizers safetensors numpy accelerate pyarrow.
+Runtime: ~4 min on one CPU core (mostly the two short training runs).
+"""
+import json, math, os, random, sys, tempfile
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("DISABLE_MULTIPROC", "1")      # same numbers, no worker processes
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+_scratch = tempfile.mkdtemp(prefix="bench-fixtures-")
+os.environ["HF_HOME"] = os.path.join(_scratch, "hf")   # keep the user's cache untouched
+
+import numpy as np
+import torch
+import tokenizers
+import transformers
+import lm_eval
+from lm_eval.models.huggingface import HFLM
+from lm_eval.tasks import TaskManager
+from lm_eval import utils as lm_utils
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import (AutoTokenizer, GPTNeoConfig, GPTNeoForCausalLM, GPTNeoXConfig,
+                          GPTNeoXForCausalLM)
+
+SEED, VOCAB_TARGET, MAX_POS, STEPS, BATCH, LR = 1234, 420, 64, 1500, 16, 3e-3
+LOGIT_SCALE = 0.25
+TASKS = ["lambada_openai", "piqa", "arc_easy", "arc_challenge", "hellaswag", "winogrande",
+         "sciq", "openbookqa", "boolq", "wikitext"]
+# The split each task evaluates (its test split, else validation), as in the real YAMLs.
+SPLIT = {"lambada_openai": "test", "piqa": "validation", "arc_easy": "test",
+         "arc_challenge": "test", "hellaswag": "validation", "winogrande": "validation",
+         "sciq": "test", "openbookqa": "test", "boolq": "validation", "wikitext": "test"}
+YAML = {"lambada_openai": "lambada/lambada_openai.yaml", "piqa": "piqa/piqa.yaml",
+        "arc_easy": "arc/arc_easy.yaml", "arc_challenge": "arc/arc_challenge.yaml",
+        "hellaswag": "hellaswag/hellaswag.yaml", "winogrande": "winogrande/default.yaml",
+        "sciq": "sciq/sciq.yaml", "openbookqa": "openbookqa/openbookqa.yaml",
+        "boolq": "super_glue/boolq/default.yaml", "wikitext": "wikitext/wikitext.yaml"}
+TASK_DIR = "tests/fixtures/tasks"
+MODEL_DIR = "tests/fixtures/bench-models"
+EOT = "<|endoftext|>"
+MARGIN = 1e-4   # smallest accepted gap between competing scores (see check_margins)
+
+random.seed(SEED); np.random.seed(SEED); torch.manual_seed(SEED)
+torch.set_num_threads(1)
+torch.use_deterministic_algorithms(True)
+print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
+      f"tokenizers {tokenizers.__version__}, lm_eval {lm_eval.__version__}")
+
+
+def read_records(task):
+    with open(os.path.join(TASK_DIR, f"{task}.jsonl"), encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def strings(value):
+    """Every string inside a record, for the tokenizer and training corpus."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from strings(v)
+
+
+# ---------------------------------------------------------------- tokenizer
+records = {t: read_records(t) for t in TASKS}
+corpus = [" ".join(strings(r)) for t in TASKS for r in records[t]]
+tok = Tokenizer(models.BPE())
+tok.normalizer = normalizers.NFC()
+tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True)
+tok.decoder = decoders.ByteLevel(add_prefix_space=False, trim_offsets=True)
+tok.post_processor = processors.ByteLevel(trim_offsets=True)   # adds no tokens
+tok.train_from_iterator(corpus, trainer=trainers.BpeTrainer(
+    vocab_size=VOCAB_TARGET, min_frequency=2, special_tokens=[EOT],
+    initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+assert tok.token_to_id(EOT) == 0
+n_tok = tok.get_vocab_size()
+print(f"tokenizer: {n_tok} tokens")
+
+
+def save_tokenizer(out, tokenizer_class):
+    tok.save(os.path.join(out, "tokenizer.json"))
+    with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
+        json.dump({"add_bos_token": False, "add_eos_token": False, "add_prefix_space": False,
+                   "bos_token": EOT, "eos_token": EOT, "unk_token": EOT,
+                   "clean_up_tokenization_spaces": False, "model_max_length": MAX_POS,
+                   "tokenizer_class": tokenizer_class}, f, indent=2)
+    with open(os.path.join(out, "special_tokens_map.json"), "w") as f:
+        json.dump({"bos_token": EOT, "eos_token": EOT, "unk_token": EOT}, f, indent=2)
+
+
+# ---------------------------------------------------------------- models
+def neox_model():
+    cfg = GPTNeoXConfig(
+        vocab_size=(n_tok + 63) // 64 * 64, hidden_size=32, num_hidden_layers=3,
+        num_attention_heads=4, intermediate_size=128, hidden_act="gelu", rotary_pct=0.25,
+        rotary_emb_base=10000, max_position_embeddings=MAX_POS, initializer_range=0.1,
+        layer_norm_eps=1e-5, use_parallel_residual=True, tie_word_embeddings=False,
+        bos_token_id=0, eos_token_id=0, hidden_dropout=0.0, attention_dropout=0.0)
+    return GPTNeoXForCausalLM(cfg), "GPTNeoXTokenizer"
+
+
+def neo_model():
+    cfg = GPTNeoConfig(
+        vocab_size=n_tok, hidden_size=32, num_layers=3, num_heads=4, intermediate_size=None,
+        attention_types=[[["global", "local"], 1], [["global"], 1]], window_size=8,
+        max_position_embeddings=MAX_POS, activation_function="gelu_new", initializer_range=0.1,
+        layer_norm_epsilon=1e-5, bos_token_id=0, eos_token_id=0, embed_dropout=0.0,
+        attention_dropout=0.0, resid_dropout=0.0)
+    return GPTNeoForCausalLM(cfg), "GPT2Tokenizer"
+
+
+def train(model):
+    """A short run on the task text (documents joined by <|endoftext|>)."""
+    docs = [tok.encode(text).ids + [0] for text in corpus]
+    stream = torch.tensor([t for _ in range(4) for d in random.Random(SEED).sample(docs, len(docs)) for t in d])
+    opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(SEED)
+    model.train()
+    for step in range(STEPS):
+        starts = torch.randint(0, len(stream) - MAX_POS - 1, (BATCH,), generator=gen)
+        x = torch.stack([stream[s:s + MAX_POS] for s in starts])
+        y = torch.stack([stream[s + 1:s + MAX_POS + 1] for s in starts])
+        logits = model(x).logits
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    model.eval()
+    print(f"  trained {STEPS} steps, last loss {loss.item():.3f}")
+
+
+@torch.no_grad()
+def soften_logits(model):
+    """Scale the final layer norm by LOGIT_SCALE: every logit shrinks by that factor (argmax
+    and so every greedy match unchanged). Smaller logits carry smaller absolute f32 rounding,
+    which is what the perplexities' 1e-6 tolerance measures."""
+    norm = model.gpt_neox.final_layer_norm if isinstance(model, GPTNeoXForCausalLM) else model.transformer.ln_f
+    norm.weight.mul_(LOGIT_SCALE)
+    norm.bias.mul_(LOGIT_SCALE)
+
+
+def save_model(model, out, tokenizer_class):
+    os.makedirs(out, exist_ok=True)
+    for f in os.listdir(out):
+        os.remove(os.path.join(out, f))
+    model.save_pretrained(out, safe_serialization=True)
+    for f in os.listdir(out):
+        if f not in ("config.json", "model.safetensors"):
+            os.remove(os.path.join(out, f))
+    save_tokenizer(out, tokenizer_class)
+
+
+# ---------------------------------------------------------------- attention bypass
+def bypass_hook(module, args, kwargs, output):
+    """Identity attention weights: the output is dense/out_proj of the token's own value."""
+    h = args[0] if args else kwargs["hidden_states"]
+    if hasattr(module, "query_key_value"):          # GPT-NeoX: per-head [q|k|v] layout
+        nh = module.config.num_attention_heads
+        hd = module.config.hidden_size // nh
+        qkv = module.query_key_value(h).view(*h.shape[:-1], nh, 3 * hd)
+        out = module.dense(qkv[..., 2 * hd:].reshape(*h.shape[:-1], nh * hd))
+    else:                                           # GPT-Neo: GPTNeoAttention wrapper
+        inner = module.attention
+        out = inner.out_proj(inner.v_proj(h))
+    return (out,) + tuple(output[1:]) if isinstance(output, tuple) else out
+
+
+def attention_modules(model):
+    if isinstance(model, GPTNeoXForCausalLM):
+        return [layer.attention for layer in model.gpt_neox.layers]
+    return [block.attn for block in model.transformer.h]
+
+
+# ---------------------------------------------------------------- lm-eval, offline
+def write_task_yamls(directory):
+    """Each real task YAML, included, with the data pointed at the local JSONL file."""
+    tasks_root = os.path.join(os.path.dirname(lm_eval.__file__), "tasks")
+    for task in TASKS:
+        split = SPLIT[task]
+        data = os.path.abspath(os.path.join(TASK_DIR, f"{task}.jsonl"))
+        splits = {"training_split": None, "validation_split": None, "test_split": None}
+        splits[f"{split}_split"] = split
+        lines = [f"include: {os.path.join(tasks_root, YAML[task])}", f"task: {task}",
+                 "dataset_path: json", "dataset_name: null",
+                 "dataset_kwargs:", "  data_files:", f"    {split}: {data}"]
+        lines += [f"{k}: {v if v else 'null'}" for k, v in splits.items()]
+        lines.append("tag: []")
+        with open(os.path.join(directory, f"{task}.yaml"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+
+class RecordingLM(HFLM):
+    """HFLM that records every request lm-eval builds, with its token ids and answer."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.records = []
+
+    def loglikelihood(self, requests, disable_tqdm=False):
+        answers = super().loglikelihood(requests, disable_tqdm=True)
+        for req, (ll, greedy) in zip(requests, answers):
+            ctx, cont = req.args
+            ctx_enc, cont_enc = self._encode_pair(ctx, cont)
+            self.records.append({"task": req.task_name, "doc": req.doc_id, "idx": req.idx,
+                                 "context": ctx, "continuation": cont,
+                                 "context_enc": ctx_enc, "continuation_enc": cont_enc,
+                                 "ll": ll, "is_greedy": bool(greedy)})
+        return answers
+
+    def loglikelihood_rolling(self, requests, disable_tqdm=False):
+        answers = super().loglikelihood_rolling(requests, disable_tqdm=True)
+        for req, ll in zip(requests, answers):
+            (text,) = req.args
+            windows = list(map(lm_utils.make_disjoint_window, lm_utils.get_rolling_token_windows(
+                token_list=self.tok_encode(text), prefix_token=self.prefix_token_id,
+                max_seq_len=self.max_length, context_len=1)))
+            self.records.append({"task": req.task_name, "doc": req.doc_id, "idx": req.idx,
+                                 "text": text, "windows": [list(map(list, w)) for w in windows],
+                                 "ll": ll})
+        return answers
+
+
+def check_tokenizer(lm, out_dir):
+    """The HF tokenizer lm-eval uses must encode exactly like the raw tokenizer.json (which is
+    what llm-mem reads through the `tokenizers` crate)."""
+    raw = Tokenizer.from_file(os.path.join(out_dir, "tokenizer.json"))
+    for rec in lm.records:
+        for s in ([rec["context"], rec["context"] + rec["continuation"]] if "context" in rec else [rec["text"]]):
+            assert lm.tok_encode(s) == raw.encode(s).ids, f"tokenizer mismatch on {s!r}"
+
+
+@torch.no_grad()
+def check_margins(model, lm, records):
+    """Fail when a score is so close to a competitor that f32 noise could flip acc:
+    multiple-choice lls (raw and per character) and the greedy argmax of loglikelihood tasks."""
+    by_doc = {}
+    for rec in records:
+        if "continuation" in rec:
+            by_doc.setdefault((rec["task"], rec["doc"]), []).append(rec)
+    worst = math.inf
+    for (task, _), reqs in by_doc.items():
+        if task == "lambada_openai":
+            for rec in reqs:
+                full = (rec["context_enc"] + rec["continuation_enc"])[-(lm.max_length + 1):]
+                logits = model(torch.tensor([full[:-1]])).logits[0, -len(rec["continuation_enc"]):]
+                top2 = logits.float().log_softmax(-1).topk(2, dim=-1).values
+                worst = min(worst, float((top2[:, 0] - top2[:, 1]).min()))
+            continue
+        reqs.sort(key=lambda r: r["idx"])
+        lls = np.array([r["ll"] for r in reqs])
+        lens = np.array([float(len(c)) for c in choices_of(task, reqs)])
+        for scores in (lls, lls / lens):
+            top = np.sort(scores)[::-1]
+            worst = min(worst, float(top[0] - top[1]))
+    assert worst > MARGIN, f"a score gap of {worst:.2e} is below {MARGIN}: change SEED"
+    return worst
+
+
+def choices_of(task, reqs):
+    """The choice strings acc_norm divides by (winogrande has only acc: lengths unused)."""
+    return [r["continuation"][1:] for r in reqs]
+
+
+def evaluate(model, tokenizer, settings):
+    lm = RecordingLM(pretrained=model, tokenizer=tokenizer, backend="causal", batch_size=4,
+                     max_length=None)
+    assert lm.max_length == MAX_POS, lm.max_length
+    with tempfile.TemporaryDirectory() as yamls:
+        write_task_yamls(yamls)
+        manager = TaskManager(include_path=yamls, include_defaults=False)
+        out = []
+        for setting in settings:
+            handles = [attention_modules(model)[l].register_forward_hook(bypass_hook, with_kwargs=True)
+                       for l in setting]
+            lm.records = []
+            try:
+                res = lm_eval.simple_evaluate(model=lm, tasks=TASKS, task_manager=manager,
+                                              bootstrap_iters=100000, log_samples=False,
+                                              random_seed=0, numpy_random_seed=0,
+                                              torch_random_seed=0, fewshot_random_seed=0)
+                margin = check_margins(model, lm, lm.records)   # with the bypass still on
+            finally:
+                for h in handles:
+                    h.remove()
+            results = {t: {k: v for k, v in res["results"][t].items()
+                           if k not in ("alias", "name", "sample_len")} for t in TASKS}
+            print(f"  bypass {setting}: min score gap {margin:.2e}")
+            for t in TASKS:
+                print(f"    {t:15s} " + "  ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
+                                                  for k, v in results[t].items()))
+            out.append((setting, results, lm.records, res["n-samples"]))
+    return lm, out
+
+
+def request_key(rec):
+    return (TASKS.index(rec["task"]), rec["doc"], rec["idx"])
+
+
+def write_expected(path, expected):
+    """Pretty JSON, but one line per request / per setting's answers (a diff-friendly size)."""
+    parts = []
+    for key, value in expected.items():
+        if key in ("requests", "answers", "results", "results_f32"):
+            body = ",\n  ".join(json.dumps(x, ensure_ascii=False) for x in value)
+            parts.append(f" {json.dumps(key)}: [\n  {body}\n ]")
+        else:
+            parts.append(f" {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("{\n" + ",\n".join(parts) + "\n}\n")
+
+
+PARQUET_TASKS = ["piqa", "arc_easy", "hellaswag", "wikitext"]
+
+
+def write_parquet_samples():
+    """The same records as parquet files (pyarrow's defaults: snappy compression, nested
+    lists/structs as the hub's parquet exports store them), for llm-mem's parquet reader."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    out = os.path.join(TASK_DIR, "parquet")
+    os.makedirs(out, exist_ok=True)
+    for task in PARQUET_TASKS:
+        pq.write_table(pa.Table.from_pylist(read_records(task)), os.path.join(out, f"{task}.parquet"))
+    print(f"wrote {', '.join(PARQUET_TASKS)} to {out}/")
+
+
+def main():
+    write_parquet_samples()
+    if "--parquet-only" in sys.argv:
+        return
+    for name, make in (("neox", neox_model), ("neo", neo_model)):
+        print(f"\n== {name}")
+        out_dir = os.path.join(MODEL_DIR, name)
+        if "--reuse-models" not in sys.argv:
+            torch.manual_seed(SEED)
+            model, tokenizer_class = make()
+            train(model)
+            soften_logits(model)
+            save_model(model, out_dir, tokenizer_class)
+        cls = GPTNeoXForCausalLM if name == "neox" else GPTNeoForCausalLM
+        tokenizer = AutoTokenizer.from_pretrained(out_dir)
+        # The reference: lm-eval with the checkpoint in float64 (HF computes GPT-Neo's
+        # attention scores in f32 even then), free of f32 rounding; and lm-eval's default f32.
+        exact = cls.from_pretrained(out_dir, dtype=torch.float64).eval()
+        f32 = cls.from_pretrained(out_dir, dtype=torch.float32).eval()
+        layers = len(attention_modules(f32))
+        settings = [[], [0], [layers - 1]]
+        print(" lm-eval, float64:")
+        lm, runs = evaluate(exact, tokenizer, settings)
+        check_tokenizer(lm, out_dir)
+        print(" lm-eval, float32:")
+        _, runs_f32 = evaluate(f32, tokenizer, settings)
+        base_records = sorted(runs[0][2], key=request_key)
+        requests = [{k: v for k, v in r.items() if k not in ("ll", "is_greedy")} for r in base_records]
+        answers = []
+        for _, _, recs, _ in runs:
+            recs = sorted(recs, key=request_key)
+            assert [request_key(r) for r in recs] == [request_key(r) for r in base_records]
+            answers.append([[r["ll"], r["is_greedy"]] if "is_greedy" in r else [r["ll"]] for r in recs])
+        expected = {
+            "model": name, "lm_eval_version": lm_eval.__version__,
+            "transformers_version": transformers.__version__, "torch_version": torch.__version__,
+            "max_length": lm.max_length, "prefix_token_id": lm.prefix_token_id,
+            "settings": settings,
+            "num_docs": {t: len(records[t]) for t in TASKS},
+            "results": [{"bypass": s, "tasks": r} for s, r, _, _ in runs],
+            "results_f32": [{"bypass": s, "tasks": r} for s, r, _, _ in runs_f32],
+            "requests": requests,
+            "answers": answers,
+        }
+        path = os.path.join(TASK_DIR, f"expected_{name}.json")
+        write_expected(path, expected)
+        print(f"  wrote {path} and {out_dir}/")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,472 @@
+//! The batched loglikelihood engine that every task reduces to.
+//!
+//! A request scores continuation tokens `c[0..n]` after context tokens. Exactly as lm-eval's
+//! HF backend does, the input is `(context + c)[-(max_len+1):][:-1]`, logits are
+//! log-softmaxed over the full vocabulary, the request's loglikelihood is the sum of
+//! `log p(c[i])` and `is_greedy` says whether every `c[i]` is the argmax.
+//!
+//! Shared contexts are computed once. The input splits into a *prefix* (the possibly
+//! truncated context; its last position predicts `c[0]`) and a *tail* `c[..n-1]`. Requests
+//! with the same prefix (the choices of one question) form a group: a context pass runs each
+//! distinct prefix once, right-padded, keeping the KV cache; a continuation pass runs every
+//! request's tail against its group's cached prefix, each row at its own positions.
+//! One-token continuations (boolq's " yes"/" no") need no continuation pass at all.
+//!
+//! The sweep over bypass settings wraps this: blocks below a setting's lowest bypassed layer
+//! compute what the base model does, so the base passes keep the residual stream at each such
+//! layer and every other setting starts there.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::Result;
+use candle_core::{DType, Tensor, D};
+
+use super::requests::TokenRequest;
+use crate::model::attention::HIDDEN_KEY;
+use crate::model::{
+    sequence_positions, BypassSet, KvCache, LayerKv, Model, ModelConfig, Positions,
+};
+
+/// lm-eval's answer to one request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scored {
+    pub ll: f64,
+    pub greedy: bool,
+}
+
+/// A request after left truncation, split into its group's prefix and its own tail.
+struct Prepared {
+    group: usize,
+    /// `c[..n-1]`: the continuation tokens fed to the model after the prefix.
+    tail: Vec<u32>,
+    /// `c`: the tokens scored.
+    targets: Vec<u32>,
+}
+
+/// What the engine tells its caller: the tokens to run in all (over every setting), then the
+/// tokens each batch ran.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress {
+    Total(u64),
+    Done(u64),
+}
+
+/// Score every request under every setting: `result[setting][request]`.
+pub fn score_requests(
+    model: &Model,
+    requests: &[TokenRequest],
+    settings: &[BypassSet],
+    batch_size: usize,
+    max_len: usize,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Vec<Vec<Scored>>> {
+    let (prefixes, prepared) = prepare(requests, max_len)?;
+    let tokens = prefixes.iter().map(Vec::len).sum::<usize>()
+        + prepared.iter().map(|p| p.tail.len()).sum::<usize>();
+    progress(Progress::Total((tokens * settings.len()) as u64));
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); prefixes.len()];
+    for (i, p) in prepared.iter().enumerate() {
+        members[p.group].push(i);
+    }
+    // Longest first, like lm-eval (time estimates and out-of-memory errors come early).
+    let width = |g: usize| {
+        prefixes[g].len()
+            + members[g]
+                .iter()
+                .map(|&i| prepared[i].tail.len())
+                .max()
+                .unwrap_or(0)
+    };
+    let mut order: Vec<usize> = (0..prefixes.len()).collect();
+    order.sort_by_key(|&g| (std::cmp::Reverse(width(g)), g));
+
+    let mut results = vec![
+        vec![
+            Scored {
+                ll: 0.0,
+                greedy: false
+            };
+            requests.len()
+        ];
+        settings.len()
+    ];
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start + 1;
+        let mut rows = members[order[start]].len();
+        while end < order.len() && rows + members[order[end]].len() <= batch_size {
+            rows += members[order[end]].len();
+            end += 1;
+        }
+        let groups: Vec<Group> = order[start..end]
+            .iter()
+            .map(|&g| Group {
+                prefix: &prefixes[g],
+                requests: members[g].iter().map(|&i| (i, &prepared[i])).collect(),
+            })
+            .collect();
+        let scored = score_batch(model, &groups, settings)?;
+        for (setting, batch) in scored.into_iter().enumerate() {
+            for (i, s) in batch {
+                results[setting][i] = s;
+            }
+        }
+        let tokens: usize = groups
+            .iter()
+            .map(|g| g.prefix.len() + g.requests.iter().map(|(_, p)| p.tail.len()).sum::<usize>())
+            .sum();
+        progress(Progress::Done((tokens * settings.len()) as u64));
+        start = end;
+    }
+    Ok(results)
+}
+
+/// Truncate like lm-eval and intern the prefixes.
+fn prepare(requests: &[TokenRequest], max_len: usize) -> Result<(Vec<Vec<u32>>, Vec<Prepared>)> {
+    let mut ids: HashMap<Vec<u32>, usize> = HashMap::new();
+    let mut prefixes = Vec::new();
+    let mut prepared = Vec::with_capacity(requests.len());
+    for req in requests {
+        let n = req.continuation.len();
+        if n == 0 || n > max_len || req.context.is_empty() {
+            anyhow::bail!(
+                "a request with {} context and {n} continuation tokens cannot be scored with a max length of {max_len}",
+                req.context.len()
+            );
+        }
+        let mut full = req.context.clone();
+        full.extend_from_slice(&req.continuation);
+        let input = &full[full.len().saturating_sub(max_len + 1)..full.len() - 1];
+        let prefix = input[..input.len() - (n - 1)].to_vec();
+        let next = prefixes.len();
+        let group = *ids.entry(prefix.clone()).or_insert(next);
+        if group == next {
+            prefixes.push(prefix);
+        }
+        prepared.push(Prepared {
+            group,
+            tail: req.continuation[..n - 1].to_vec(),
+            targets: req.continuation.clone(),
+        });
+    }
+    Ok((prefixes, prepared))
+}
+
+struct Group<'a> {
+    prefix: &'a [u32],
+    /// (request index, request)
+    requests: Vec<(usize, &'a Prepared)>,
+}
+
+/// The residual stream of one pass under the base model, kept at the layers where some
+/// setting starts, and its final hidden states.
+struct BasePass {
+    at: BTreeMap<usize, Tensor>,
+    hidden: Tensor,
+}
+
+fn base_pass(
+    model: &Model,
+    x: Tensor,
+    pos: &Positions,
+    mut cache: KvCache,
+    starts: &[usize],
+) -> Result<(BasePass, KvCache)> {
+    let mut at = BTreeMap::new();
+    let mut x = x;
+    for layer in 0..model.num_layers() {
+        if starts.contains(&layer) {
+            at.insert(layer, x.clone());
+        }
+        x = model.run_layers(x, layer..layer + 1, &BypassSet::none(), pos, &mut cache)?;
+    }
+    Ok((BasePass { at, hidden: x }, cache))
+}
+
+/// A copy of `cache` with the layers `from..` emptied (to be recomputed under a setting).
+fn below(cache: &KvCache, from: usize) -> KvCache {
+    let mut out = cache.clone();
+    out.layers[from..]
+        .iter_mut()
+        .for_each(|kv| *kv = LayerKv::default());
+    out
+}
+
+/// A copy of `cache` with only the layers `from..` (a pass that starts at `from` never reads
+/// the others, so they need not be expanded).
+fn from_layer(cache: &KvCache, from: usize) -> KvCache {
+    let mut out = cache.clone();
+    out.layers[..from]
+        .iter_mut()
+        .for_each(|kv| *kv = LayerKv::default());
+    out
+}
+
+/// Scores of every request of `groups` under each setting, as (request index, score).
+fn score_batch(
+    model: &Model,
+    groups: &[Group],
+    settings: &[BypassSet],
+) -> Result<Vec<Vec<(usize, Scored)>>> {
+    let device = &model.device;
+    let starts: Vec<usize> = settings.iter().filter_map(BypassSet::lowest).collect();
+    let layout = Layout::new(groups);
+
+    // Context pass: each distinct prefix once.
+    let (g, tc) = (groups.len(), layout.ctx_width);
+    let ctx_ids = Tensor::from_vec(layout.ctx_ids.clone(), (g, tc), device)?;
+    let mut ctx_cache = model.new_cache();
+    let ctx_pos = model.begin_step(&mut ctx_cache, &sequence_positions(g, tc, device)?)?;
+    let (ctx_base, ctx_cache) = base_pass(
+        model,
+        model.embed(&ctx_ids, &ctx_pos)?,
+        &ctx_pos,
+        ctx_cache,
+        &starts,
+    )?;
+
+    // Continuation pass: every request's tail after its group's cached prefix (its own cache
+    // is not needed afterwards).
+    let cont = layout.continuation(model, device)?;
+    let cont_base = match &cont {
+        Some(c) => {
+            let cache = c.expand(&ctx_cache)?;
+            Some(base_pass(model, model.embed(&c.ids, &c.pos)?, &c.pos, cache, &starts)?.0)
+        }
+        None => None,
+    };
+
+    let mut out = Vec::with_capacity(settings.len());
+    for setting in settings {
+        let (ctx_hidden, cont_hidden) = match setting.lowest() {
+            None => (
+                ctx_base.hidden.clone(),
+                cont_base.as_ref().map(|b| b.hidden.clone()),
+            ),
+            Some(low) => {
+                let layers = low..model.num_layers();
+                let mut cache = below(&ctx_cache, low);
+                let ctx_hidden = model.run_layers(
+                    ctx_base.at[&low].clone(),
+                    layers.clone(),
+                    setting,
+                    &ctx_pos,
+                    &mut cache,
+                )?;
+                let cont_hidden = match (&cont, &cont_base) {
+                    (Some(c), Some(base)) => {
+                        let mut cache = c.expand(&from_layer(&cache, low))?;
+                        Some(model.run_layers(
+                            base.at[&low].clone(),
+                            layers,
+                            setting,
+                            &c.pos,
+                            &mut cache,
+                        )?)
+                    }
+                    _ => None,
+                };
+                (ctx_hidden, cont_hidden)
+            }
+        };
+        let first = score_positions(model, &ctx_hidden, &layout.ctx_index, &layout.first_targets)?;
+        let rest = match (&cont, &cont_hidden) {
+            (Some(c), Some(hidden)) => score_positions(model, hidden, &c.index, &c.targets)?,
+            _ => Vec::new(),
+        };
+        out.push(layout.combine(&first, &rest));
+    }
+    Ok(out)
+}
+
+/// Positions whose logits are computed at once (bounds the `[positions, vocab]` buffers).
+const LOGIT_CHUNK: usize = 2048;
+
+/// Log-probability of each target at the given flattened positions of `hidden`
+/// (`[rows, t, h]`, index = row * t + position), and whether it is the argmax. The
+/// log-softmax runs over the full vocabulary in f64 on the model's f32 logits, so that no
+/// rounding is added to theirs.
+fn score_positions(
+    model: &Model,
+    hidden: &Tensor,
+    index: &[u32],
+    targets: &[u32],
+) -> Result<Vec<(f64, bool)>> {
+    let device = &model.device;
+    let (rows, t, h) = hidden.dims3()?;
+    let flat = hidden.reshape((rows * t, h))?;
+    let mut out = Vec::with_capacity(index.len());
+    for (index, targets) in index.chunks(LOGIT_CHUNK).zip(targets.chunks(LOGIT_CHUNK)) {
+        let picked = flat
+            .index_select(&Tensor::new(index, device)?, 0)?
+            .unsqueeze(0)?; // [1, N, h]
+        let logits = model.logits(&picked)?.squeeze(0)?; // [N, vocab] f32
+        let log_probs = candle_nn::ops::log_softmax(&logits.to_dtype(DType::F64)?, D::Minus1)?;
+        let target = Tensor::new(targets, device)?.unsqueeze(1)?;
+        let values = log_probs.gather(&target, 1)?.squeeze(1)?.to_vec1::<f64>()?;
+        let argmax = log_probs
+            .argmax_keepdim(D::Minus1)?
+            .squeeze(1)?
+            .to_vec1::<u32>()?;
+        out.extend(
+            values
+                .into_iter()
+                .zip(argmax.iter().zip(targets))
+                .map(|(v, (a, t))| (v, a == t)),
+        );
+    }
+    Ok(out)
+}
+
+/// GPT-Neo's local attention window, when the model has local layers.
+fn local_window(config: &ModelConfig) -> Option<usize> {
+    match config {
+        ModelConfig::GptNeo(c) => c
+            .layer_kinds()
+            .iter()
+            .any(|k| k == "local")
+            .then_some(c.window_size),
+        ModelConfig::GptNeoX(_) => None,
+    }
+}
+
+/// Where every request of a batch lives in the two passes.
+struct Layout<'a> {
+    groups: &'a [Group<'a>],
+    ctx_width: usize,
+    /// `[groups, ctx_width]` right-padded with 0.
+    ctx_ids: Vec<u32>,
+    /// Per request (batch order): flattened index of its group's last prefix position.
+    ctx_index: Vec<u32>,
+    /// Per request (batch order): `c[0]`, scored at its group's `ctx_index`.
+    first_targets: Vec<u32>,
+}
+
+/// The continuation pass's inputs.
+struct ContPass {
+    ids: Tensor,
+    pos: Positions,
+    /// Group row of each continuation row (to expand the context cache).
+    rows: Tensor,
+    /// `[rows, ctx_width]` key positions of the cached prefix slots, hidden past each prefix.
+    ctx_key_pos: Tensor,
+    index: Vec<u32>,
+    targets: Vec<u32>,
+}
+
+impl ContPass {
+    /// The context cache with one row per continuation row and its padding hidden.
+    fn expand(&self, cache: &KvCache) -> Result<KvCache> {
+        let mut out = cache.select_rows(&self.rows)?;
+        out.key_pos = Some(self.ctx_key_pos.clone());
+        Ok(out)
+    }
+}
+
+impl<'a> Layout<'a> {
+    fn new(groups: &'a [Group<'a>]) -> Self {
+        let ctx_width = groups.iter().map(|g| g.prefix.len()).max().unwrap_or(0);
+        let mut ctx_ids = vec![0u32; groups.len() * ctx_width];
+        let mut ctx_index = Vec::new();
+        let mut first_targets = Vec::new();
+        for (row, g) in groups.iter().enumerate() {
+            ctx_ids[row * ctx_width..row * ctx_width + g.prefix.len()].copy_from_slice(g.prefix);
+            for (_, p) in &g.requests {
+                ctx_index.push((row * ctx_width + g.prefix.len() - 1) as u32);
+                first_targets.push(p.targets[0]);
+            }
+        }
+        Self {
+            groups,
+            ctx_width,
+            ctx_ids,
+            ctx_index,
+            first_targets,
+        }
+    }
+
+    /// Inputs of the continuation pass, `None` when every continuation is one token.
+    fn continuation(
+        &self,
+        model: &Model,
+        device: &candle_core::Device,
+    ) -> Result<Option<ContPass>> {
+        let rows: Vec<(usize, &Prepared)> = self
+            .groups
+            .iter()
+            .enumerate()
+            .flat_map(|(row, g)| g.requests.iter().map(move |(_, p)| (row, *p)))
+            .filter(|(_, p)| !p.tail.is_empty())
+            .collect();
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let (r, tt, tc) = (
+            rows.len(),
+            rows.iter().map(|(_, p)| p.tail.len()).max().unwrap_or(0),
+            self.ctx_width,
+        );
+        let (mut ids, mut query, mut keys) = (
+            vec![0u32; r * tt],
+            vec![0f32; r * tt],
+            vec![HIDDEN_KEY; r * tt],
+        );
+        let mut ctx_keys = vec![HIDDEN_KEY; r * tc];
+        let (mut index, mut targets) = (Vec::new(), Vec::new());
+        for (i, (row, p)) in rows.iter().enumerate() {
+            let start = self.groups[*row].prefix.len();
+            for k in 0..start {
+                ctx_keys[i * tc + k] = k as f32;
+            }
+            let last = start + p.tail.len() - 1;
+            for j in 0..tt {
+                if j < p.tail.len() {
+                    ids[i * tt + j] = p.tail[j];
+                    query[i * tt + j] = (start + j) as f32;
+                    keys[i * tt + j] = (start + j) as f32;
+                    index.push((i * tt + j) as u32);
+                    targets.push(p.targets[j + 1]);
+                } else {
+                    // padding: attends like the row's last token, is never attended to
+                    query[i * tt + j] = last as f32;
+                }
+            }
+        }
+        let ctx_key_pos = Tensor::from_vec(ctx_keys, (r, tc), device)?;
+        let query = Tensor::from_vec(query, (r, tt), device)?;
+        let key_pos = Tensor::cat(
+            &[&ctx_key_pos, &Tensor::from_vec(keys, (r, tt), device)?],
+            1,
+        )?;
+        let pos = Positions::new(&query, &key_pos, local_window(&model.config))?;
+        let group_rows: Vec<u32> = rows.iter().map(|(row, _)| *row as u32).collect();
+        Ok(Some(ContPass {
+            ids: Tensor::from_vec(ids, (r, tt), device)?,
+            pos,
+            rows: Tensor::from_vec(group_rows, r, device)?,
+            ctx_key_pos,
+            index,
+            targets,
+        }))
+    }
+
+    /// Per request: `ll = log p(c[0]) + Σ log p(c[i])`, summed in f64 in token order.
+    fn combine(&self, first: &[(f64, bool)], rest: &[(f64, bool)]) -> Vec<(usize, Scored)> {
+        let mut out = Vec::new();
+        let (mut k, mut next) = (0, rest.iter());
+        for g in self.groups {
+            for (i, p) in &g.requests {
+                let (lp, greedy) = first[k];
+                k += 1;
+                let mut scored = Scored { ll: lp, greedy };
+                for _ in 0..p.tail.len() {
+                    let (lp, greedy) = next.next().expect("one score per tail token");
+                    scored.ll += *lp;
+                    scored.greedy &= greedy;
+                }
+                out.push((*i, scored));
+            }
+        }
+        out
+    }
+}

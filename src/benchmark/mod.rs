@@ -1,0 +1,146 @@
+//! `llm-mem benchmark`: zero-shot lm-evaluation-harness tasks under every bypass setting,
+//! with lm-eval's own numbers.
+//!
+//! A task is data ([`tasks::TASKS`]): where its records come from ([`data`]), how a record
+//! becomes a prompt with choices and a gold answer, and which metrics it reports. Documents
+//! become token-level loglikelihood requests the way lm-eval's HF backend tokenizes them
+//! ([`requests`]); one batched engine scores all requests of all tasks under every setting
+//! ([`engine`]); [`metrics`] turns the answers into lm-eval's metrics and stderrs.
+
+pub mod cli;
+pub mod data;
+pub mod engine;
+pub mod metrics;
+pub mod pyrandom;
+pub mod requests;
+pub mod tasks;
+pub mod text;
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::model::{BypassSet, Model};
+pub use engine::{Progress, Scored};
+pub use metrics::{TaskMetrics, Value};
+pub use requests::{LmTokenizer, TokenRequest};
+pub use tasks::{Doc, TaskSpec};
+
+/// A task with its documents, ready to run.
+pub struct TaskDocs {
+    pub spec: &'static TaskSpec,
+    /// Where the records came from (file or hub dataset).
+    pub source: String,
+    pub docs: Vec<Doc>,
+}
+
+/// Read a task's records (from `data_dir`, else the hub) and build its documents; with
+/// `limit`, only the first `limit` records (lm-eval's `--limit`).
+pub fn load_task(
+    spec: &'static TaskSpec,
+    data_dir: Option<&Path>,
+    limit: Option<usize>,
+) -> Result<TaskDocs> {
+    let mut records = match data_dir {
+        Some(dir) => data::read_dir(spec.name, dir)?,
+        None => data::read_hub(spec.name, &spec.hub)?,
+    };
+    let source = match (data_dir, records.first()) {
+        (Some(_), Some(r)) => r.source.clone(),
+        (Some(dir), None) => dir.display().to_string(),
+        (None, _) => format!(
+            "{} ({}, {})",
+            spec.hub.repo, spec.hub.config, spec.hub.split
+        ),
+    };
+    if let Some(limit) = limit {
+        records.truncate(limit);
+    }
+    if records.is_empty() {
+        return Err(crate::bad_input!("{source}: no {} records", spec.name));
+    }
+    let docs = records.iter().map(spec.doc).collect::<Result<Vec<_>>>()?;
+    Ok(TaskDocs { spec, source, docs })
+}
+
+/// The token requests of every document of `task`, and how many belong to each document.
+pub fn task_requests(
+    tok: &LmTokenizer,
+    task: &TaskDocs,
+    max_len: usize,
+) -> Result<(Vec<TokenRequest>, Vec<usize>)> {
+    let mut requests = Vec::new();
+    let mut counts = Vec::with_capacity(task.docs.len());
+    for (i, doc) in task.docs.iter().enumerate() {
+        let reqs = tok.doc_requests(doc, max_len)?;
+        if let Some(r) = reqs
+            .iter()
+            .find(|r| r.continuation.is_empty() || r.continuation.len() > max_len)
+        {
+            return Err(crate::bad_input!(
+                "{}: {} document {} has a continuation of {} tokens; lm-eval needs 1 to {max_len}",
+                task.source,
+                task.spec.name,
+                i + 1,
+                r.continuation.len()
+            ));
+        }
+        counts.push(reqs.len());
+        requests.extend(reqs);
+    }
+    Ok((requests, counts))
+}
+
+/// The results of one setting: every task's metrics, in the order the tasks were given.
+#[derive(Debug, Clone)]
+pub struct SettingScores {
+    pub bypass: BypassSet,
+    pub tasks: Vec<(&'static str, TaskMetrics)>,
+}
+
+/// Run every task under every setting. All requests of all tasks go through one engine run so
+/// that batches stay full; `progress` hears the total number of tokens to run, then each
+/// batch's.
+pub fn evaluate(
+    model: &Model,
+    tok: &LmTokenizer,
+    tasks: &[TaskDocs],
+    settings: &[BypassSet],
+    batch_size: usize,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Vec<SettingScores>> {
+    let max_len = model.config.max_positions();
+    let mut all = Vec::new();
+    let mut per_task = Vec::new();
+    for task in tasks {
+        let (requests, counts) = task_requests(tok, task, max_len)?;
+        per_task.push((all.len(), counts));
+        all.extend(requests);
+    }
+    let answers = engine::score_requests(model, &all, settings, batch_size, max_len, progress)?;
+    Ok(settings
+        .iter()
+        .zip(&answers)
+        .map(|(bypass, answers)| SettingScores {
+            bypass: bypass.clone(),
+            tasks: tasks
+                .iter()
+                .zip(&per_task)
+                .map(|(task, (start, counts))| {
+                    (task.spec.name, score_task(task, &answers[*start..], counts))
+                })
+                .collect(),
+        })
+        .collect())
+}
+
+/// Metrics of one task from its requests' answers (`answers` starts at the task's first).
+pub fn score_task(task: &TaskDocs, answers: &[Scored], counts: &[usize]) -> TaskMetrics {
+    let mut per_doc = Vec::with_capacity(counts.len());
+    let mut at = 0;
+    for &n in counts {
+        per_doc.push(&answers[at..at + n]);
+        at += n;
+    }
+    metrics::task_metrics(task.spec, &task.docs, &per_doc)
+}

@@ -1,0 +1,275 @@
+//! `llm-mem memorize`: score memorized samples under each bypass setting, checkpointed after
+//! every batch so that a crash, Ctrl-C or time limit costs at most one batch.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+use super::long_run::{parse_shard, ResumeArgs};
+use super::{load_model, model_id, progress_bar, resolve_model, ModelArgs};
+use crate::memorize::stored::StoredSample;
+use crate::memorize::{self, settings, TokenRows};
+use crate::model::{BypassSet, Model, ModelConfig};
+use crate::report::json::{self, DataInfo, MemorizeReport, ModelInfo};
+use crate::report::{plot, table};
+use crate::sweep::{self, fingerprint, shard, Fingerprint, OutputPlan, Shard, Start, SweepFile};
+use crate::{bad_input, default_model, runtime};
+
+#[derive(Args)]
+pub struct MemorizeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// 2-D .npy of token ids, one memorized sample (prefix + suffix) per row; any integer
+    /// dtype. Default (only without --model-path): the built-in model's memorized samples.
+    #[arg(long, value_name = "FILE.npy")]
+    pub dataset_path: Option<PathBuf>,
+    /// Tokens of each row given as the prompt; the rest is the suffix to reproduce.
+    #[arg(long, default_value_t = 32)]
+    pub prefix_len: usize,
+    /// Rows per forward pass (and per checkpoint). Changes the results only by float rounding.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Sweep single-layer bypasses over layers 0..N only (default: every layer; 0 = none).
+    #[arg(long, value_name = "N")]
+    pub num_layers: Option<usize>,
+    /// An extra setting to run: layers and inclusive ranges, e.g. `2,4` or `20-23`. Repeatable.
+    #[arg(long, value_name = "SET")]
+    pub bypass: Vec<String>,
+    /// Output JSON (default: memorization_scores/<model-id>_prefix<P>.json, or
+    /// ..._prefix<P>.shard-K-of-N.json with --shard).
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Also store every sample's scores in the JSON.
+    #[arg(long)]
+    pub per_sample: bool,
+    #[command(flatten)]
+    pub run: ResumeArgs,
+    /// Compute only shard K of N (0-based, e.g. `$SLURM_ARRAY_TASK_ID/8`): a share of the
+    /// settings, balanced by cost, for all rows. Writes a shard file; `llm-mem merge` joins
+    /// the N shard files into the result one run would have written.
+    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+    pub shard: Option<Shard>,
+}
+
+/// What the final report says besides the numbers; kept in checkpoints and shard files so
+/// that `merge` can write the report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Header {
+    pub model: ModelInfo,
+    pub data: DataInfo,
+    pub per_sample: bool,
+}
+
+/// Everything checked and read before the model is loaded.
+struct Job {
+    data: TokenRows,
+    data_name: String,
+    sweep: Vec<BypassSet>,
+    /// Indices into `sweep` this run computes (all of them unless sharded).
+    mine: Vec<usize>,
+    fingerprint: Fingerprint,
+}
+
+pub fn run(args: MemorizeArgs) -> Result<()> {
+    if args.batch_size == 0 {
+        return Err(bad_input!("--batch-size must be at least 1"));
+    }
+    let plan = args.run.plan(&output_path(&args));
+    plan.precheck()?;
+    let files = resolve_model(&args.model)?;
+    let model = load_model(&args.model, &files)?;
+    let job = prepare(&args, &files, &model.config)?;
+    let mine: Vec<Vec<usize>> = job
+        .mine
+        .iter()
+        .map(|&s| job.sweep[s].layers().to_vec())
+        .collect();
+    let resumed = match plan.start::<StoredSample>(&job.fingerprint, args.shard, &mine)? {
+        Start::AlreadyDone => {
+            eprintln!("{} is already complete", plan.output.display());
+            return Ok(());
+        }
+        Start::Resume(file) => Some(file),
+        Start::Fresh => None,
+    };
+    json::check_writable(&plan.output)?;
+    let header = header(&args, &model, &job);
+    let header_value = serde_json::to_value(&header)?;
+    // A resumed run reports paths as this invocation names them, like a fresh one.
+    let mut file = match resumed {
+        Some(file) => SweepFile {
+            header: header_value,
+            ..file
+        },
+        None => SweepFile::new(
+            job.fingerprint.clone(),
+            args.shard,
+            mine,
+            job.data.rows,
+            header_value,
+        ),
+    };
+    compute(&args, &model, &job, &plan, &mut file)?;
+    if args.shard.is_some() {
+        file.save(&plan.output)?;
+        print!("{}", table::memorize_table(&results_of(&file)));
+    } else {
+        write_report(&plan.output, &file, &header)?;
+    }
+    plan.finish();
+    eprintln!("wrote {}", plan.output.display());
+    Ok(())
+}
+
+/// Score the rows `file` still lacks under its settings, checkpointing every batch.
+fn compute(
+    args: &MemorizeArgs,
+    model: &Model,
+    job: &Job,
+    plan: &OutputPlan,
+    file: &mut SweepFile<StoredSample>,
+) -> Result<()> {
+    let settings: Vec<BypassSet> = job.mine.iter().map(|&s| job.sweep[s].clone()).collect();
+    let per_row = (job.data.cols * settings.len()) as u64;
+    let bar = progress_bar(job.data.rows as u64 * per_row);
+    bar.set_position(file.items_done as u64 * per_row);
+    let result = sweep::run_interruptible(
+        file,
+        plan,
+        &|start| start + args.batch_size,
+        "rows",
+        &mut |rows| {
+            let n = rows.len() as u64;
+            let scores = memorize::score_rows(model, &job.data, args.prefix_len, &settings, rows)?;
+            bar.inc(n * per_row);
+            Ok(scores
+                .into_iter()
+                .map(|s| s.into_iter().map(StoredSample).collect())
+                .collect())
+        },
+    );
+    bar.finish_and_clear();
+    result
+}
+
+fn header(args: &MemorizeArgs, model: &Model, job: &Job) -> Header {
+    Header {
+        model: ModelInfo {
+            path: args.model.display_name(),
+            architecture: model.config.architecture().into(),
+            num_layers: model.num_layers(),
+            dtype: runtime::dtype_name(model.dtype).into(),
+            device: runtime::device_name(&model.device),
+        },
+        data: DataInfo {
+            path: job.data_name.clone(),
+            num_samples: job.data.rows,
+            seq_len: job.data.cols,
+            prefix_len: args.prefix_len,
+            suffix_len: job.data.cols - args.prefix_len,
+        },
+        per_sample: args.per_sample,
+    }
+}
+
+fn output_path(args: &MemorizeArgs) -> PathBuf {
+    args.output.clone().unwrap_or_else(|| {
+        let shard = args
+            .shard
+            .map(|s| format!(".shard-{}-of-{}", s.index, s.count))
+            .unwrap_or_default();
+        PathBuf::from("memorization_scores").join(format!(
+            "{}_prefix{}{shard}.json",
+            model_id(&args.model.display_name()),
+            args.prefix_len
+        ))
+    })
+}
+
+/// Read and check the data, build the sweep and this run's share of it, and fingerprint it
+/// all.
+fn prepare(
+    args: &MemorizeArgs,
+    files: &crate::model::ModelFiles,
+    config: &ModelConfig,
+) -> Result<Job> {
+    let extra = args
+        .bypass
+        .iter()
+        .map(|s| settings::parse_bypass(s))
+        .collect::<Result<Vec<_>>>()?;
+    let dataset_path = match (&args.dataset_path, &args.model.model_path) {
+        (Some(path), _) => path.clone(),
+        (None, None) => default_model::unpack()?.join(default_model::DATA_FILE),
+        (None, Some(_)) => return Err(bad_input!("--dataset-path is required with --model-path")),
+    };
+    let data_name = match &args.dataset_path {
+        Some(path) => path.display().to_string(),
+        None => format!("{} (built in)", default_model::NAME),
+    };
+    let data = memorize::npy::read_token_rows(&dataset_path)?;
+    memorize::validate_config(config, &data, args.prefix_len, &data_name)?;
+    let layers = config.num_layers();
+    let sweep = settings::sweep(layers, args.num_layers.unwrap_or(layers), &extra)?;
+    let mine = match args.shard {
+        None => (0..sweep.len()).collect(),
+        Some(shard) => {
+            let costs =
+                memorize::setting_costs(&sweep, layers, data.cols, data.cols - args.prefix_len);
+            shard::settings_of(shard, &costs)?
+        }
+    };
+    let device = runtime::parse_device(&args.model.device)?;
+    let dtype = runtime::parse_dtype(&args.model.dtype, &device)?;
+    let fingerprint = Fingerprint {
+        tool: format!("llm-mem {}", env!("CARGO_PKG_VERSION")),
+        command: "memorize".into(),
+        model: fingerprint::model_id(files)?,
+        dtype: runtime::dtype_name(dtype).into(),
+        device: fingerprint::device_kind(&runtime::device_name(&device)),
+        inputs: [("data".to_string(), fingerprint::file_id(&dataset_path)?)].into(),
+        params: [("prefix_len".to_string(), args.prefix_len.into())].into(),
+        settings: sweep.iter().map(|s| s.layers().to_vec()).collect(),
+    };
+    Ok(Job {
+        data,
+        data_name,
+        sweep,
+        mine,
+        fingerprint,
+    })
+}
+
+/// Means per setting of a (complete) sweep file, in its settings' order.
+pub fn results_of(file: &SweepFile<StoredSample>) -> Vec<memorize::SettingResult> {
+    let settings: Vec<BypassSet> = file
+        .settings
+        .iter()
+        .map(|s| BypassSet::new(s.clone()))
+        .collect();
+    let samples = file
+        .results
+        .iter()
+        .map(|r| r.iter().map(|s| s.0.clone()).collect())
+        .collect();
+    memorize::results(&settings, samples)
+}
+
+/// Write the final report of a complete, unsharded sweep file and print its table. The one
+/// place the memorize result JSON is made, for a run and for `merge` alike.
+pub fn write_report(output: &Path, file: &SweepFile<StoredSample>, header: &Header) -> Result<()> {
+    let results = results_of(file);
+    let mut report = MemorizeReport::new(
+        header.model.clone(),
+        header.data.clone(),
+        &results,
+        header.per_sample,
+    );
+    report.fingerprint = Some(file.fingerprint.clone());
+    sweep::atomic::write_json_pretty(output, &report)?;
+    plot::announce(plot::write_memorize_plot(output, &report));
+    print!("{}", table::memorize_table(&results));
+    Ok(())
+}

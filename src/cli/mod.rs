@@ -1,0 +1,158 @@
+//! The command line: clap definitions and the driver of each subcommand. `main.rs` only
+//! parses, dispatches and maps errors to exit codes.
+
+mod extract;
+pub mod long_run;
+mod memorize;
+mod merge;
+mod report;
+
+use std::path::Path;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::benchmark::cli::BenchmarkArgs;
+use crate::default_model;
+use crate::model::{weights, Model, ModelFiles};
+use crate::runtime;
+pub use extract::ExtractArgs;
+pub use long_run::ResumeArgs;
+pub use memorize::MemorizeArgs;
+pub use merge::MergeArgs;
+pub use report::ReportArgs;
+
+#[derive(Parser)]
+#[command(
+    name = "llm-mem",
+    version,
+    about = "Find where in a transformer memorized training data lives, \
+by bypassing the attention of one block at a time."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Score memorized samples under the base model and each attention-bypass setting.
+    ///
+    /// Example: llm-mem memorize --model-path EleutherAI/pythia-160m --dataset-path memorized.npy --prefix-len 32
+    Memorize(MemorizeArgs),
+    /// Find the windows of a corpus that the model reproduces verbatim; write them as a .npy
+    /// for `memorize`.
+    ///
+    /// Example: llm-mem extract --model-path EleutherAI/pythia-160m --input corpus.jsonl --output memorized.npy
+    Extract(ExtractArgs),
+    /// Zero-shot lm-evaluation-harness tasks under the base model and each bypass setting.
+    ///
+    /// Example: llm-mem benchmark --model-path EleutherAI/pythia-160m --tasks lambada,piqa
+    Benchmark(BenchmarkArgs),
+    /// Join a memorize and a benchmark result by setting: the paper's trade-off figure
+    /// (exact_match against mean benchmark accuracy) and a table.
+    ///
+    /// Example: llm-mem report mem.json bench.json -o report.html
+    Report(ReportArgs),
+    /// Join the shard files of a `--shard K/N` sweep into the result one run would have
+    /// written; refuses shards of different runs, overlaps and gaps.
+    ///
+    /// Example: llm-mem merge scores/shard-*.json -o scores/pythia-12b_prefix32.json
+    Merge(MergeArgs),
+}
+
+/// Run the parsed command. A sweep stopped by Ctrl-C/SIGTERM, its work checkpointed, exits
+/// here with 128 + signal and its resume hint instead of returning.
+pub fn run(cli: Cli) -> Result<()> {
+    // candle prints a captured backtrace inside its errors' messages whenever RUST_BACKTRACE
+    // is set; users get one-line errors (panics keep their backtraces). Set
+    // RUST_LIB_BACKTRACE=1 to see them.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
+    let result = match cli.command {
+        Command::Memorize(args) => memorize::run(args),
+        Command::Extract(args) => extract::run(args),
+        Command::Benchmark(args) => crate::benchmark::cli::run(args),
+        Command::Report(args) => report::run(args),
+        Command::Merge(args) => merge::run(args),
+    };
+    if let Err(err) = &result {
+        crate::sweep::interrupt::exit_if_interrupted(err);
+    }
+    result
+}
+
+#[derive(Args)]
+pub struct ModelArgs {
+    /// Model directory (config.json + model.safetensors / sharded safetensors /
+    /// pytorch_model.bin) or a Hugging Face hub id such as EleutherAI/pythia-1.4b.
+    /// Default: the tiny Pythia built into llm-mem.
+    #[arg(long, value_name = "DIR|HUB_ID")]
+    pub model_path: Option<String>,
+    /// Hub revision (branch, tag or commit), e.g. step143000. Ignored for local directories.
+    #[arg(long)]
+    pub revision: Option<String>,
+    /// Where to run: auto (first GPU if built with CUDA, else CPU), cpu, cuda, cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Precision: auto (f32 on CPU, bf16 on GPU), f32, f16, bf16.
+    #[arg(long, default_value = "auto")]
+    pub dtype: String,
+}
+
+/// Name used in default output paths: a hub id with `/` → `_`, or a directory's own name.
+pub fn model_id(model_path: &str) -> String {
+    let path = Path::new(model_path);
+    if path.is_dir() {
+        if let Some(name) = path
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        {
+            return name;
+        }
+    }
+    model_path.trim_matches('/').replace('/', "_")
+}
+
+impl ModelArgs {
+    /// `--model-path`, or the unpacked built-in model.
+    pub fn path(&self) -> Result<String> {
+        match &self.model_path {
+            Some(path) => Ok(path.clone()),
+            None => Ok(default_model::unpack()?.to_string_lossy().into_owned()),
+        }
+    }
+
+    /// How the model is named in output files and paths.
+    pub fn display_name(&self) -> String {
+        self.model_path
+            .clone()
+            .unwrap_or_else(|| default_model::NAME.to_string())
+    }
+}
+
+pub fn resolve_model(args: &ModelArgs) -> Result<ModelFiles> {
+    weights::resolve(&args.path()?, args.revision.as_deref())
+}
+
+pub fn load_model(args: &ModelArgs, files: &ModelFiles) -> Result<Model> {
+    let device = runtime::parse_device(&args.device)?;
+    let dtype = runtime::parse_dtype(&args.dtype, &device)?;
+    Model::load(files, &device, dtype)
+}
+
+/// A bar in tokens on stderr (hidden when stderr is not a terminal), with rate and ETA.
+pub fn progress_bar(total_tokens: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total_tokens), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {pos}/{len} tokens, {per_sec}, ETA {eta}",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
+    );
+    bar
+}

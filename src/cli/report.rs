@@ -1,0 +1,103 @@
+//! `llm-mem report`: from a memorize and a benchmark result to the paper's trade-off figure.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::bad_input;
+use crate::report::join::{self, Kind, ResultFile};
+use crate::report::{figure, json, svg};
+
+#[derive(Args)]
+#[command(after_help = "Examples:
+  llm-mem report memorization_scores/pythia-160m_prefix32.json benchmark_scores/EleutherAI_pythia-160m.json
+  llm-mem report mem.json bench.json -o tradeoff.svg --metric acc_norm --tasks piqa,arc_easy,hellaswag
+
+The markdown table (one row per setting: bypass, exact_match, mean metric, each task's metric)
+goes to stdout. Settings found in only one file are named on stderr and left out.")]
+pub struct ReportArgs {
+    /// Result of `llm-mem memorize` (gives exact_match, the y axis).
+    #[arg(value_name = "MEM.json")]
+    pub memorize: PathBuf,
+    /// Result of `llm-mem benchmark` on the same model (gives the x axis).
+    #[arg(value_name = "BENCH.json")]
+    pub benchmark: PathBuf,
+    /// Where to write: FILE.html is a self-contained page (figure, table, both per-layer
+    /// figures; no scripts, nothing fetched), FILE.svg the figure alone.
+    /// Default: <MEM stem>_report.html beside MEM.json.
+    #[arg(short, long, value_name = "FILE.html|FILE.svg")]
+    pub output: Option<PathBuf>,
+    /// Benchmark metric averaged over the tasks for the x axis: acc, acc_norm (tasks without
+    /// acc_norm, such as lambada_openai, use acc), or any lm-eval metric in the file.
+    #[arg(long, default_value = "acc")]
+    pub metric: String,
+    /// Comma-separated tasks to average (default: every task in BENCH.json that has the metric).
+    #[arg(long, value_name = "A,B,...")]
+    pub tasks: Option<String>,
+}
+
+enum Format {
+    Html,
+    Svg,
+}
+
+fn output_of(args: &ReportArgs) -> Result<(PathBuf, Format)> {
+    let path = args
+        .output
+        .clone()
+        .unwrap_or_else(|| default_output(&args.memorize));
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    let format = match ext.as_deref() {
+        Some("html" | "htm") => Format::Html,
+        Some("svg") => Format::Svg,
+        _ => {
+            return Err(bad_input!(
+                "--output {}: expected a .html or .svg file name",
+                path.display()
+            ))
+        }
+    };
+    Ok((path, format))
+}
+
+/// `runs/mem.json` → `runs/mem_report.html`.
+fn default_output(mem: &Path) -> PathBuf {
+    let stem = mem
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    mem.with_file_name(format!("{stem}_report.html"))
+}
+
+pub fn run(args: ReportArgs) -> Result<()> {
+    let (output, format) = output_of(&args)?;
+    let mem = ResultFile::load(&args.memorize, Kind::Memorize)?;
+    let bench = ResultFile::load(&args.benchmark, Kind::Benchmark)?;
+    let tasks: Option<Vec<String>> = args.tasks.as_deref().map(|t| {
+        t.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    });
+    if tasks.as_ref().is_some_and(Vec::is_empty) {
+        return Err(bad_input!("--tasks: no task named"));
+    }
+    let joined = join::join(&mem, &bench, &args.metric, tasks.as_deref())?;
+    json::check_writable(&output)?;
+    for line in joined.unmatched(&mem.path, &bench.path) {
+        eprintln!("warning: {line}");
+    }
+
+    let chart = figure::tradeoff(&joined, &mem);
+    let text = match format {
+        Format::Svg => chart.document(),
+        Format::Html => figure::html_page(&joined, &mem, &bench, &chart),
+    };
+    svg::write_file(&output, &text)?;
+    print!("{}", joined.markdown());
+    eprintln!("wrote {}", output.display());
+    Ok(())
+}

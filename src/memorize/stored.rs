@@ -1,0 +1,67 @@
+//! Per-sample scores as checkpoint and shard files hold them: one compact array per sample,
+//! `[exact_match, memorized_len, token_accuracy, teacher_forced_accuracy, completion_entropy,
+//! suffix_nll]`, floats bit-exact ([`ExactF64`]) so that the means of a resumed or merged run
+//! are those of an uninterrupted one.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::SampleScores;
+use crate::sweep::exact::ExactF64 as Bits;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSample(pub SampleScores);
+
+type Row = (bool, usize, Bits, Bits, Bits, Bits);
+
+impl Serialize for StoredSample {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let x = &self.0;
+        let row: Row = (
+            x.exact_match,
+            x.memorized_len,
+            Bits(x.token_accuracy),
+            Bits(x.teacher_forced_accuracy),
+            Bits(x.completion_entropy),
+            Bits(x.suffix_nll),
+        );
+        row.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for StoredSample {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (exact_match, memorized_len, acc, tf_acc, entropy, nll) = Row::deserialize(d)?;
+        Ok(Self(SampleScores {
+            exact_match,
+            token_accuracy: acc.0,
+            completion_entropy: entropy.0,
+            teacher_forced_accuracy: tf_acc.0,
+            memorized_len,
+            suffix_nll: nll.0,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_every_bit() {
+        let sample = SampleScores {
+            exact_match: false,
+            token_accuracy: 1.0 / 3.0,
+            completion_entropy: 47.276_123_456_789_01,
+            teacher_forced_accuracy: 0.1 + 0.2,
+            memorized_len: 7,
+            suffix_nll: f64::MIN_POSITIVE,
+        };
+        let text = serde_json::to_string(&StoredSample(sample.clone())).unwrap();
+        assert!(text.starts_with("[false,7,\"3fd5555555555555\""), "{text}");
+        let back: StoredSample = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.0, sample);
+        for bad in ["[true,1,\"x\",\"0\",\"0\",\"0\"]", "[true,1]"] {
+            assert!(serde_json::from_str::<StoredSample>(bad).is_err());
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! The state of a sweep as it is written to disk: the checkpoint `OUTPUT.partial` after every
+//! batch, and, complete, a shard file. One format for both, so a shard resumes like any run.
+
+use std::ops::Range;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::atomic;
+use super::fingerprint::Fingerprint;
+use super::guard::OutputPlan;
+use super::interrupt::{Interrupt, Interrupted};
+use super::shard::Shard;
+use crate::bad_input;
+
+/// Written in every file so a stray JSON is not mistaken for a checkpoint.
+pub const FORMAT: &str = "llm-mem sweep";
+pub const VERSION: u32 = 1;
+
+/// Results for items `0..items_done` under each of `settings`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SweepFile<T> {
+    pub format: String,
+    pub version: u32,
+    pub fingerprint: Fingerprint,
+    /// Which share of the settings this file computes; `None` = all of them.
+    pub shard: Option<Shard>,
+    /// The settings computed here, in sweep order (all of `fingerprint.settings` unsharded).
+    pub settings: Vec<Vec<usize>>,
+    pub items_total: usize,
+    pub items_done: usize,
+    /// What the final report says about the run besides its numbers (model and data as
+    /// named on the command line, options that only shape the output). Not fingerprinted.
+    pub header: serde_json::Value,
+    /// `results[s][i]`: item `i` under `settings[s]`.
+    pub results: Vec<Vec<T>>,
+    /// Per-setting results (parallel to `settings`) that a command derives from its finished
+    /// items when the report needs more than the items to compute (benchmark metrics need the
+    /// task documents); `merge` reorders them with the settings. Unused by memorize.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summaries: Option<Vec<serde_json::Value>>,
+}
+
+impl<T> SweepFile<T> {
+    /// A sweep not yet started.
+    pub fn new(
+        fingerprint: Fingerprint,
+        shard: Option<Shard>,
+        settings: Vec<Vec<usize>>,
+        items_total: usize,
+        header: serde_json::Value,
+    ) -> Self {
+        let results = settings.iter().map(|_| Vec::new()).collect();
+        Self {
+            format: FORMAT.into(),
+            version: VERSION,
+            fingerprint,
+            shard,
+            settings,
+            items_total,
+            items_done: 0,
+            header,
+            results,
+            summaries: None,
+        }
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.items_done == self.items_total
+    }
+
+    /// Internal consistency, checked on every file read: a file that passes can be merged or
+    /// resumed without indexing out of bounds.
+    fn check(&self, path: &Path) -> Result<()> {
+        let fail = |what: &str| {
+            Err(bad_input!(
+                "{}: not a valid llm-mem sweep file ({what})",
+                path.display()
+            ))
+        };
+        if self.format != FORMAT {
+            return fail("unknown format");
+        }
+        if self.version != VERSION {
+            return Err(bad_input!(
+                "{}: sweep file version {} (this llm-mem reads version {VERSION})",
+                path.display(),
+                self.version
+            ));
+        }
+        if self.items_done > self.items_total {
+            return fail("more items done than there are");
+        }
+        if self.results.len() != self.settings.len()
+            || self.results.iter().any(|r| r.len() != self.items_done)
+        {
+            return fail("results do not match settings and items done");
+        }
+        if self
+            .settings
+            .iter()
+            .any(|s| !self.fingerprint.settings.contains(s))
+        {
+            return fail("a setting outside the sweep");
+        }
+        if self
+            .summaries
+            .as_ref()
+            .is_some_and(|x| x.len() != self.settings.len())
+        {
+            return fail("summaries do not match settings");
+        }
+        Ok(())
+    }
+}
+
+impl<T: Serialize> SweepFile<T> {
+    /// Write atomically (compact JSON).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        atomic::write_json_compact(path, self)
+    }
+}
+
+impl<T: DeserializeOwned> SweepFile<T> {
+    /// Read and check a checkpoint or shard file; any problem is bad input naming the file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes =
+            std::fs::read(path).map_err(|err| bad_input!("reading {}: {err}", path.display()))?;
+        let file: Self = serde_json::from_slice(&bytes).map_err(|err| {
+            bad_input!("{}: not a valid llm-mem sweep file ({err})", path.display())
+        })?;
+        file.check(path)?;
+        Ok(file)
+    }
+}
+
+/// How [`run_batches`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Finished,
+    /// A signal asked to stop; the checkpoint holds every finished batch.
+    Interrupted {
+        signal: i32,
+    },
+}
+
+/// Where the batch that starts at item `start` ends (exclusive): `|start| start + 64` for fixed
+/// batches; a command whose items have different sizes (benchmark requests) packs its own.
+/// The ends must depend only on the items, so that a resumed run cuts the same batches.
+pub type BatchEnd<'a> = &'a dyn Fn(usize) -> usize;
+
+/// Compute the missing items of `file` batch by batch, saving it to `partial` after every
+/// batch. `compute(range)` returns one result per item of `range` for each of
+/// `file.settings`. Stops early, checkpoint saved, when `interrupt` has been signalled.
+pub fn run_batches<T: Serialize>(
+    file: &mut SweepFile<T>,
+    partial: &Path,
+    batch_end: BatchEnd,
+    interrupt: &Interrupt,
+    compute: &mut dyn FnMut(Range<usize>) -> Result<Vec<Vec<T>>>,
+) -> Result<Outcome> {
+    while file.items_done < file.items_total {
+        let start = file.items_done;
+        let end = batch_end(start).clamp(start + 1, file.items_total);
+        let batch = compute(start..end)?;
+        // A mismatch here is a bug in the caller, not bad input.
+        assert_eq!(
+            batch.len(),
+            file.settings.len(),
+            "one result list per setting"
+        );
+        for (all, new) in file.results.iter_mut().zip(batch) {
+            assert_eq!(new.len(), end - start, "one result per item");
+            all.extend(new);
+        }
+        file.items_done = end;
+        file.save(partial).with_context(|| {
+            format!(
+                "saving the checkpoint after {end} of {} items; the previous one is intact",
+                file.items_total
+            )
+        })?;
+        if let Some(signal) = interrupt.requested() {
+            if !file.is_complete() {
+                return Ok(Outcome::Interrupted { signal });
+            }
+        }
+    }
+    Ok(Outcome::Finished)
+}
+
+/// [`run_batches`] as the commands use it, stopping on SIGINT/SIGTERM: the sweep either
+/// finishes or returns an [`Interrupted`] error that says where the work is and how to resume.
+/// `unit` names the items in that message (`rows`, `windows`).
+pub fn run_interruptible<T: Serialize>(
+    file: &mut SweepFile<T>,
+    plan: &OutputPlan,
+    batch_end: BatchEnd,
+    unit: &str,
+    compute: &mut dyn FnMut(Range<usize>) -> Result<Vec<Vec<T>>>,
+) -> Result<()> {
+    let interrupt = Interrupt::install()?;
+    match run_batches(file, &plan.partial, batch_end, &interrupt, compute)? {
+        Outcome::Finished => Ok(()),
+        Outcome::Interrupted { signal } => Err(Interrupted::after(
+            signal,
+            file.items_done,
+            file.items_total,
+            unit,
+            &plan.partial,
+        )
+        .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sweep::fingerprint::{FileId, ModelId};
+    use std::collections::BTreeMap;
+
+    pub fn fingerprint(settings: Vec<Vec<usize>>) -> Fingerprint {
+        Fingerprint {
+            tool: "t".into(),
+            command: "memorize".into(),
+            model: ModelId {
+                config: FileId {
+                    bytes: 0,
+                    sha256: String::new(),
+                },
+                weights: BTreeMap::new(),
+            },
+            dtype: "f32".into(),
+            device: "cpu".into(),
+            inputs: BTreeMap::new(),
+            params: BTreeMap::new(),
+            settings,
+        }
+    }
+
+    #[test]
+    fn batches_are_checkpointed_and_resumable() {
+        let dir = tempfile::tempdir().unwrap();
+        let partial = dir.path().join("out.json.partial");
+        let settings = vec![vec![], vec![1]];
+        let mut file = SweepFile::new(
+            fingerprint(settings.clone()),
+            None,
+            settings,
+            10,
+            serde_json::json!({}),
+        );
+        let interrupt = Interrupt::none();
+        let mut calls = Vec::new();
+        let mut compute = |r: Range<usize>| -> Result<Vec<Vec<u64>>> {
+            calls.push(r.clone());
+            Ok(vec![
+                r.clone().map(|i| i as u64).collect(),
+                r.map(|i| 100 + i as u64).collect(),
+            ])
+        };
+        assert_eq!(
+            run_batches(&mut file, &partial, &|s| s + 4, &interrupt, &mut compute).unwrap(),
+            Outcome::Finished
+        );
+        assert_eq!(calls, vec![0..4, 4..8, 8..10]);
+        let loaded: SweepFile<u64> = SweepFile::load(&partial).unwrap();
+        assert!(loaded.is_complete());
+        assert_eq!(loaded.results[1], (100..110).collect::<Vec<u64>>());
+    }
+
+    #[test]
+    fn inconsistent_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.partial");
+        let mut file: SweepFile<u64> = SweepFile::new(
+            fingerprint(vec![vec![]]),
+            None,
+            vec![vec![]],
+            3,
+            serde_json::json!({}),
+        );
+        file.items_done = 2;
+        file.save(&path).unwrap();
+        let err = SweepFile::<u64>::load(&path).unwrap_err();
+        assert!(format!("{err}").contains("results do not match"), "{err}");
+        std::fs::write(&path, b"{\"format\": 1}").unwrap();
+        assert!(SweepFile::<u64>::load(&path).is_err());
+    }
+}

@@ -1,0 +1,253 @@
+//! `llm-mem merge`: shard files back into the one sweep they split, or a clear refusal. The
+//! shards must be finished, come from the same fingerprint, and hold every setting of the
+//! sweep exactly once; every overlap and gap is named in the message.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde::de::DeserializeOwned;
+
+use super::checkpoint::SweepFile;
+use super::shard::Shard;
+use crate::bad_input;
+use crate::report::table::setting_label;
+
+/// Shards read and checked, lowest shard index first.
+pub struct Shards<T> {
+    pub files: Vec<(PathBuf, SweepFile<T>)>,
+}
+
+impl<T: DeserializeOwned> Shards<T> {
+    /// Read every file and check each is a finished shard of the same run.
+    pub fn load(paths: &[PathBuf]) -> Result<Self> {
+        let mut files = Vec::with_capacity(paths.len());
+        for path in paths {
+            let file = SweepFile::<T>::load(path)?;
+            let Some(shard) = file.shard else {
+                return Err(bad_input!(
+                    "{}: not a shard file (its run had no --shard)",
+                    path.display()
+                ));
+            };
+            if !file.is_complete() {
+                return Err(bad_input!(
+                    "{}: shard {shard} is unfinished ({} of {} items); finish it with --resume",
+                    path.display(),
+                    file.items_done,
+                    file.items_total
+                ));
+            }
+            files.push((path.clone(), file));
+        }
+        let (first_path, first) = files
+            .first()
+            .ok_or_else(|| bad_input!("no shard files given"))?;
+        for (path, file) in &files[1..] {
+            let diffs = first.fingerprint.differences(&file.fingerprint);
+            if !diffs.is_empty() {
+                return Err(bad_input!(
+                    "{} and {} come from different runs ({}); refusing to merge",
+                    first_path.display(),
+                    path.display(),
+                    diffs.join(", ")
+                ));
+            }
+        }
+        files.sort_by_key(|(_, f)| f.shard.map(|s| s.index));
+        Ok(Self { files })
+    }
+
+    /// Check every setting is covered exactly once and put the results in sweep order. The
+    /// merged file's header is the lowest shard's.
+    pub fn merge(self) -> Result<SweepFile<T>> {
+        let sweep = self.files[0].1.fingerprint.settings.clone();
+        let mut holders: Vec<Vec<usize>> = vec![Vec::new(); sweep.len()];
+        for (f, (_, file)) in self.files.iter().enumerate() {
+            for setting in &file.settings {
+                let s = sweep
+                    .iter()
+                    .position(|x| x == setting)
+                    .expect("checked on load");
+                holders[s].push(f);
+            }
+        }
+        self.check_coverage(&sweep, &holders)?;
+
+        let mut files: Vec<(PathBuf, SweepFile<T>)> = self.files;
+        let with_summaries = files.iter().filter(|(_, f)| f.summaries.is_some()).count();
+        if with_summaries != 0 && with_summaries != files.len() {
+            return Err(bad_input!(
+                "cannot merge: only some shards carry per-setting summaries"
+            ));
+        }
+        let mut results: Vec<Option<Vec<T>>> = sweep.iter().map(|_| None).collect();
+        let mut summaries: Vec<serde_json::Value> = vec![serde_json::Value::Null; sweep.len()];
+        for (_, file) in &mut files {
+            let settings = std::mem::take(&mut file.settings);
+            let taken = std::mem::take(&mut file.results);
+            let mut sums = file.summaries.take().map(Vec::into_iter);
+            for (setting, r) in settings.iter().zip(taken) {
+                let s = sweep
+                    .iter()
+                    .position(|x| x == setting)
+                    .expect("checked on load");
+                results[s] = Some(r);
+                if let Some(v) = sums.as_mut().and_then(Iterator::next) {
+                    summaries[s] = v;
+                }
+            }
+        }
+        let (_, mut merged) = files.swap_remove(0);
+        merged.shard = None;
+        merged.settings = sweep;
+        merged.results = results
+            .into_iter()
+            .map(|r| r.expect("coverage checked"))
+            .collect();
+        merged.summaries = (with_summaries > 0).then_some(summaries);
+        Ok(merged)
+    }
+
+    fn check_coverage(&self, sweep: &[Vec<usize>], holders: &[Vec<usize>]) -> Result<()> {
+        let name = |f: usize| {
+            let (path, file) = &self.files[f];
+            format!(
+                "{} (shard {})",
+                path.display(),
+                file.shard.expect("checked on load")
+            )
+        };
+        let mut problems = Vec::new();
+        for (s, h) in holders.iter().enumerate().filter(|(_, h)| h.len() > 1) {
+            let files: Vec<String> = h.iter().map(|&f| name(f)).collect();
+            problems.push(format!(
+                "setting {} is in {}",
+                setting_label(&sweep[s]),
+                files.join(" and ")
+            ));
+        }
+        let gaps: Vec<String> = holders
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.is_empty())
+            .map(|(s, _)| setting_label(&sweep[s]))
+            .collect();
+        if !gaps.is_empty() {
+            problems.push(format!(
+                "no shard holds setting{} {}{}",
+                if gaps.len() > 1 { "s" } else { "" },
+                gaps.join(", "),
+                self.missing_shards()
+            ));
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(bad_input!("cannot merge: {}", problems.join("; ")))
+    }
+
+    /// ` (missing: shard 2/3)` when every file is a shard of the same N.
+    fn missing_shards(&self) -> String {
+        let shards: Vec<Shard> = self.files.iter().filter_map(|(_, f)| f.shard).collect();
+        let count = shards[0].count;
+        if shards.iter().any(|s| s.count != count) {
+            return String::new();
+        }
+        let missing: Vec<String> = (0..count)
+            .filter(|&i| !shards.iter().any(|s| s.index == i))
+            .map(|index| Shard { index, count }.to_string())
+            .collect();
+        if missing.is_empty() {
+            String::new()
+        } else {
+            format!(" (missing: shard {})", missing.join(", "))
+        }
+    }
+}
+
+/// Whether `path` looks like a sweep file of `command`, without reading its results.
+pub fn command_of(path: &Path) -> Result<String> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        fingerprint: Fp,
+    }
+    #[derive(serde::Deserialize)]
+    struct Fp {
+        command: String,
+    }
+    let bytes =
+        std::fs::read(path).map_err(|err| bad_input!("reading {}: {err}", path.display()))?;
+    let head: Head = serde_json::from_slice(&bytes)
+        .map_err(|_| bad_input!("{}: not an llm-mem shard file", path.display()))?;
+    Ok(head.fingerprint.command)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sweep::fingerprint::{FileId, Fingerprint, ModelId};
+    use std::collections::BTreeMap;
+
+    fn shard_file(dir: &Path, index: usize, settings: Vec<Vec<usize>>) -> PathBuf {
+        let fingerprint = Fingerprint {
+            tool: "t".into(),
+            command: "benchmark".into(),
+            model: ModelId {
+                config: FileId {
+                    bytes: 0,
+                    sha256: String::new(),
+                },
+                weights: BTreeMap::new(),
+            },
+            dtype: "f32".into(),
+            device: "cpu".into(),
+            inputs: BTreeMap::new(),
+            params: BTreeMap::new(),
+            settings: vec![vec![], vec![0], vec![1]],
+        };
+        let shard = Some(Shard { index, count: 2 });
+        let mut file = SweepFile::new(
+            fingerprint,
+            shard,
+            settings.clone(),
+            2,
+            serde_json::json!({}),
+        );
+        file.items_done = 2;
+        file.results = settings.iter().map(|s| vec![s.len() as u64, 7]).collect();
+        file.summaries = Some(
+            settings
+                .iter()
+                .map(|s| serde_json::json!({ "setting": s }))
+                .collect(),
+        );
+        let path = dir.join(format!("s{index}.json"));
+        file.save(&path).unwrap();
+        path
+    }
+
+    #[test]
+    fn results_and_summaries_come_back_in_sweep_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = shard_file(dir.path(), 0, vec![vec![0]]);
+        let b = shard_file(dir.path(), 1, vec![vec![], vec![1]]);
+        let merged = Shards::<u64>::load(&[b, a]).unwrap().merge().unwrap();
+        assert_eq!(merged.settings, vec![vec![], vec![0], vec![1]]);
+        assert_eq!(merged.results, vec![vec![0, 7], vec![1, 7], vec![1, 7]]);
+        let order: Vec<_> = merged
+            .summaries
+            .unwrap()
+            .iter()
+            .map(|s| s["setting"].clone())
+            .collect();
+        assert_eq!(
+            order,
+            vec![
+                serde_json::json!([]),
+                serde_json::json!([0]),
+                serde_json::json!([1])
+            ]
+        );
+        assert!(merged.shard.is_none());
+    }
+}
