@@ -9,7 +9,8 @@ for the work a setting *needs* (teacher-forced pass from the lowest bypassed lay
 at the S suffix-predicting positions, decode steps of diverged rows after divergence) next to
 the sgemm peak of a large f32 matmul timed in the same run.
 
-Run (after bench/make_bench_models.py and `cargo build --release`):
+Run (after bench/make_bench_models.py and `cargo build`; the dev profile builds dependencies
+at opt-level 3 and llm-mem at 2, see Cargo.toml):
     venv/bin/python bench/bench_memorize.py [pythia-70m|gpt-neo-125m] [--threads 2]
 """
 
@@ -117,7 +118,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("model", nargs="?", default="pythia-70m")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--binary", default=str(ROOT / "target/release/llm-mem"))
+    parser.add_argument("--binary", default=str(ROOT / "target/debug/llm-mem"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model_dir = ROOT / "bench/models" / args.model

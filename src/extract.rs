@@ -1,17 +1,14 @@
-//! `llm-mem extract`: find the windows of a token corpus that a model reproduces verbatim,
+//! `llm-mem extract`: reading a corpus and cutting it into windows (the driver, which keeps the
+//! windows a model reproduces verbatim, is `cli::extract`),
 //! to build memorized-sample files for `memorize`.
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
-use ndarray::Array2;
-use ndarray_npy::WriteNpyExt;
+use anyhow::Result;
 
 use crate::bad_input;
 use crate::error::BadInputContext;
-use crate::memorize::engine::{reproduced_rows, Batch};
 use crate::memorize::npy::{read_token_stream_or_rows, TokenRows};
-use crate::model::Model;
 
 /// Cut every row of `data` into windows of `len` tokens starting every `stride` tokens (a
 /// tail shorter than `len` is dropped).
@@ -108,51 +105,6 @@ fn jsonl_texts(path: &Path, text: &str) -> Result<Vec<String>> {
         docs.push(doc.to_string());
     }
     Ok(docs)
-}
-
-/// Which windows the model reproduces exactly, `batch_size` at a time.
-pub fn memorized(
-    model: &Model,
-    windows: &TokenRows,
-    prefix_len: usize,
-    batch_size: usize,
-    progress: &mut dyn FnMut(u64),
-) -> Result<Vec<bool>> {
-    let mut keep = Vec::with_capacity(windows.rows);
-    let mut start = 0;
-    while start < windows.rows {
-        let rows = batch_size.min(windows.rows - start);
-        let batch = Batch {
-            ids: windows.rows_slice(start, rows),
-            rows,
-            seq_len: windows.cols,
-            prefix_len,
-        };
-        keep.extend(reproduced_rows(model, &batch)?);
-        progress((rows * windows.cols) as u64);
-        start += rows;
-    }
-    Ok(keep)
-}
-
-/// Write the kept windows as a 2-D int64 `.npy`, atomically.
-pub fn write_rows(path: &Path, windows: &TokenRows, keep: &[bool]) -> Result<usize> {
-    let kept: Vec<i64> = (0..windows.rows)
-        .filter(|&r| keep[r])
-        .flat_map(|r| windows.row(r).iter().map(|&id| i64::from(id)))
-        .collect();
-    let count = kept.len() / windows.cols;
-    let array = Array2::from_shape_vec((count, windows.cols), kept).expect("whole rows");
-    let tmp = path.with_extension("npy.tmp");
-    let write = || -> Result<()> {
-        let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-        array.write_npy(&mut file)?;
-        file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
-    };
-    write().with_context(|| format!("writing {}", path.display()))?;
-    Ok(count)
 }
 
 #[cfg(test)]

@@ -284,7 +284,7 @@ impl Machine<'_> {
                 self.pop_mark()?;
                 self.stack.push(V::Other);
             }
-            0x85 | 0x86 | 0x87 => {
+            0x85..=0x87 => {
                 for _ in 0..(op - 0x84) {
                     self.pop()?;
                 }

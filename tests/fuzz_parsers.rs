@@ -160,7 +160,7 @@ proptest! {
             prop_assert!(!layers.is_empty());
             prop_assert!(layers.windows(2).all(|w| w[0] < w[1]));
             let fits = layers.iter().all(|&l| l < 24);
-            prop_assert_eq!(sweep(24, 24, &[set.clone()]).is_ok(), fits);
+            prop_assert_eq!(sweep(24, 24, std::slice::from_ref(&set)).is_ok(), fits);
         }
     }
 

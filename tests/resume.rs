@@ -78,7 +78,7 @@ fn kill_9_mid_sweep_then_resume_gives_identical_bytes() {
     child.wait().unwrap();
     let done = items_done(&partial).unwrap();
     assert!(
-        done > 0 && done < 40 && done % 8 == 0,
+        done > 0 && done < 40 && done.is_multiple_of(8),
         "checkpoint after {done} rows"
     );
     assert!(!dir.path().join("out.json").exists());
@@ -106,7 +106,7 @@ fn ctrl_c_stops_after_the_batch_and_says_how_to_resume() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     let done = items_done(&partial).unwrap();
-    assert!(done % 8 == 0 && done < 40, "{done}");
+    assert!(done.is_multiple_of(8) && done < 40, "{done}");
     let hint = format!("llm-mem {} --resume", args.join(" "));
     assert!(
         stderr.contains(&format!("interrupted by SIGINT after {done} of 40 rows"))

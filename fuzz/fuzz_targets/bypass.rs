@@ -13,6 +13,6 @@ fuzz_target!(|data: &[u8]| {
         assert!(!layers.is_empty());
         assert!(layers.windows(2).all(|w| w[0] < w[1]));
         let fits = layers.iter().all(|&l| l < 24);
-        assert_eq!(sweep(24, 24, &[set.clone()]).is_ok(), fits);
+        assert_eq!(sweep(24, 24, std::slice::from_ref(&set)).is_ok(), fits);
     }
 });

@@ -174,7 +174,7 @@ pub fn run(args: BenchmarkArgs) -> Result<()> {
             })
             .collect(),
     };
-    json::write_atomic(&output, &report)?;
+    crate::sweep::atomic::write_json_pretty(&output, &report)?;
     crate::report::plot::announce(crate::report::plot::write_benchmark_plot(&output, &report));
     print!("{}", results_table(&results));
     eprintln!("wrote {}", output.display());

@@ -70,7 +70,7 @@ pub fn run(args: ExtractArgs) -> Result<()> {
     memorize::validate(&model, &windows, args.prefix_len, &input_name)?;
     let fingerprint = fingerprint_of(&args, &files, stride)?;
     let resumed = match plan.start::<bool>(&fingerprint, None, &[vec![]])? {
-        Start::Resume(file) => Some(file),
+        Start::Resume(file) => Some(*file),
         // An .npy holds no fingerprint, so --resume never finds it already done.
         Start::Fresh | Start::AlreadyDone => None,
     };

@@ -91,7 +91,7 @@ pub fn run(args: MemorizeArgs) -> Result<()> {
             eprintln!("{} is already complete", plan.output.display());
             return Ok(());
         }
-        Start::Resume(file) => Some(file),
+        Start::Resume(file) => Some(*file),
         Start::Fresh => None,
     };
     json::check_writable(&plan.output)?;

@@ -1,10 +1,9 @@
 //! The JSON result files, in SPEC's shape, written atomically (temp file + fsync + rename) so a
 //! crash never leaves a half-written file that looks complete.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::bad_input;
@@ -111,25 +110,6 @@ pub fn check_writable(path: &Path) -> Result<()> {
     })?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
-}
-
-/// Serialize `value` as pretty JSON to `path` atomically.
-pub fn write_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let mut text = serde_json::to_string_pretty(value)?;
-    text.push('\n');
-    let tmp = scratch_path(path);
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write()
-        .map_err(|err| {
-            let _ = std::fs::remove_file(&tmp);
-            err
-        })
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn parent_dir(path: &Path) -> PathBuf {

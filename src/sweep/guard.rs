@@ -25,7 +25,7 @@ pub struct OutputPlan {
 /// How a run begins.
 pub enum Start<T> {
     Fresh,
-    Resume(SweepFile<T>),
+    Resume(Box<SweepFile<T>>),
     /// `--resume` found the output finished by this very run: nothing to do.
     AlreadyDone,
 }
@@ -91,7 +91,7 @@ impl OutputPlan {
                     diffs.join(", ")
                 ));
             }
-            return Ok(Start::Resume(file));
+            return Ok(Start::Resume(Box::new(file)));
         }
         if self.resume && self.output.exists() && !self.force {
             let out = self.output.display();
