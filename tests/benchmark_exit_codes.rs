@@ -2,8 +2,6 @@
 //! code 2; a good run prints the table and writes the JSON.
 //!
 
-
-
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;

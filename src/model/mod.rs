@@ -129,7 +129,11 @@ impl RowBypass {
         let flags = (0..num_layers)
             .map(|layer| row_sets.iter().map(|s| s.contains(layer)).collect())
             .collect();
-        let mut bypass = Self { flags, masks: Vec::new(), device: device.clone() };
+        let mut bypass = Self {
+            flags,
+            masks: Vec::new(),
+            device: device.clone(),
+        };
         bypass.build_masks()?;
         Ok(bypass)
     }
@@ -141,7 +145,9 @@ impl RowBypass {
             .map(|rows| {
                 let mixed = rows.iter().any(|&f| f) && !rows.iter().all(|&f| f);
                 let values: Vec<u8> = rows.iter().map(|&f| u8::from(f)).collect();
-                mixed.then(|| Tensor::from_vec(values, (rows.len(), 1, 1), &self.device)).transpose()
+                mixed
+                    .then(|| Tensor::from_vec(values, (rows.len(), 1, 1), &self.device))
+                    .transpose()
             })
             .collect::<candle_core::Result<_>>()?;
         Ok(())
@@ -250,7 +256,13 @@ impl Model {
         cache: &mut KvCache,
     ) -> Result<Tensor> {
         for layer in layers {
-            x = self.net.block(layer, &x, bypass.layer(layer), pos, &mut cache.layers[layer])?;
+            x = self.net.block(
+                layer,
+                &x,
+                bypass.layer(layer),
+                pos,
+                &mut cache.layers[layer],
+            )?;
         }
         Ok(x)
     }
