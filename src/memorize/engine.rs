@@ -41,7 +41,7 @@ impl Batch<'_> {
 }
 
 /// Upper bound on rows decoded together; their KV caches are held until the decode runs.
-const MAX_DECODE_ROWS: usize = 512;
+const MAX_DECODE_ROWS: usize = 256;
 
 /// Scores of every row of `batch` under each of `settings` (outer index = setting).
 pub fn score_batch(
@@ -236,12 +236,12 @@ fn free_running(
     order.sort_by_key(|&i| (entries[i].2, i));
     let sorted: Vec<(usize, usize, usize)> = order.iter().map(|&i| entries[i]).collect();
 
-    let mut cache = merge_caches(groups.iter().map(|g| &g.cache).collect(), batch.seq_len)?;
-    cache = cache.select_rows(&Tensor::from_vec(
+    let order_t = Tensor::from_vec(
         order.iter().map(|&i| i as u32).collect::<Vec<_>>(),
         order.len(),
         device,
-    )?)?;
+    )?;
+    let mut cache = merge_caches(groups.into_iter().map(|g| g.cache).collect(), &order_t)?;
     let visible: Vec<f32> = sorted
         .iter()
         .flat_map(|&(_, _, j)| {
@@ -293,34 +293,42 @@ fn free_running(
     Ok(())
 }
 
-/// Stack the caches of several groups along the batch dimension. A layer that some group
-/// bypasses has no cache there; it gets zeros, which its rows never use (they bypass it).
-fn merge_caches(caches: Vec<&KvCache>, slots: usize) -> Result<KvCache> {
+/// Stack the caches of several groups along the batch dimension, rows reordered by `order`.
+/// A layer that some group bypasses has no cache there; it gets zeros, which its rows never
+/// use (they bypass it). Works layer by layer and frees each group's layer once copied, so
+/// the peak is one extra layer, not a second copy of every cache.
+fn merge_caches(mut caches: Vec<KvCache>, order: &Tensor) -> Result<KvCache> {
     let layers = caches[0].layers.len();
+    let rows: Vec<usize> = caches
+        .iter()
+        .map(|c| c.key_pos.as_ref().map_or(Ok(0), |p| p.dim(0)))
+        .collect::<candle_core::Result<_>>()?;
     let mut merged = KvCache::new(layers);
     for layer in 0..layers {
-        let Some((k_like, _)) = caches.iter().find_map(|c| c.layers[layer].kv.as_ref()) else {
+        let parts: Vec<Option<(Tensor, Tensor)>> = caches
+            .iter_mut()
+            .map(|c| c.layers[layer].kv.take())
+            .collect();
+        let Some((k_like, _)) = parts.iter().flatten().next() else {
             continue; // every group bypasses this layer
         };
         let (_, heads, keys, dim) = k_like.dims4()?;
-        debug_assert_eq!(keys, slots);
+        let (dtype, device) = (k_like.dtype(), k_like.device().clone());
         let (mut ks, mut vs) = (Vec::new(), Vec::new());
-        for cache in &caches {
-            match &cache.layers[layer].kv {
-                Some((k, v)) => {
-                    ks.push(k.clone());
-                    vs.push(v.clone());
-                }
+        for (part, &n) in parts.into_iter().zip(&rows) {
+            let (k, v) = match part {
+                Some(kv) => kv,
                 None => {
-                    let rows = cache.key_pos.as_ref().map_or(Ok(0), |p| p.dim(0))?;
-                    let zeros =
-                        Tensor::zeros((rows, heads, keys, dim), k_like.dtype(), k_like.device())?;
-                    ks.push(zeros.clone());
-                    vs.push(zeros);
+                    let zeros = Tensor::zeros((n, heads, keys, dim), dtype, &device)?;
+                    (zeros.clone(), zeros)
                 }
-            }
+            };
+            ks.push(k);
+            vs.push(v);
         }
-        merged.layers[layer].kv = Some((Tensor::cat(&ks, 0)?, Tensor::cat(&vs, 0)?));
+        let k = Tensor::cat(&ks, 0)?.index_select(order, 0)?;
+        let v = Tensor::cat(&vs, 0)?.index_select(order, 0)?;
+        merged.layers[layer].kv = Some((k, v));
     }
     Ok(merged)
 }

@@ -155,7 +155,9 @@ pub fn attend(
     let (b, h, tq, d) = q.dims4()?;
     let q = q.to_dtype(DType::F32)?;
     let k = k.to_dtype(DType::F32)?;
-    let mut scores = q.contiguous()?.matmul(&k.t()?.contiguous()?)?;
+    // K is (normally already) contiguous; the matmul reads K^T through its strides, so the
+    // transpose is never copied.
+    let mut scores = q.contiguous()?.matmul(&k.contiguous()?.t()?)?;
     if let Some(scale) = scale {
         scores = (scores * scale)?;
     }
