@@ -228,41 +228,45 @@ impl Model {
     /// Run blocks `layers` on the residual stream `x`, appending to `cache`.
     pub fn run_layers(
         &self,
-        mut x: Tensor,
+        x: Tensor,
         layers: Range<usize>,
         bypass: &BypassSet,
         pos: &Positions,
         cache: &mut KvCache,
     ) -> Result<Tensor> {
-        for layer in layers {
-            x = self.net.block(
-                layer,
-                &x,
-                LayerBypass::of_set(bypass, layer),
-                pos,
-                &mut cache.layers[layer],
-            )?;
-        }
-        Ok(x)
+        self.run_blocks(
+            x,
+            layers,
+            |layer| LayerBypass::of_set(bypass, layer),
+            pos,
+            cache,
+        )
     }
 
     /// [`Model::run_layers`] for a batch whose rows bypass different layers.
     pub fn run_layers_per_row(
         &self,
-        mut x: Tensor,
+        x: Tensor,
         layers: Range<usize>,
         bypass: &RowBypass,
         pos: &Positions,
         cache: &mut KvCache,
     ) -> Result<Tensor> {
+        self.run_blocks(x, layers, |layer| bypass.layer(layer), pos, cache)
+    }
+
+    fn run_blocks<'a>(
+        &self,
+        mut x: Tensor,
+        layers: Range<usize>,
+        bypass_of: impl Fn(usize) -> LayerBypass<'a>,
+        pos: &Positions,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
         for layer in layers {
-            x = self.net.block(
-                layer,
-                &x,
-                bypass.layer(layer),
-                pos,
-                &mut cache.layers[layer],
-            )?;
+            x = self
+                .net
+                .block(layer, &x, bypass_of(layer), pos, &mut cache.layers[layer])?;
         }
         Ok(x)
     }

@@ -1,14 +1,14 @@
 //! The JSON result files, in SPEC's shape, written atomically (temp file + fsync + rename) so a
 //! crash never leaves a half-written file that looks complete.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::bad_input;
 use crate::memorize::{MeanScores, SampleScores, SettingResult};
-use crate::sweep::Fingerprint;
+use crate::sweep::{atomic, Fingerprint};
 
 #[derive(Debug, Serialize)]
 pub struct ToolInfo {
@@ -92,7 +92,7 @@ impl MemorizeReport {
 /// Fail early, before hours of computing, if `path` cannot be written: creates its directory
 /// and a scratch file beside it.
 pub fn check_writable(path: &Path) -> Result<()> {
-    let dir = parent_dir(path);
+    let dir = atomic::parent_dir(path);
     std::fs::create_dir_all(&dir).map_err(|err| {
         bad_input!(
             "--output {}: cannot create directory {}: {err}",
@@ -100,7 +100,7 @@ pub fn check_writable(path: &Path) -> Result<()> {
             dir.display()
         )
     })?;
-    let probe = scratch_path(path);
+    let probe = atomic::temp_path(path);
     std::fs::File::create(&probe).map_err(|err| {
         bad_input!(
             "--output {}: cannot write in {}: {err}",
@@ -110,19 +110,4 @@ pub fn check_writable(path: &Path) -> Result<()> {
     })?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
-}
-
-fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
-fn scratch_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    parent_dir(path).join(format!(".{name}.tmp-{}", std::process::id()))
 }

@@ -49,7 +49,8 @@ pub fn parent_dir(path: &Path) -> PathBuf {
 }
 
 /// A hidden name beside `path`, unique to this process so concurrent writers never share one.
-fn temp_path(path: &Path) -> PathBuf {
+/// The scratch file beside `path` that an atomic write renames into place.
+pub fn temp_path(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
