@@ -13,10 +13,12 @@ fn fixtures() -> PathBuf {
 
 fn args(output: &Path) -> BenchmarkArgs {
     BenchmarkArgs {
-        model_path: fixtures().join("bench-models/neo").to_str().unwrap().into(),
-        revision: None,
-        device: "cpu".into(),
-        dtype: "f32".into(),
+        model: llm_mem::cli::ModelArgs {
+            model_path: Some(fixtures().join("bench-models/neo").to_str().unwrap().into()),
+            revision: None,
+            device: "cpu".into(),
+            dtype: "f32".into(),
+        },
         tasks: Some("piqa,lambada,wikitext".into()),
         data_dir: Some(fixtures().join("tasks")),
         limit: Some(4),

@@ -24,19 +24,9 @@ use crate::runtime;
 /// Example: llm-mem benchmark --model-path EleutherAI/pythia-160m --tasks lambada,piqa,arc_easy
 #[derive(clap::Args, Debug)]
 pub struct BenchmarkArgs {
-    /// Model directory (config.json, weights and tokenizer.json) or a Hugging Face hub id such
-    /// as EleutherAI/pythia-1.4b.
-    #[arg(long, value_name = "DIR|HUB_ID")]
-    pub model_path: String,
-    /// Hub revision (branch, tag or commit), e.g. step143000. Ignored for local directories.
-    #[arg(long)]
-    pub revision: Option<String>,
-    /// Where to run: auto (first GPU if built with CUDA, else CPU), cpu, cuda, cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-    /// Precision: auto (f32 on CPU, bf16 on GPU), f32, f16, bf16.
-    #[arg(long, default_value = "auto")]
-    pub dtype: String,
+    /// The model (it needs a tokenizer.json); default: the built-in tiny Pythia.
+    #[command(flatten)]
+    pub model: crate::cli::ModelArgs,
     /// Comma-separated tasks (default: all): lambada_openai (or lambada), piqa, arc_easy,
     /// arc_challenge, hellaswag, winogrande, sciq, openbookqa, boolq, wikitext.
     #[arg(long, value_name = "A,B,...")]
@@ -120,10 +110,11 @@ pub fn run(args: BenchmarkArgs) -> Result<()> {
         .iter()
         .map(|s| settings::parse_bypass(s))
         .collect::<Result<Vec<_>>>()?;
-    let device = runtime::parse_device(&args.device)?;
-    let dtype = runtime::parse_dtype(&args.dtype, &device)?;
-    let files = weights::resolve(&args.model_path, args.revision.as_deref())?;
-    let tok = model_tokenizer(&files, &args.model_path, args.revision.as_deref())?;
+    let device = runtime::parse_device(&args.model.device)?;
+    let dtype = runtime::parse_dtype(&args.model.dtype, &device)?;
+    let model_path = args.model.path()?;
+    let files = weights::resolve(&model_path, args.model.revision.as_deref())?;
+    let tok = model_tokenizer(&files, &model_path, args.model.revision.as_deref())?;
     let task_docs = specs
         .iter()
         .map(|spec| load_task(spec, args.data_dir.as_deref(), args.limit))
@@ -133,7 +124,7 @@ pub fn run(args: BenchmarkArgs) -> Result<()> {
     let output = args
         .output
         .clone()
-        .unwrap_or_else(|| default_output(&args.model_path));
+        .unwrap_or_else(|| default_output(&args.model.display_name()));
     json::check_writable(&output)?;
     let model = Model::load(&files, &device, dtype)?;
 
@@ -154,7 +145,7 @@ pub fn run(args: BenchmarkArgs) -> Result<()> {
     let report = Report {
         tool: ToolInfo::current(),
         model: ModelInfo {
-            path: args.model_path.clone(),
+            path: args.model.display_name(),
             architecture: model.config.architecture().into(),
             num_layers: layers,
             dtype: runtime::dtype_name(model.dtype).into(),
@@ -215,14 +206,8 @@ pub fn model_tokenizer(
 }
 
 /// `benchmark_scores/<model-id>.json`: a hub id with `/` → `_`, or a directory's own name.
-fn default_output(model_path: &str) -> PathBuf {
-    let path = Path::new(model_path);
-    let dir_name = path
-        .is_dir()
-        .then(|| path.canonicalize().ok())
-        .flatten()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
-    let id = dir_name.unwrap_or_else(|| model_path.trim_matches('/').replace('/', "_"));
+fn default_output(model_name: &str) -> PathBuf {
+    let id = crate::cli::model_id(model_name);
     PathBuf::from("benchmark_scores").join(format!("{id}.json"))
 }
 

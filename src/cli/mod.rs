@@ -84,7 +84,7 @@ pub fn run(cli: Cli) -> Result<()> {
     result
 }
 
-#[derive(Args)]
+#[derive(Args, Debug)]
 pub struct ModelArgs {
     /// Model directory (config.json + model.safetensors / sharded safetensors /
     /// pytorch_model.bin) or a Hugging Face hub id such as EleutherAI/pythia-1.4b.
