@@ -23,8 +23,10 @@ fn args(output: &Path) -> BenchmarkArgs {
         data_dir: Some(fixtures().join("tasks")),
         limit: Some(4),
         batch_size: 8,
-        num_layers: Some(1),
-        bypass: vec!["1-2".into()],
+        sweep: llm_mem::cli::SweepArgs {
+            num_layers: Some(1),
+            bypass: vec!["1-2".into()],
+        },
         output: Some(output.to_path_buf()),
     }
 }
@@ -131,14 +133,20 @@ fn bad_options_are_bad_input() {
         ),
         (
             BenchmarkArgs {
-                num_layers: Some(9),
+                sweep: llm_mem::cli::SweepArgs {
+                    num_layers: Some(9),
+                    bypass: vec![],
+                },
                 ..args(&output)
             },
             "--num-layers 9",
         ),
         (
             BenchmarkArgs {
-                bypass: vec!["7".into()],
+                sweep: llm_mem::cli::SweepArgs {
+                    num_layers: None,
+                    bypass: vec!["7".into()],
+                },
                 ..args(&output)
             },
             "layer 7 is out of range",

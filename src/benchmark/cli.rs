@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use super::{
@@ -12,7 +11,6 @@ use super::{
 };
 use crate::bad_input;
 use crate::hub::HubRepo;
-use crate::memorize::settings;
 use crate::model::{weights, Model, ModelConfig, ModelFiles};
 use crate::report::json::{self, ModelInfo, ToolInfo};
 use crate::report::table;
@@ -41,12 +39,8 @@ pub struct BenchmarkArgs {
     /// Loglikelihood requests per forward pass.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    /// Sweep single-layer bypasses over layers 0..N only (default: every layer; 0 = none).
-    #[arg(long, value_name = "N")]
-    pub num_layers: Option<usize>,
-    /// An extra setting to run: layers and inclusive ranges, e.g. `2,4` or `20-23`. Repeatable.
-    #[arg(long, value_name = "SET")]
-    pub bypass: Vec<String>,
+    #[command(flatten)]
+    pub sweep: crate::cli::SweepArgs,
     /// Output JSON (default: benchmark_scores/<model-id>.json).
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -105,11 +99,6 @@ pub fn run(args: BenchmarkArgs) -> Result<()> {
         return Err(bad_input!("--limit must be at least 1"));
     }
     let specs = tasks::parse_list(args.tasks.as_deref())?;
-    let extra = args
-        .bypass
-        .iter()
-        .map(|s| settings::parse_bypass(s))
-        .collect::<Result<Vec<_>>>()?;
     let device = runtime::parse_device(&args.model.device)?;
     let dtype = runtime::parse_dtype(&args.model.dtype, &device)?;
     let model_path = args.model.path()?;
@@ -120,7 +109,7 @@ pub fn run(args: BenchmarkArgs) -> Result<()> {
         .map(|spec| load_task(spec, args.data_dir.as_deref(), args.limit))
         .collect::<Result<Vec<_>>>()?;
     let layers = ModelConfig::from_file(&files.config)?.num_layers();
-    let sweep = settings::sweep(layers, args.num_layers.unwrap_or(layers), &extra)?;
+    let sweep = args.sweep.settings(layers)?;
     let output = args
         .output
         .clone()
@@ -128,7 +117,8 @@ pub fn run(args: BenchmarkArgs) -> Result<()> {
     json::check_writable(&output)?;
     let model = Model::load(&files, &device, dtype)?;
 
-    let bar = progress_bar();
+    // The engine reports the total once it has built the requests.
+    let bar = crate::cli::progress_bar(0);
     let results = evaluate(
         &model,
         &tok,
@@ -250,17 +240,4 @@ fn short_metric(key: &str) -> &str {
         "bits_per_byte" => "bpb",
         other => other,
     }
-}
-
-/// A bar in tokens on stderr (hidden when stderr is not a terminal), with rate and ETA.
-fn progress_bar() -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:40}] {pos}/{len} tokens, {per_sec}, ETA {eta}",
-        )
-        .expect("static template")
-        .progress_chars("=> "),
-    );
-    bar
 }

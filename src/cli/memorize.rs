@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::long_run::{parse_shard, ResumeArgs};
 use super::{load_model, model_id, progress_bar, resolve_model, ModelArgs};
 use crate::memorize::stored::StoredSample;
-use crate::memorize::{self, settings, TokenRows};
+use crate::memorize::{self, TokenRows};
 use crate::model::{BypassSet, Model, ModelConfig};
 use crate::report::json::{self, DataInfo, MemorizeReport, ModelInfo};
 use crate::report::{plot, table};
@@ -31,12 +31,8 @@ pub struct MemorizeArgs {
     /// Rows per forward pass (and per checkpoint). Changes the results only by float rounding.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// Sweep single-layer bypasses over layers 0..N only (default: every layer; 0 = none).
-    #[arg(long, value_name = "N")]
-    pub num_layers: Option<usize>,
-    /// An extra setting to run: layers and inclusive ranges, e.g. `2,4` or `20-23`. Repeatable.
-    #[arg(long, value_name = "SET")]
-    pub bypass: Vec<String>,
+    #[command(flatten)]
+    pub sweep: crate::cli::SweepArgs,
     /// Output JSON (default: memorization_scores/<model-id>_prefix<P>.json, or
     /// ..._prefix<P>.shard-K-of-N.json with --shard).
     #[arg(long, value_name = "FILE")]
@@ -195,11 +191,6 @@ fn prepare(
     files: &crate::model::ModelFiles,
     config: &ModelConfig,
 ) -> Result<Job> {
-    let extra = args
-        .bypass
-        .iter()
-        .map(|s| settings::parse_bypass(s))
-        .collect::<Result<Vec<_>>>()?;
     let dataset_path = match (&args.dataset_path, &args.model.model_path) {
         (Some(path), _) => path.clone(),
         (None, None) => default_model::unpack()?.join(default_model::DATA_FILE),
@@ -212,7 +203,7 @@ fn prepare(
     let data = memorize::npy::read_token_rows(&dataset_path)?;
     memorize::validate_config(config, &data, args.prefix_len, &data_name)?;
     let layers = config.num_layers();
-    let sweep = settings::sweep(layers, args.num_layers.unwrap_or(layers), &extra)?;
+    let sweep = args.sweep.settings(layers)?;
     let mine = match args.shard {
         None => (0..sweep.len()).collect(),
         Some(shard) => {

@@ -103,6 +103,34 @@ pub struct ModelArgs {
 }
 
 /// Name used in default output paths: a hub id with `/` → `_`, or a directory's own name.
+/// Which bypass settings a sweep runs, shared by `memorize` and `benchmark`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SweepArgs {
+    /// Sweep single-layer bypasses over layers 0..N only (default: every layer; 0 = none).
+    #[arg(long, value_name = "N")]
+    pub num_layers: Option<usize>,
+    /// An extra setting to run: layers and inclusive ranges, e.g. `2,4` or `20-23`. Repeatable.
+    #[arg(long, value_name = "SET")]
+    pub bypass: Vec<String>,
+}
+
+impl SweepArgs {
+    /// Base model, each single layer below `--num-layers`, then the `--bypass` sets, checked
+    /// against a model of `model_layers` blocks.
+    pub fn settings(&self, model_layers: usize) -> Result<Vec<crate::model::BypassSet>> {
+        let extra = self
+            .bypass
+            .iter()
+            .map(|s| crate::memorize::settings::parse_bypass(s))
+            .collect::<Result<Vec<_>>>()?;
+        crate::memorize::settings::sweep(
+            model_layers,
+            self.num_layers.unwrap_or(model_layers),
+            &extra,
+        )
+    }
+}
+
 pub fn model_id(model_path: &str) -> String {
     let path = Path::new(model_path);
     if path.is_dir() {
