@@ -28,6 +28,8 @@ fn args(output: &Path) -> BenchmarkArgs {
             bypass: vec!["1-2".into()],
         },
         output: Some(output.to_path_buf()),
+        run: Default::default(),
+        shard: None,
     }
 }
 

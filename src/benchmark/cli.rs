@@ -1,20 +1,32 @@
 //! The `benchmark` subcommand's arguments and driver. `main.rs` wires it in as
 //! `Command::Benchmark(BenchmarkArgs)` → [`run`].
+//!
+//! A run is a sweep like `memorize`'s (checkpoints, `--resume`, Ctrl-C, `--shard`, `merge`)
+//! whose items are the loglikelihood requests of all tasks, in the order the engine scores
+//! them ([`Schedule`]); batches end on its prefix-group boundaries. Task metrics are computed
+//! from the finished items and, for a shard, stored with them, since `merge` has no task
+//! documents to compute them from.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use serde::Serialize;
+use candle_core::{DType, Device};
+use serde::{Deserialize, Serialize};
 
-use super::{
-    evaluate, load_task, tasks, LmTokenizer, Progress, SettingScores, TaskDocs, TaskMetrics,
-};
+use super::engine::Schedule;
+use super::stored::{self, StoredScore};
+use super::{load_task, tasks, LmTokenizer, Scored, SettingScores, Suite, TaskDocs, TaskMetrics};
 use crate::bad_input;
+use crate::cli::long_run::{self, parse_shard, ResumeArgs, RunHeader};
+use crate::cli::progress_bar;
 use crate::hub::HubRepo;
-use crate::model::{weights, Model, ModelConfig, ModelFiles};
-use crate::report::json::{self, ModelInfo, ToolInfo};
-use crate::report::table;
+use crate::model::{weights, BypassSet, Model, ModelConfig, ModelFiles};
+use crate::report::json::{ModelInfo, ToolInfo};
+use crate::report::{plot, table};
 use crate::runtime;
+use crate::sweep::fingerprint::{self, FileId};
+use crate::sweep::{self, Fingerprint, OutputPlan, Shard, SweepFile};
 
 /// Zero-shot lm-evaluation-harness tasks under the base model and each attention-bypass
 /// setting, with lm-eval's prompts, tokenization, metrics and stderrs.
@@ -36,29 +48,56 @@ pub struct BenchmarkArgs {
     /// Evaluate only the first K documents of each task (lm-eval's --limit).
     #[arg(long, value_name = "K")]
     pub limit: Option<usize>,
-    /// Loglikelihood requests per forward pass.
+    /// Loglikelihood requests per forward pass (and per checkpoint).
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
     #[command(flatten)]
     pub sweep: crate::cli::SweepArgs,
-    /// Output JSON (default: benchmark_scores/<model-id>.json).
+    /// Output JSON (default: benchmark_scores/<model-id>.json, or
+    /// benchmark_scores/<model-id>.shard-K-of-N.json with --shard).
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: ResumeArgs,
+    /// Compute only shard K of N (0-based, e.g. `$SLURM_ARRAY_TASK_ID/8`): a share of the
+    /// settings, balanced by cost, for all tasks. Writes a shard file; `llm-mem merge` joins
+    /// the N shard files into the result one run would have written.
+    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+    pub shard: Option<Shard>,
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct TaskInfo {
-    name: &'static str,
+    name: String,
     source: String,
     num_docs: usize,
     version: f64,
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct ConfigInfo {
     limit: Option<usize>,
     max_length: usize,
     bootstrap_iters: usize,
+}
+
+/// What the report says besides the numbers; kept in checkpoints and shard files so that
+/// `merge` can write the report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Header {
+    pub model: ModelInfo,
+    config: ConfigInfo,
+    tasks: Vec<TaskInfo>,
+}
+
+impl RunHeader for Header {
+    fn model(&self) -> &ModelInfo {
+        &self.model
+    }
+
+    fn model_mut(&mut self) -> &mut ModelInfo {
+        &mut self.model
+    }
 }
 
 #[derive(Serialize)]
@@ -84,10 +123,26 @@ impl Serialize for Tasks<'_> {
 #[derive(Serialize)]
 struct Report<'a> {
     tool: ToolInfo,
-    model: ModelInfo,
-    config: ConfigInfo,
-    tasks: Vec<TaskInfo>,
+    model: &'a ModelInfo,
+    config: &'a ConfigInfo,
+    tasks: &'a [TaskInfo],
     results: Vec<Entry<'a>>,
+    /// What produced these numbers: lets `--resume` recognise a finished run.
+    fingerprint: &'a Fingerprint,
+}
+
+/// Everything read and checked before the model is loaded.
+struct Job {
+    files: ModelFiles,
+    device: Device,
+    dtype: DType,
+    tasks: Vec<TaskDocs>,
+    suite: Suite,
+    schedule: Schedule,
+    /// This run's settings (all of the sweep unless sharded).
+    settings: Vec<Vec<usize>>,
+    fingerprint: Fingerprint,
+    header: Header,
 }
 
 /// Run `llm-mem benchmark`. Everything the user gave is checked before the first forward pass.
@@ -98,55 +153,179 @@ pub fn run(args: BenchmarkArgs) -> Result<()> {
     if args.limit == Some(0) {
         return Err(bad_input!("--limit must be at least 1"));
     }
+    let plan = args.run.plan(&output_path(&args));
+    plan.precheck()?;
+    let job = prepare(&args)?;
+    let fresh = SweepFile::new(
+        job.fingerprint.clone(),
+        args.shard,
+        job.settings.clone(),
+        job.schedule.len(),
+        serde_json::to_value(&job.header)?,
+    );
+    let Some(mut file) = long_run::begin(&plan, fresh)? else {
+        return Ok(());
+    };
+    let model = Model::load(&job.files, &job.device, job.dtype)?;
+    compute(&args, &model, &job, &plan, &mut file)?;
+    let scores = setting_scores(&job, &file);
+    file.summaries = Some(scores.iter().map(stored::summary).collect());
+    long_run::finish(
+        &plan,
+        &file,
+        || results_table(&scores),
+        || write_report(&plan.output, &file, &job.header),
+    )
+}
+
+/// Read and check the model files, tokenizer and tasks, build the requests and the sweep, and
+/// fingerprint it all.
+fn prepare(args: &BenchmarkArgs) -> Result<Job> {
     let specs = tasks::parse_list(args.tasks.as_deref())?;
     let device = runtime::parse_device(&args.model.device)?;
     let dtype = runtime::parse_dtype(&args.model.dtype, &device)?;
     let model_path = args.model.path()?;
     let files = weights::resolve(&model_path, args.model.revision.as_deref())?;
-    let tok = model_tokenizer(&files, &model_path, args.model.revision.as_deref())?;
-    let task_docs = specs
+    let tokenizer = tokenizer_files(&files, &model_path, args.model.revision.as_deref())?;
+    let tok = LmTokenizer::load(&tokenizer[0], &tokenizer[1..])?;
+    let tasks = specs
         .iter()
         .map(|spec| load_task(spec, args.data_dir.as_deref(), args.limit))
         .collect::<Result<Vec<_>>>()?;
-    let layers = ModelConfig::from_file(&files.config)?.num_layers();
+    let config = ModelConfig::from_file(&files.config)?;
+    let layers = config.num_layers();
     let sweep = args.sweep.settings(layers)?;
-    let output = args
-        .output
-        .clone()
-        .unwrap_or_else(|| default_output(&args.model.display_name()));
-    json::check_writable(&output)?;
-    let model = Model::load(&files, &device, dtype)?;
-
-    // The engine reports the total once it has built the requests.
-    let bar = crate::cli::progress_bar(0);
-    let results = evaluate(
-        &model,
-        &tok,
-        &task_docs,
-        &sweep,
-        args.batch_size,
-        &mut |p| match p {
-            Progress::Total(n) => bar.set_length(n),
-            Progress::Done(n) => bar.inc(n),
-        },
-    )?;
-    bar.finish_and_clear();
-
-    let report = Report {
-        tool: ToolInfo::current(),
+    let mine = long_run::settings_to_run(args.shard, sweep.len(), || {
+        super::setting_costs(&sweep, layers)
+    })?;
+    let max_len = config.max_positions();
+    let suite = Suite::new(&tok, &tasks, max_len)?;
+    let schedule = Schedule::new(&suite.requests, max_len)?;
+    let names: Vec<&str> = tasks.iter().map(|t| t.spec.name).collect();
+    let fingerprint = Fingerprint {
+        inputs: inputs(&tasks, &tokenizer)?,
+        params: [
+            ("tasks".to_string(), serde_json::json!(names)),
+            ("limit".to_string(), serde_json::json!(args.limit)),
+            ("max_length".to_string(), max_len.into()),
+        ]
+        .into(),
+        settings: sweep.iter().map(|s| s.layers().to_vec()).collect(),
+        ..Fingerprint::for_model("benchmark", &files, dtype, &device)?
+    };
+    let header = Header {
         model: ModelInfo {
             path: args.model.display_name(),
-            architecture: model.config.architecture().into(),
+            architecture: config.architecture().into(),
             num_layers: layers,
-            dtype: runtime::dtype_name(model.dtype).into(),
-            device: runtime::device_name(&model.device),
+            dtype: runtime::dtype_name(dtype).into(),
+            device: runtime::device_name(&device),
         },
         config: ConfigInfo {
             limit: args.limit,
-            max_length: model.config.max_positions(),
+            max_length: max_len,
             bootstrap_iters: super::metrics::BOOTSTRAP_ITERS,
         },
-        tasks: task_docs.iter().map(task_info).collect(),
+        tasks: tasks.iter().map(task_info).collect(),
+    };
+    Ok(Job {
+        files,
+        device,
+        dtype,
+        settings: mine.iter().map(|&s| sweep[s].layers().to_vec()).collect(),
+        tasks,
+        suite,
+        schedule,
+        fingerprint,
+        header,
+    })
+}
+
+/// The fingerprint's inputs, by content: every task's data files (under the task's name) and
+/// the tokenizer's files (under their own).
+fn inputs(tasks: &[TaskDocs], tokenizer: &[PathBuf]) -> Result<BTreeMap<String, FileId>> {
+    let mut inputs = BTreeMap::new();
+    for task in tasks {
+        for (i, file) in task.files.iter().enumerate() {
+            let key = match i {
+                0 => task.spec.name.to_string(),
+                _ => format!("{}.{i}", task.spec.name),
+            };
+            inputs.insert(key, fingerprint::file_id(file)?);
+        }
+    }
+    for file in tokenizer.iter().filter(|f| f.is_file()) {
+        let name = file.file_name().unwrap_or_default().to_string_lossy();
+        inputs.insert(name.into_owned(), fingerprint::file_id(file)?);
+    }
+    Ok(inputs)
+}
+
+/// Score the requests `file` still lacks under its settings, checkpointing every batch.
+fn compute(
+    args: &BenchmarkArgs,
+    model: &Model,
+    job: &Job,
+    plan: &OutputPlan,
+    file: &mut SweepFile<StoredScore>,
+) -> Result<()> {
+    let settings: Vec<BypassSet> = file
+        .settings
+        .iter()
+        .map(|s| BypassSet::new(s.clone()))
+        .collect();
+    let schedule = &job.schedule;
+    let per_token = settings.len() as u64;
+    let bar = progress_bar(schedule.tokens(0..schedule.len()) * per_token);
+    bar.set_position(schedule.tokens(0..file.items_done) * per_token);
+    let result = sweep::run_interruptible(
+        file,
+        plan,
+        &|start| schedule.batch_end(start, args.batch_size),
+        "requests",
+        &mut |items| {
+            let scored = schedule.score(model, items.clone(), &settings)?;
+            bar.inc(schedule.tokens(items) * per_token);
+            Ok(scored
+                .into_iter()
+                .map(|s| s.into_iter().map(StoredScore).collect())
+                .collect())
+        },
+    );
+    bar.finish_and_clear();
+    result
+}
+
+/// Every task's metrics under each setting of a finished file.
+fn setting_scores(job: &Job, file: &SweepFile<StoredScore>) -> Vec<SettingScores> {
+    file.settings
+        .iter()
+        .zip(&file.results)
+        .map(|(setting, items)| {
+            let answers: Vec<Scored> = job
+                .schedule
+                .by_request(items)
+                .into_iter()
+                .map(|s| s.0)
+                .collect();
+            SettingScores {
+                bypass: BypassSet::new(setting.clone()),
+                tasks: job.suite.metrics(&job.tasks, &answers),
+            }
+        })
+        .collect()
+}
+
+/// Write the report of a complete, unsharded sweep file (JSON and plot) and print its table.
+/// The one place the benchmark result JSON is made, for a run and for `merge` alike: both
+/// read the metrics from the file's summaries.
+pub fn write_report(output: &Path, file: &SweepFile<StoredScore>, header: &Header) -> Result<()> {
+    let results = stored::from_summaries(&file.settings, file.summaries.as_deref())?;
+    let report = Report {
+        tool: ToolInfo::current(),
+        model: &header.model,
+        config: &header.config,
+        tasks: &header.tasks,
         results: results
             .iter()
             .map(|r| Entry {
@@ -154,17 +333,17 @@ pub fn run(args: BenchmarkArgs) -> Result<()> {
                 tasks: Tasks(&r.tasks),
             })
             .collect(),
+        fingerprint: &file.fingerprint,
     };
-    crate::sweep::atomic::write_json_pretty(&output, &report)?;
-    crate::report::plot::announce(crate::report::plot::write_benchmark_plot(&output, &report));
+    sweep::atomic::write_json_pretty(output, &report)?;
+    plot::announce(plot::write_benchmark_plot(output, &report));
     print!("{}", results_table(&results));
-    eprintln!("wrote {}", output.display());
     Ok(())
 }
 
 fn task_info(task: &TaskDocs) -> TaskInfo {
     TaskInfo {
-        name: task.spec.name,
+        name: task.spec.name.into(),
         source: task.source.clone(),
         num_docs: task.docs.len(),
         version: task.spec.version,
@@ -178,27 +357,41 @@ pub fn model_tokenizer(
     model_path: &str,
     revision: Option<&str>,
 ) -> Result<LmTokenizer> {
+    let paths = tokenizer_files(files, model_path, revision)?;
+    LmTokenizer::load(&paths[0], &paths[1..])
+}
+
+/// `tokenizer.json`, then the side files [`LmTokenizer::load`] reads if they exist.
+fn tokenizer_files(
+    files: &ModelFiles,
+    model_path: &str,
+    revision: Option<&str>,
+) -> Result<Vec<PathBuf>> {
     let Some(tokenizer) = &files.tokenizer else {
         return Err(bad_input!(
             "--model-path {model_path}: no tokenizer.json (llm-mem benchmark needs the model's tokenizer)"
         ));
     };
-    let mut side = Vec::new();
+    let mut paths = vec![tokenizer.clone()];
     for name in ["tokenizer_config.json", "special_tokens_map.json"] {
         let beside = tokenizer.with_file_name(name);
         if beside.is_file() || Path::new(model_path).is_dir() {
-            side.push(beside);
+            paths.push(beside);
         } else if let Ok(path) = HubRepo::model(model_path, revision).get(name) {
-            side.push(path);
+            paths.push(path);
         }
     }
-    LmTokenizer::load(tokenizer, &side)
+    Ok(paths)
 }
 
-/// `benchmark_scores/<model-id>.json`: a hub id with `/` → `_`, or a directory's own name.
-fn default_output(model_name: &str) -> PathBuf {
-    let id = crate::cli::model_id(model_name);
-    PathBuf::from("benchmark_scores").join(format!("{id}.json"))
+/// `benchmark_scores/<model-id>.json` (`.shard-K-of-N.json` with `--shard`): a hub id with
+/// `/` → `_`, or a directory's own name.
+fn output_path(args: &BenchmarkArgs) -> PathBuf {
+    args.output.clone().unwrap_or_else(|| {
+        let id = crate::cli::model_id(&args.model.display_name());
+        let shard = long_run::shard_suffix(args.shard);
+        PathBuf::from("benchmark_scores").join(format!("{id}{shard}.json"))
+    })
 }
 
 /// Rows = settings; columns = each task's metrics (stderrs are in the JSON).

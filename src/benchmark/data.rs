@@ -123,12 +123,22 @@ fn type_name(v: &Value) -> &'static str {
 
 /// Records of `task` from `DIR/<task>.jsonl` or `DIR/<task>.parquet`.
 pub fn read_dir(task: &'static str, dir: &Path) -> Result<Vec<Record>> {
+    let path = dir_file(task, dir)?;
+    if path.extension().is_some_and(|e| e == "jsonl") {
+        read_jsonl(task, &path)
+    } else {
+        read_parquet(task, &path, &path.display().to_string())
+    }
+}
+
+/// The file [`read_dir`] reads for `task`: `DIR/<task>.jsonl`, else `DIR/<task>.parquet`.
+pub fn dir_file(task: &str, dir: &Path) -> Result<PathBuf> {
     let jsonl = dir.join(format!("{task}.jsonl"));
     let parquet = dir.join(format!("{task}.parquet"));
     if jsonl.is_file() {
-        read_jsonl(task, &jsonl)
+        Ok(jsonl)
     } else if parquet.is_file() {
-        read_parquet(task, &parquet, &parquet.display().to_string())
+        Ok(parquet)
     } else {
         Err(bad_input!(
             "--data-dir {}: no data for task {task} (expected {} or {})",
@@ -241,22 +251,42 @@ fn field_to_json(field: &Field) -> Value {
 /// The hub's parquet export of `source` (`refs/convert/parquet`, files
 /// `<config>/<split>/0000.parquet`, `0001.parquet`, ...), downloaded or taken from the cache.
 pub fn read_hub(task: &'static str, source: &HubSource) -> Result<Vec<Record>> {
+    read_hub_files(task, source, &hub_files(task, source)?)
+}
+
+/// Local paths of the parquet files of `source`, downloaded unless cached.
+pub fn hub_files(task: &str, source: &HubSource) -> Result<Vec<PathBuf>> {
     let repo = HubRepo::dataset(source.repo, Some(PARQUET_REVISION));
-    let mut records = Vec::new();
+    let mut files = Vec::new();
     for shard in 0.. {
-        let name = format!("{}/{}/{shard:04}.parquet", source.config, source.split);
-        let path: PathBuf = match repo.get(&name) {
-            Ok(path) => path,
+        match repo.get(&hub_file_name(source, shard)) {
+            Ok(path) => files.push(path),
             Err(_) if shard > 0 => break,
             Err(err) => {
                 return Err(err).with_context(|| {
                     format!("{task}: reading the hub dataset {} (use --data-dir DIR with DIR/{task}.jsonl to run offline)", source.repo)
                 })
             }
-        };
-        let label = format!("{}:{name}", source.repo);
+        }
+    }
+    Ok(files)
+}
+
+fn hub_file_name(source: &HubSource, shard: usize) -> String {
+    format!("{}/{}/{shard:04}.parquet", source.config, source.split)
+}
+
+/// The records of [`hub_files`]' `files`, numbered across them.
+pub fn read_hub_files(
+    task: &'static str,
+    source: &HubSource,
+    files: &[PathBuf],
+) -> Result<Vec<Record>> {
+    let mut records = Vec::new();
+    for (shard, path) in files.iter().enumerate() {
+        let label = format!("{}:{}", source.repo, hub_file_name(source, shard));
         let offset = records.len();
-        records.extend(read_parquet(task, &path, &label)?.into_iter().map(|mut r| {
+        records.extend(read_parquet(task, path, &label)?.into_iter().map(|mut r| {
             r.line += offset;
             r
         }));

@@ -12,11 +12,15 @@
 //! request's tail against its group's cached prefix, each row at its own positions.
 //! One-token continuations (boolq's " yes"/" no") need no continuation pass at all.
 //!
+//! [`Schedule`] fixes the order in which requests are scored and where batches end, so that a
+//! checkpointed `llm-mem benchmark` can stop after any batch and continue there.
+//!
 //! The sweep over bypass settings wraps this: blocks below a setting's lowest bypassed layer
 //! compute what the base model does, so the base passes keep the residual stream at each such
 //! layer and every other setting starts there.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 
 use anyhow::Result;
 use candle_core::{DType, Tensor, D};
@@ -60,65 +64,168 @@ pub fn score_requests(
     max_len: usize,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Vec<Vec<Scored>>> {
-    let (prefixes, prepared) = prepare(requests, max_len)?;
-    let tokens = prefixes.iter().map(Vec::len).sum::<usize>()
-        + prepared.iter().map(|p| p.tail.len()).sum::<usize>();
-    progress(Progress::Total((tokens * settings.len()) as u64));
-    let mut members: Vec<Vec<usize>> = vec![Vec::new(); prefixes.len()];
-    for (i, p) in prepared.iter().enumerate() {
-        members[p.group].push(i);
-    }
-    // Longest first, like lm-eval (time estimates and out-of-memory errors come early).
-    let width = |g: usize| {
-        prefixes[g].len()
-            + members[g]
-                .iter()
-                .map(|&i| prepared[i].tail.len())
-                .max()
-                .unwrap_or(0)
-    };
-    let mut order: Vec<usize> = (0..prefixes.len()).collect();
-    order.sort_by_key(|&g| (std::cmp::Reverse(width(g)), g));
-
-    let mut results = vec![
-        vec![
-            Scored {
-                ll: 0.0,
-                greedy: false
-            };
-            requests.len()
-        ];
-        settings.len()
-    ];
+    let schedule = Schedule::new(requests, max_len)?;
+    let per_token = settings.len() as u64;
+    progress(Progress::Total(
+        schedule.tokens(0..schedule.len()) * per_token,
+    ));
+    let mut by_item: Vec<Vec<Scored>> = vec![Vec::with_capacity(schedule.len()); settings.len()];
     let mut start = 0;
-    while start < order.len() {
-        let mut end = start + 1;
-        let mut rows = members[order[start]].len();
-        while end < order.len() && rows + members[order[end]].len() <= batch_size {
-            rows += members[order[end]].len();
-            end += 1;
+    while start < schedule.len() {
+        let end = schedule.batch_end(start, batch_size);
+        for (all, batch) in by_item
+            .iter_mut()
+            .zip(schedule.score(model, start..end, settings)?)
+        {
+            all.extend(batch);
         }
-        let groups: Vec<Group> = order[start..end]
-            .iter()
-            .map(|&g| Group {
-                prefix: &prefixes[g],
-                requests: members[g].iter().map(|&i| (i, &prepared[i])).collect(),
-            })
-            .collect();
-        let scored = score_batch(model, &groups, settings)?;
-        for (setting, batch) in scored.into_iter().enumerate() {
-            for (i, s) in batch {
-                results[setting][i] = s;
-            }
-        }
-        let tokens: usize = groups
-            .iter()
-            .map(|g| g.prefix.len() + g.requests.iter().map(|(_, p)| p.tail.len()).sum::<usize>())
-            .sum();
-        progress(Progress::Done((tokens * settings.len()) as u64));
+        progress(Progress::Done(schedule.tokens(start..end) * per_token));
         start = end;
     }
-    Ok(results)
+    Ok(by_item
+        .iter()
+        .map(|items| schedule.by_request(items))
+        .collect())
+}
+
+/// The requests of a run truncated, grouped by shared prefix and put in the order the engine
+/// scores them. A checkpointed run counts its progress in these *items*: item `k` is request
+/// `order[k]`, so that a batch, always whole groups, is a contiguous range of items.
+pub struct Schedule {
+    prefixes: Vec<Vec<u32>>,
+    prepared: Vec<Prepared>,
+    /// The request of each item: groups longest first, like lm-eval (time estimates and
+    /// out-of-memory errors come early), each group's requests together in request order.
+    order: Vec<usize>,
+}
+
+impl Schedule {
+    pub fn new(requests: &[TokenRequest], max_len: usize) -> Result<Self> {
+        let (prefixes, prepared) = prepare(requests, max_len)?;
+        let mut members: Vec<Vec<usize>> = vec![Vec::new(); prefixes.len()];
+        for (i, p) in prepared.iter().enumerate() {
+            members[p.group].push(i);
+        }
+        let width = |g: usize| {
+            prefixes[g].len()
+                + members[g]
+                    .iter()
+                    .map(|&i| prepared[i].tail.len())
+                    .max()
+                    .unwrap_or(0)
+        };
+        let mut groups: Vec<usize> = (0..prefixes.len()).collect();
+        groups.sort_by_key(|&g| (std::cmp::Reverse(width(g)), g));
+        let order = groups
+            .into_iter()
+            .flat_map(|g| members[g].iter().copied())
+            .collect();
+        Ok(Self {
+            prefixes,
+            prepared,
+            order,
+        })
+    }
+
+    /// Number of items (= requests).
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    fn group_of(&self, item: usize) -> usize {
+        self.prepared[self.order[item]].group
+    }
+
+    /// Whether `item` is the first of its group in a range of items starting at `first`.
+    fn opens_group(&self, item: usize, first: usize) -> bool {
+        item == first || self.group_of(item - 1) != self.group_of(item)
+    }
+
+    /// End (exclusive) of the group of requests `item` is in, or of its rest if `item` is
+    /// not its first.
+    fn group_end(&self, item: usize) -> usize {
+        let group = self.group_of(item);
+        (item + 1..self.len())
+            .find(|&k| self.group_of(k) != group)
+            .unwrap_or(self.len())
+    }
+
+    /// End (exclusive) of the batch that starts at item `start`: whole groups, as many as
+    /// fit in `batch_size` rows, and at least one (a bigger group is a batch of its own).
+    /// Depends only on the requests and `batch_size`, so a resumed run cuts the same batches.
+    pub fn batch_end(&self, start: usize, batch_size: usize) -> usize {
+        let mut end = self.group_end(start);
+        while end < self.len() {
+            let next = self.group_end(end);
+            if next - start > batch_size {
+                break;
+            }
+            end = next;
+        }
+        end
+    }
+
+    /// Tokens a pass over `items` runs per setting: each group's prefix once, then every
+    /// request's tail (the progress bar's unit).
+    pub fn tokens(&self, items: Range<usize>) -> u64 {
+        let first = items.start;
+        items
+            .map(|k| {
+                let p = &self.prepared[self.order[k]];
+                let opens = self.opens_group(k, first);
+                p.tail.len()
+                    + if opens {
+                        self.prefixes[p.group].len()
+                    } else {
+                        0
+                    }
+            })
+            .sum::<usize>() as u64
+    }
+
+    /// Score `items` under every setting: `result[setting][k]` answers item `items.start + k`.
+    pub fn score(
+        &self,
+        model: &Model,
+        items: Range<usize>,
+        settings: &[BypassSet],
+    ) -> Result<Vec<Vec<Scored>>> {
+        let mut groups: Vec<Group> = Vec::new();
+        for k in items.clone() {
+            let p = &self.prepared[self.order[k]];
+            if self.opens_group(k, items.start) {
+                groups.push(Group {
+                    prefix: &self.prefixes[p.group],
+                    requests: Vec::new(),
+                });
+            }
+            let group = groups.last_mut().expect("opened above");
+            group.requests.push((k - items.start, p));
+        }
+        let scored = score_batch(model, &groups, settings)?;
+        Ok(scored
+            .into_iter()
+            .map(|batch| {
+                // The layout keeps the groups' and requests' order, which is item order.
+                debug_assert!(batch.iter().enumerate().all(|(k, (i, _))| k == *i));
+                batch.into_iter().map(|(_, s)| s).collect()
+            })
+            .collect())
+    }
+
+    /// Per-item values (item order) back in request order.
+    pub fn by_request<T: Clone>(&self, items: &[T]) -> Vec<T> {
+        assert_eq!(items.len(), self.len(), "one value per item");
+        let mut item_of = vec![0; self.len()];
+        for (item, &request) in self.order.iter().enumerate() {
+            item_of[request] = item;
+        }
+        item_of.iter().map(|&item| items[item].clone()).collect()
+    }
 }
 
 /// Truncate like lm-eval and intern the prefixes.
@@ -154,7 +261,7 @@ fn prepare(requests: &[TokenRequest], max_len: usize) -> Result<(Vec<Vec<u32>>, 
 
 struct Group<'a> {
     prefix: &'a [u32],
-    /// (request index, request)
+    /// (index in the batch's result, request)
     requests: Vec<(usize, &'a Prepared)>,
 }
 
@@ -202,7 +309,7 @@ fn from_layer(cache: &KvCache, from: usize) -> KvCache {
     out
 }
 
-/// Scores of every request of `groups` under each setting, as (request index, score).
+/// Scores of every request of `groups` under each setting, as (index, score).
 fn score_batch(
     model: &Model,
     groups: &[Group],
@@ -468,5 +575,43 @@ impl<'a> Layout<'a> {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(context: &[u32], continuation: &[u32]) -> TokenRequest {
+        TokenRequest {
+            context: context.to_vec(),
+            continuation: continuation.to_vec(),
+        }
+    }
+
+    #[test]
+    fn items_are_groups_longest_first_and_batches_end_between_groups() {
+        // Groups: {0, 1} (prefix [1], width 3), {2} (prefix [5, 6], width 2),
+        // {3, 4, 5} (prefix [1, 2, 3, 4], width 4).
+        let requests = [
+            request(&[1], &[7, 8, 9]),
+            request(&[1], &[7]),
+            request(&[5, 6], &[7]),
+            request(&[1, 2, 3, 4], &[7]),
+            request(&[1, 2, 3, 4], &[8]),
+            request(&[1, 2, 3, 4], &[9]),
+        ];
+        let schedule = Schedule::new(&requests, 64).unwrap();
+        assert_eq!(schedule.order, [3, 4, 5, 0, 1, 2]);
+        // A group bigger than a batch is a batch of its own; groups are never split.
+        assert_eq!(schedule.batch_end(0, 2), 3);
+        assert_eq!(schedule.batch_end(3, 2), 5);
+        assert_eq!(schedule.batch_end(3, 3), 6);
+        assert_eq!(schedule.batch_end(0, 6), 6);
+        // Prefixes once per group, then the tails: 4 + 2 + 1 + 2 = 9.
+        assert_eq!(schedule.tokens(0..6), 9);
+        assert_eq!(schedule.tokens(0..3) + schedule.tokens(3..6), 9);
+        // Each item's request, put back in request order, is the identity.
+        assert_eq!(schedule.by_request(&schedule.order), [0, 1, 2, 3, 4, 5]);
     }
 }

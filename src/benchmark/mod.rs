@@ -13,10 +13,11 @@ pub mod engine;
 pub mod metrics;
 pub mod pyrandom;
 pub mod requests;
+pub mod stored;
 pub mod tasks;
 pub mod text;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
@@ -31,6 +32,8 @@ pub struct TaskDocs {
     pub spec: &'static TaskSpec,
     /// Where the records came from (file or hub dataset).
     pub source: String,
+    /// The files read (what a checkpoint's fingerprint identifies the data by).
+    pub files: Vec<PathBuf>,
     pub docs: Vec<Doc>,
 }
 
@@ -41,9 +44,16 @@ pub fn load_task(
     data_dir: Option<&Path>,
     limit: Option<usize>,
 ) -> Result<TaskDocs> {
-    let mut records = match data_dir {
-        Some(dir) => data::read_dir(spec.name, dir)?,
-        None => data::read_hub(spec.name, &spec.hub)?,
+    let (files, mut records) = match data_dir {
+        Some(dir) => (
+            vec![data::dir_file(spec.name, dir)?],
+            data::read_dir(spec.name, dir)?,
+        ),
+        None => {
+            let files = data::hub_files(spec.name, &spec.hub)?;
+            let records = data::read_hub_files(spec.name, &spec.hub, &files)?;
+            (files, records)
+        }
     };
     let source = match (data_dir, records.first()) {
         (Some(_), Some(r)) => r.source.clone(),
@@ -60,7 +70,12 @@ pub fn load_task(
         return Err(crate::bad_input!("{source}: no {} records", spec.name));
     }
     let docs = records.iter().map(spec.doc).collect::<Result<Vec<_>>>()?;
-    Ok(TaskDocs { spec, source, docs })
+    Ok(TaskDocs {
+        spec,
+        source,
+        files,
+        docs,
+    })
 }
 
 /// The token requests of every document of `task`, and how many belong to each document.
@@ -110,28 +125,69 @@ pub fn evaluate(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Vec<SettingScores>> {
     let max_len = model.config.max_positions();
-    let mut all = Vec::new();
-    let mut per_task = Vec::new();
-    for task in tasks {
-        let (requests, counts) = task_requests(tok, task, max_len)?;
-        per_task.push((all.len(), counts));
-        all.extend(requests);
-    }
-    let answers = engine::score_requests(model, &all, settings, batch_size, max_len, progress)?;
+    let suite = Suite::new(tok, tasks, max_len)?;
+    let answers = engine::score_requests(
+        model,
+        &suite.requests,
+        settings,
+        batch_size,
+        max_len,
+        progress,
+    )?;
     Ok(settings
         .iter()
         .zip(&answers)
         .map(|(bypass, answers)| SettingScores {
             bypass: bypass.clone(),
-            tasks: tasks
-                .iter()
-                .zip(&per_task)
-                .map(|(task, (start, counts))| {
-                    (task.spec.name, score_task(task, &answers[*start..], counts))
-                })
-                .collect(),
+            tasks: suite.metrics(tasks, answers),
         })
         .collect())
+}
+
+/// The requests of every task, one after the other, and which belong to which document.
+pub struct Suite {
+    pub requests: Vec<TokenRequest>,
+    /// Per task: its first request and the number of requests of each of its documents.
+    per_task: Vec<(usize, Vec<usize>)>,
+}
+
+impl Suite {
+    pub fn new(tok: &LmTokenizer, tasks: &[TaskDocs], max_len: usize) -> Result<Self> {
+        let mut requests = Vec::new();
+        let mut per_task = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            let (task_requests, counts) = task_requests(tok, task, max_len)?;
+            per_task.push((requests.len(), counts));
+            requests.extend(task_requests);
+        }
+        Ok(Self { requests, per_task })
+    }
+
+    /// Every task's metrics (in task order) from the answers to all requests under one
+    /// setting, in request order. `tasks` are those the suite was built from.
+    pub fn metrics(
+        &self,
+        tasks: &[TaskDocs],
+        answers: &[Scored],
+    ) -> Vec<(&'static str, TaskMetrics)> {
+        tasks
+            .iter()
+            .zip(&self.per_task)
+            .map(|(task, (start, counts))| {
+                (task.spec.name, score_task(task, &answers[*start..], counts))
+            })
+            .collect()
+    }
+}
+
+/// Estimated cost of each setting for `--shard` balancing, by the same rule as `memorize`'s:
+/// a setting reruns the blocks from its lowest bypassed layer up, plus the LM head, over every
+/// request's tokens (the base model's pass, common to all shards, left out).
+pub fn setting_costs(settings: &[BypassSet], num_layers: usize) -> Vec<f64> {
+    settings
+        .iter()
+        .map(|s| crate::sweep::shard::setting_cost(s.layers(), num_layers, 1.0, 0.0))
+        .collect()
 }
 
 /// Metrics of one task from its requests' answers (`answers` starts at the task's first).

@@ -132,11 +132,6 @@ fn fingerprint_of(
         inputs.insert("tokenizer".to_string(), fingerprint::file_id(tokenizer)?);
     }
     Ok(Fingerprint {
-        tool: format!("llm-mem {}", env!("CARGO_PKG_VERSION")),
-        command: "extract".into(),
-        model: fingerprint::model_id(files)?,
-        dtype: runtime::dtype_name(dtype).into(),
-        device: fingerprint::device_kind(&runtime::device_name(&device)),
         inputs,
         params: [
             ("prefix_len".to_string(), args.prefix_len.into()),
@@ -145,6 +140,7 @@ fn fingerprint_of(
         ]
         .into(),
         settings: vec![vec![]],
+        ..Fingerprint::for_model("extract", files, dtype, &device)?
     })
 }
 

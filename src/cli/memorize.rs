@@ -7,14 +7,14 @@ use anyhow::Result;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use super::long_run::{parse_shard, ResumeArgs};
+use super::long_run::{self, parse_shard, ResumeArgs, RunHeader};
 use super::{load_model, model_id, progress_bar, resolve_model, ModelArgs};
 use crate::memorize::stored::StoredSample;
 use crate::memorize::{self, TokenRows};
 use crate::model::{BypassSet, Model, ModelConfig};
-use crate::report::json::{self, DataInfo, MemorizeReport, ModelInfo};
+use crate::report::json::{DataInfo, MemorizeReport, ModelInfo};
 use crate::report::{plot, table};
-use crate::sweep::{self, fingerprint, shard, Fingerprint, OutputPlan, Shard, Start, SweepFile};
+use crate::sweep::{self, fingerprint, Fingerprint, OutputPlan, Shard, SweepFile};
 use crate::{bad_input, default_model, runtime};
 
 #[derive(Args)]
@@ -58,6 +58,25 @@ pub struct Header {
     pub per_sample: bool,
 }
 
+impl RunHeader for Header {
+    fn model(&self) -> &ModelInfo {
+        &self.model
+    }
+
+    fn model_mut(&mut self) -> &mut ModelInfo {
+        &mut self.model
+    }
+
+    fn check_mergeable(&self, other: &Self) -> Result<()> {
+        if self.per_sample != other.per_sample {
+            return Err(bad_input!(
+                "the shards disagree on --per-sample; rerun them alike"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Everything checked and read before the model is loaded.
 struct Job {
     data: TokenRows,
@@ -82,41 +101,24 @@ pub fn run(args: MemorizeArgs) -> Result<()> {
         .iter()
         .map(|&s| job.sweep[s].layers().to_vec())
         .collect();
-    let resumed = match plan.start::<StoredSample>(&job.fingerprint, args.shard, &mine)? {
-        Start::AlreadyDone => {
-            eprintln!("{} is already complete", plan.output.display());
-            return Ok(());
-        }
-        Start::Resume(file) => Some(*file),
-        Start::Fresh => None,
-    };
-    json::check_writable(&plan.output)?;
     let header = header(&args, &model, &job);
-    let header_value = serde_json::to_value(&header)?;
-    // A resumed run reports paths as this invocation names them, like a fresh one.
-    let mut file = match resumed {
-        Some(file) => SweepFile {
-            header: header_value,
-            ..file
-        },
-        None => SweepFile::new(
-            job.fingerprint.clone(),
-            args.shard,
-            mine,
-            job.data.rows,
-            header_value,
-        ),
+    let fresh = SweepFile::new(
+        job.fingerprint.clone(),
+        args.shard,
+        mine,
+        job.data.rows,
+        serde_json::to_value(&header)?,
+    );
+    let Some(mut file) = long_run::begin(&plan, fresh)? else {
+        return Ok(());
     };
     compute(&args, &model, &job, &plan, &mut file)?;
-    if args.shard.is_some() {
-        file.save(&plan.output)?;
-        print!("{}", table::memorize_table(&results_of(&file)));
-    } else {
-        write_report(&plan.output, &file, &header)?;
-    }
-    plan.finish();
-    eprintln!("wrote {}", plan.output.display());
-    Ok(())
+    long_run::finish(
+        &plan,
+        &file,
+        || table::memorize_table(&results_of(&file)),
+        || write_report(&plan.output, &file, &header),
+    )
 }
 
 /// Score the rows `file` still lacks under its settings, checkpointing every batch.
@@ -172,10 +174,7 @@ fn header(args: &MemorizeArgs, model: &Model, job: &Job) -> Header {
 
 fn output_path(args: &MemorizeArgs) -> PathBuf {
     args.output.clone().unwrap_or_else(|| {
-        let shard = args
-            .shard
-            .map(|s| format!(".shard-{}-of-{}", s.index, s.count))
-            .unwrap_or_default();
+        let shard = long_run::shard_suffix(args.shard);
         PathBuf::from("memorization_scores").join(format!(
             "{}_prefix{}{shard}.json",
             model_id(&args.model.display_name()),
@@ -204,25 +203,16 @@ fn prepare(
     memorize::validate_config(config, &data, args.prefix_len, &data_name)?;
     let layers = config.num_layers();
     let sweep = args.sweep.settings(layers)?;
-    let mine = match args.shard {
-        None => (0..sweep.len()).collect(),
-        Some(shard) => {
-            let costs =
-                memorize::setting_costs(&sweep, layers, data.cols, data.cols - args.prefix_len);
-            shard::settings_of(shard, &costs)?
-        }
-    };
+    let mine = long_run::settings_to_run(args.shard, sweep.len(), || {
+        memorize::setting_costs(&sweep, layers, data.cols, data.cols - args.prefix_len)
+    })?;
     let device = runtime::parse_device(&args.model.device)?;
     let dtype = runtime::parse_dtype(&args.model.dtype, &device)?;
     let fingerprint = Fingerprint {
-        tool: format!("llm-mem {}", env!("CARGO_PKG_VERSION")),
-        command: "memorize".into(),
-        model: fingerprint::model_id(files)?,
-        dtype: runtime::dtype_name(dtype).into(),
-        device: fingerprint::device_kind(&runtime::device_name(&device)),
         inputs: [("data".to_string(), fingerprint::file_id(&dataset_path)?)].into(),
         params: [("prefix_len".to_string(), args.prefix_len.into())].into(),
         settings: sweep.iter().map(|s| s.layers().to_vec()).collect(),
+        ..Fingerprint::for_model("memorize", files, dtype, &device)?
     };
     Ok(Job {
         data,

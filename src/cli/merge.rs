@@ -1,20 +1,26 @@
 //! `llm-mem merge`: join the shard files of a `--shard K/N` sweep into the result one
 //! unsharded run would have written, byte for byte.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::Args;
+use serde::de::DeserializeOwned;
 
-use super::memorize::{write_report, Header};
+use super::long_run::{merged_header, RunHeader};
+use super::memorize;
 use crate::bad_input;
+use crate::benchmark;
+use crate::benchmark::stored::StoredScore;
 use crate::memorize::stored::StoredSample;
 use crate::sweep::guard::OutputPlan;
 use crate::sweep::merge::{command_of, Shards};
+use crate::sweep::SweepFile;
 
 #[derive(Args)]
 pub struct MergeArgs {
-    /// Shard files written by `llm-mem memorize --shard K/N`, in any order.
+    /// Shard files written by `llm-mem memorize --shard K/N` or `llm-mem benchmark --shard
+    /// K/N`, in any order.
     #[arg(required = true, value_name = "SHARD")]
     pub shards: Vec<PathBuf>,
     /// The merged result JSON.
@@ -34,45 +40,42 @@ pub fn run(args: MergeArgs) -> Result<()> {
             args.output.display()
         ));
     }
-    let command = command_of(&args.shards[0])?;
-    if command != "memorize" {
-        return Err(bad_input!(
-            "{}: merging {command} shards is not supported (only memorize)",
+    // Shards of different commands are refused later, by their fingerprints.
+    match command_of(&args.shards[0])?.as_str() {
+        "memorize" => {
+            merge::<StoredSample, memorize::Header>(&args.shards, &plan, memorize::write_report)
+        }
+        "benchmark" => merge::<StoredScore, benchmark::cli::Header>(
+            &args.shards,
+            &plan,
+            benchmark::cli::write_report,
+        ),
+        command => Err(bad_input!(
+            "{}: merging {command} shards is not supported (only memorize and benchmark)",
             args.shards[0].display()
-        ));
+        )),
     }
-    let shards = Shards::<StoredSample>::load(&args.shards)?;
+}
+
+/// The report of a command's sweep.
+type WriteReport<T, H> = fn(&Path, &SweepFile<T>, &H) -> Result<()>;
+
+/// Check and merge shards of one command and write its report.
+fn merge<T: DeserializeOwned, H: RunHeader>(
+    paths: &[PathBuf],
+    plan: &OutputPlan,
+    write_report: WriteReport<T, H>,
+) -> Result<()> {
+    let shards = Shards::<T>::load(paths)?;
     crate::report::json::check_writable(&plan.output)?;
-    let headers: Vec<Header> = shards
+    let headers: Vec<(&Path, &serde_json::Value)> = shards
         .files
         .iter()
-        .map(|(path, file)| header_of(path, &file.header))
-        .collect::<Result<_>>()?;
-    if headers
-        .iter()
-        .any(|h| h.per_sample != headers[0].per_sample)
-    {
-        return Err(bad_input!(
-            "the shards disagree on --per-sample; rerun them alike"
-        ));
-    }
-    // The lowest shard's header, except that shards run side by side on cuda:0, cuda:1, ...
-    // name all their devices rather than one.
-    let mut header = headers[0].clone();
-    let mut devices: Vec<String> = Vec::new();
-    for h in &headers {
-        if !devices.contains(&h.model.device) {
-            devices.push(h.model.device.clone());
-        }
-    }
-    header.model.device = devices.join(",");
+        .map(|(path, file)| (path.as_path(), &file.header))
+        .collect();
+    let header = merged_header::<H>(&headers)?;
     let merged = shards.merge()?;
     write_report(&plan.output, &merged, &header)?;
     eprintln!("wrote {}", plan.output.display());
     Ok(())
-}
-
-fn header_of(path: &std::path::Path, value: &serde_json::Value) -> Result<Header> {
-    serde_json::from_value(value.clone())
-        .map_err(|err| bad_input!("{}: unreadable run header ({err})", path.display()))
 }

@@ -193,7 +193,7 @@ pub fn run_batches<T: Serialize>(
 
 /// [`run_batches`] as the commands use it, stopping on SIGINT/SIGTERM: the sweep either
 /// finishes or returns an [`Interrupted`] error that says where the work is and how to resume.
-/// `unit` names the items in that message (`rows`, `windows`).
+/// `unit` names the items in that message (`rows`, `windows`, `requests`).
 pub fn run_interruptible<T: Serialize>(
     file: &mut SweepFile<T>,
     plan: &OutputPlan,

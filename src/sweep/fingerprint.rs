@@ -160,6 +160,28 @@ pub fn model_id(files: &ModelFiles) -> Result<ModelId> {
     })
 }
 
+impl Fingerprint {
+    /// What every command's fingerprint holds (tool version, model by content, dtype, device
+    /// kind); the caller fills in its inputs, params and settings.
+    pub fn for_model(
+        command: &str,
+        files: &ModelFiles,
+        dtype: candle_core::DType,
+        device: &candle_core::Device,
+    ) -> Result<Self> {
+        Ok(Self {
+            tool: format!("llm-mem {}", env!("CARGO_PKG_VERSION")),
+            command: command.into(),
+            model: model_id(files)?,
+            dtype: crate::runtime::dtype_name(dtype).into(),
+            device: device_kind(&crate::runtime::device_name(device)),
+            inputs: BTreeMap::new(),
+            params: BTreeMap::new(),
+            settings: Vec::new(),
+        })
+    }
+}
+
 /// `cpu`, `cuda`, `metal`: the kind of a device name such as `cuda:3`.
 pub fn device_kind(device_name: &str) -> String {
     device_name
