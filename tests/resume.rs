@@ -229,9 +229,14 @@ fn finished_output_needs_force_and_resume_does_not_recompute_it() {
     assert_eq!(std::fs::read(&out).unwrap(), b"precious");
 }
 
-/// |a - b| <= 1e-6, relative for magnitudes above 1 (entropies sum 32 f32 values).
+/// Batches of different sizes run the matrix products with different blockings (in any BLAS
+/// and in candle's own kernels), so every logit moves by f32 rounding: up to 3e-5 on the
+/// built-in model's scale, the bound `scripts/make_fixtures.py` asserts between HF's own
+/// f32 and f64 logits. An entropy or log-probability moves by at most twice a logit's error.
+const LOGIT_ROUNDING: f64 = 3e-5;
+
 fn close(a: f64, b: f64) -> bool {
-    (a - b).abs() <= 1e-6 * a.abs().max(1.0)
+    (a - b).abs() <= 2.0 * LOGIT_ROUNDING
 }
 
 #[test]
@@ -262,15 +267,17 @@ fn batch_size_does_not_change_the_results() {
             .iter()
             .zip(rb["per_sample"].as_array().unwrap())
         {
-            // Discrete outcomes are identical; floats agree to float32 rounding.
-            assert_eq!(sa["exact_match"], sb["exact_match"]);
-            assert_eq!(sa["memorized_len"], sb["memorized_len"]);
+            // The greedy tokens, and all that counts them, are identical; entropies and NLLs
+            // agree to f32 rounding.
             for key in [
+                "exact_match",
+                "memorized_len",
                 "token_accuracy",
                 "teacher_forced_accuracy",
-                "completion_entropy",
-                "suffix_nll",
             ] {
+                assert_eq!(sa[key], sb[key], "{key}");
+            }
+            for key in ["completion_entropy", "suffix_nll"] {
                 let (x, y) = (sa[key].as_f64().unwrap(), sb[key].as_f64().unwrap());
                 assert!(close(x, y), "{key}: {x} vs {y}");
             }
@@ -280,9 +287,10 @@ fn batch_size_does_not_change_the_results() {
             "token_accuracy",
             "teacher_forced_accuracy",
             "memorized_len",
-            "completion_entropy",
-            "suffix_nll",
         ] {
+            assert_eq!(ra[key], rb[key], "mean {key}");
+        }
+        for key in ["completion_entropy", "suffix_nll"] {
             let (x, y) = (ra[key].as_f64().unwrap(), rb[key].as_f64().unwrap());
             assert!(close(x, y), "mean {key}: {x} vs {y}");
         }

@@ -242,6 +242,8 @@ fn free_running(
         device,
     )?;
     let mut cache = merge_caches(groups.into_iter().map(|g| g.cache).collect(), &order_t)?;
+    // The longest decode takes s - 1 steps: room for all of them, written in place.
+    cache.reserve(s - 1)?;
     let visible: Vec<f32> = sorted
         .iter()
         .flat_map(|&(_, _, j)| {
@@ -307,8 +309,8 @@ fn merge_caches(mut caches: Vec<KvCache>, order: &Tensor) -> Result<KvCache> {
     for layer in 0..layers {
         let parts: Vec<Option<(Tensor, Tensor)>> = caches
             .iter_mut()
-            .map(|c| c.layers[layer].kv.take())
-            .collect();
+            .map(|c| c.layers[layer].take())
+            .collect::<candle_core::Result<_>>()?;
         let Some((k_like, _)) = parts.iter().flatten().next() else {
             continue; // every group bypasses this layer
         };
@@ -328,7 +330,7 @@ fn merge_caches(mut caches: Vec<KvCache>, order: &Tensor) -> Result<KvCache> {
         }
         let k = Tensor::cat(&ks, 0)?.index_select(order, 0)?;
         let v = Tensor::cat(&vs, 0)?.index_select(order, 0)?;
-        merged.layers[layer].kv = Some((k, v));
+        merged.layers[layer] = LayerKv::new(k, v)?;
     }
     Ok(merged)
 }

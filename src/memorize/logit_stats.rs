@@ -10,6 +10,8 @@ use anyhow::Result;
 use candle_core::{DType, Storage, Tensor, D};
 use rayon::prelude::*;
 
+use crate::model::cpu_ops::{exp, simd_kernel};
+
 /// Statistics of each of `rows × positions` distributions, row-major.
 pub struct LogitStats {
     pub argmax: Vec<u32>,
@@ -44,20 +46,45 @@ fn cpu_stats(values: &[f32], vocab: usize, targets: &[u32]) -> LogitStats {
     }
 }
 
+simd_kernel!(position_stats = position_stats_body(x: &[f32], target: usize) -> (u32, f32, f32));
+
 /// With m = max x, Z = Σ e^(x-m): log p_i = x_i - m - log Z and
 /// H = -Σ p_i log p_i = log Z - Σ e^(x_i-m) (x_i-m) / Z.
-fn position_stats(x: &[f32], target: usize) -> (u32, f32, f32) {
-    let mut best = 0;
-    for (i, &v) in x.iter().enumerate() {
-        if v > x[best] {
-            best = i;
+///
+/// Written as independent lanes with a branch-free `exp` so that it compiles to SIMD; the
+/// sums are accumulated in f64. NaN anywhere makes the entropy NaN (reported by the caller).
+#[inline(always)]
+fn position_stats_body(x: &[f32], target: usize) -> (u32, f32, f32) {
+    const LANES: usize = 8;
+    let mut lane_max = [f32::NEG_INFINITY; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks.clone() {
+        let chunk: &[f32; LANES] = chunk.try_into().expect("chunks_exact gives full chunks");
+        for l in 0..LANES {
+            lane_max[l] = lane_max[l].max(chunk[l]);
         }
     }
-    let max = x[best];
-    let (mut z, mut weighted) = (0f64, 0f64);
-    for &v in x {
+    let max = tail
+        .iter()
+        .chain(&lane_max)
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    // The first index holding the maximum, like argmax.
+    let best = x.iter().position(|&v| v == max).unwrap_or(0);
+    let (mut z, mut weighted) = ([0f64; LANES], [0f64; LANES]);
+    for chunk in chunks {
+        let chunk: &[f32; LANES] = chunk.try_into().expect("chunks_exact gives full chunks");
+        for l in 0..LANES {
+            let shifted = chunk[l] - max;
+            let e = exp(shifted);
+            z[l] += f64::from(e);
+            weighted[l] += f64::from(e * shifted);
+        }
+    }
+    let (mut z, mut weighted) = (z.iter().sum::<f64>(), weighted.iter().sum::<f64>());
+    for &v in tail {
         let shifted = v - max;
-        let e = shifted.exp();
+        let e = exp(shifted);
         z += f64::from(e);
         weighted += f64::from(e * shifted);
     }

@@ -58,23 +58,97 @@ fn additive_mask(allowed: &Tensor) -> Result<Tensor> {
 }
 
 /// Keys and values of one layer for every position seen so far, `[batch, heads, keys, head_dim]`.
-#[derive(Clone, Default)]
+///
+/// The tensors may hold spare key slots ([`LayerKv::reserve`]): decode steps then write their
+/// key and value in place instead of copying the whole cache to append one slot.
+#[derive(Default)]
 pub struct LayerKv {
-    pub kv: Option<(Tensor, Tensor)>,
+    kv: Option<(Tensor, Tensor)>,
+    /// Key slots in use; the tensors' capacity beyond it is free.
+    len: usize,
+}
+
+impl Clone for LayerKv {
+    /// A clone sees only the slots in use, never the spare capacity, so appending to one copy
+    /// can never write into the other's storage.
+    fn clone(&self) -> Self {
+        Self {
+            kv: self.used().ok().flatten(),
+            len: self.len,
+        }
+    }
 }
 
 impl LayerKv {
-    /// Append the new keys/values and return all of them.
+    pub fn new(k: Tensor, v: Tensor) -> Result<Self> {
+        let len = k.dim(2)?;
+        Ok(Self {
+            kv: Some((k, v)),
+            len,
+        })
+    }
+
+    /// The keys and values in use, if any.
+    pub fn used(&self) -> Result<Option<(Tensor, Tensor)>> {
+        match &self.kv {
+            Some((k, v)) if k.dim(2)? > self.len => {
+                Ok(Some((k.narrow(2, 0, self.len)?, v.narrow(2, 0, self.len)?)))
+            }
+            other => Ok(other.clone()),
+        }
+    }
+
+    /// Take the keys and values in use out of the cache, leaving it empty.
+    pub fn take(&mut self) -> Result<Option<(Tensor, Tensor)>> {
+        let used = self.used()?;
+        *self = Self::default();
+        Ok(used)
+    }
+
+    /// Make room for `extra` more key slots (one fresh copy of the cache).
+    pub fn reserve(&mut self, extra: usize) -> Result<()> {
+        if let Some((k, v)) = self.used()? {
+            let (b, h, _, d) = k.dims4()?;
+            let spare = |t: &Tensor| Tensor::zeros((b, h, extra, d), t.dtype(), t.device());
+            let grown = (
+                Tensor::cat(&[&k, &spare(&k)?], 2)?,
+                Tensor::cat(&[&v, &spare(&v)?], 2)?,
+            );
+            self.kv = Some(grown);
+        }
+        Ok(())
+    }
+
+    /// Append the new keys/values and return all of them: in place when a spare slot is free,
+    /// else by concatenation.
     pub fn append(&mut self, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
-        let (k, v) = match self.kv.take() {
-            Some((old_k, old_v)) => (
-                Tensor::cat(&[&old_k, &k], 2)?,
-                Tensor::cat(&[&old_v, &v], 2)?,
-            ),
-            None => (k, v),
-        };
-        self.kv = Some((k.clone(), v.clone()));
-        Ok((k, v))
+        let new = k.dim(2)?;
+        match &self.kv {
+            Some((old_k, old_v)) if self.len + new <= old_k.dim(2)? && old_k.is_contiguous() => {
+                old_k.slice_set(&k.contiguous()?, 2, self.len)?;
+                old_v.slice_set(&v.contiguous()?, 2, self.len)?;
+                self.len += new;
+            }
+            _ => {
+                let (k, v) = match self.take()? {
+                    Some((old_k, old_v)) => (
+                        Tensor::cat(&[&old_k, &k], 2)?,
+                        Tensor::cat(&[&old_v, &v], 2)?,
+                    ),
+                    None => (k, v),
+                };
+                *self = Self::new(k, v)?;
+            }
+        }
+        Ok(self.used()?.expect("the cache holds the appended keys"))
+    }
+
+    /// Keep the first `rows` rows (a prefix of the storage, so spare slots stay usable).
+    fn narrow_rows(&mut self, rows: usize) -> Result<()> {
+        if let Some((k, v)) = self.kv.take() {
+            self.kv = Some((k.narrow(0, 0, rows)?, v.narrow(0, 0, rows)?));
+        }
+        Ok(())
     }
 }
 
@@ -110,15 +184,12 @@ impl KvCache {
         let layers = self
             .layers
             .iter()
-            .map(|layer| {
-                let kv = match &layer.kv {
-                    Some((k, v)) => Some((
-                        k.contiguous()?.index_select(rows, 0)?,
-                        v.contiguous()?.index_select(rows, 0)?,
-                    )),
-                    None => None,
-                };
-                Ok(LayerKv { kv })
+            .map(|layer| match layer.used()? {
+                Some((k, v)) => LayerKv::new(
+                    k.contiguous()?.index_select(rows, 0)?,
+                    v.contiguous()?.index_select(rows, 0)?,
+                ),
+                None => Ok(LayerKv::default()),
             })
             .collect::<Result<Vec<_>>>()?;
         let key_pos = self
@@ -129,12 +200,17 @@ impl KvCache {
         Ok(Self { layers, key_pos })
     }
 
+    /// Make room for `extra` more keys in every layer (see [`LayerKv::reserve`]).
+    pub fn reserve(&mut self, extra: usize) -> Result<()> {
+        self.layers
+            .iter_mut()
+            .try_for_each(|layer| layer.reserve(extra))
+    }
+
     /// Keep the first `rows` rows.
     pub fn narrow_rows(&mut self, rows: usize) -> Result<()> {
         for layer in &mut self.layers {
-            if let Some((k, v)) = layer.kv.take() {
-                layer.kv = Some((k.narrow(0, 0, rows)?, v.narrow(0, 0, rows)?));
-            }
+            layer.narrow_rows(rows)?;
         }
         if let Some(pos) = self.key_pos.take() {
             self.key_pos = Some(pos.narrow(0, 0, rows)?);
@@ -152,18 +228,36 @@ pub fn attend(
     mask: &Tensor,
     scale: Option<f64>,
 ) -> Result<Tensor> {
+    if super::cpu_attention::applies(q, k, v, mask) {
+        return super::cpu_attention::attend(q, k, v, mask, scale.unwrap_or(1.0) as f32);
+    }
     let (b, h, tq, d) = q.dims4()?;
     let q = q.to_dtype(DType::F32)?;
     let k = k.to_dtype(DType::F32)?;
-    // K is (normally already) contiguous; the matmul reads K^T through its strides, so the
-    // transpose is never copied.
-    let mut scores = q.contiguous()?.matmul(&k.contiguous()?.t()?)?;
+    // The matmuls read K^T and a cache with spare slots through their strides: no copies.
+    let mut scores = q.contiguous()?.matmul(&matmul_operand(&k)?.t()?)?;
     if let Some(scale) = scale {
         scores = (scores * scale)?;
     }
     let weights = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(mask)?)?;
-    let out = weights.to_dtype(v.dtype())?.matmul(&v.contiguous()?)?;
+    let out = weights.to_dtype(v.dtype())?.matmul(&matmul_operand(v)?)?;
     out.transpose(1, 2)?.reshape((b, tq, h * d))
+}
+
+/// `t` `[b, h, rows, cols]` itself when a batched matmul can read it through its strides
+/// (dense rows, evenly spaced matrices: e.g. a cache narrowed to the slots in use), else a
+/// contiguous copy.
+fn matmul_operand(t: &Tensor) -> Result<Tensor> {
+    let (dims, stride) = (t.dims(), t.stride());
+    let readable = dims.len() == 4
+        && stride[3] == 1
+        && stride[2] == dims[3]
+        && stride[0] == stride[1] * dims[1];
+    if readable {
+        Ok(t.clone())
+    } else {
+        t.contiguous()
+    }
 }
 
 /// Split `[b, t, heads * d]` into `[b, heads, t, d]`.

@@ -6,10 +6,11 @@
 //! learned absolute position embeddings (`wpe`); the LM head is tied to `wte`.
 
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{layer_norm, linear_b, Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{layer_norm, Embedding, LayerNorm, VarBuilder};
 
 use super::attention::{attend, split_heads, LayerKv, Positions};
 use super::config::GptNeoConfig;
+use super::linear::Linear;
 use super::{Activation, CausalLm, LayerBypass};
 
 struct Attention {
@@ -25,10 +26,10 @@ impl Attention {
     fn new(cfg: &GptNeoConfig, local: bool, vb: VarBuilder) -> Result<Self> {
         let h = cfg.hidden_size;
         Ok(Self {
-            q_proj: linear_b(h, h, false, vb.pp("q_proj"))?,
-            k_proj: linear_b(h, h, false, vb.pp("k_proj"))?,
-            v_proj: linear_b(h, h, false, vb.pp("v_proj"))?,
-            out_proj: linear_b(h, h, true, vb.pp("out_proj"))?,
+            q_proj: Linear::load(h, h, false, vb.pp("q_proj"))?,
+            k_proj: Linear::load(h, h, false, vb.pp("k_proj"))?,
+            v_proj: Linear::load(h, h, false, vb.pp("v_proj"))?,
+            out_proj: Linear::load(h, h, true, vb.pp("out_proj"))?,
             heads: cfg.num_heads,
             local,
         })
@@ -67,8 +68,8 @@ struct Mlp {
 impl Mlp {
     fn new(cfg: &GptNeoConfig, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            c_fc: linear_b(cfg.hidden_size, cfg.intermediate(), true, vb.pp("c_fc"))?,
-            c_proj: linear_b(cfg.intermediate(), cfg.hidden_size, true, vb.pp("c_proj"))?,
+            c_fc: Linear::load(cfg.hidden_size, cfg.intermediate(), true, vb.pp("c_fc"))?,
+            c_proj: Linear::load(cfg.intermediate(), cfg.hidden_size, true, vb.pp("c_proj"))?,
             act: Activation::from_name(&cfg.activation_function),
         })
     }
@@ -130,7 +131,7 @@ impl GptNeo {
             .collect::<Result<Vec<_>>>()?;
         let any_local = kinds.iter().any(|kind| kind == "local");
         Ok(Self {
-            lm_head: Linear::new(wte.embeddings().clone(), None),
+            lm_head: Linear::new(wte.embeddings().clone(), None)?,
             wte,
             wpe: candle_nn::embedding(
                 cfg.max_position_embeddings,

@@ -7,10 +7,12 @@
 //! embedding `embed_out` is not tied to the input one.
 
 use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
-use candle_nn::{layer_norm, linear_b, Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{layer_norm, Embedding, LayerNorm, VarBuilder};
 
 use super::attention::{attend, LayerKv, Positions};
 use super::config::GptNeoXConfig;
+use super::linear::Linear;
+use super::neox_qkv::{self, RotaryTables};
 use super::{Activation, CausalLm, LayerBypass};
 
 /// Cos/sin tables for every position, `[max_positions, rotary_ndims / 2]`.
@@ -77,7 +79,7 @@ struct Attention {
 impl Attention {
     fn new(cfg: &GptNeoXConfig, vb: VarBuilder) -> Result<Self> {
         let (hidden, heads, head_dim) = (cfg.hidden_size, cfg.num_attention_heads, cfg.head_dim());
-        let query_key_value = linear_b(
+        let query_key_value = Linear::load(
             hidden,
             3 * hidden,
             cfg.attention_bias,
@@ -98,9 +100,9 @@ impl Attention {
             None => None,
         };
         Ok(Self {
-            value: Linear::new(value_weight, value_bias),
+            value: Linear::new(value_weight, value_bias)?,
             query_key_value,
-            dense: linear_b(hidden, hidden, cfg.attention_bias, vb.pp("dense"))?,
+            dense: Linear::load(hidden, hidden, cfg.attention_bias, vb.pp("dense"))?,
             heads,
             head_dim,
         })
@@ -120,11 +122,33 @@ impl Attention {
         }
         let (b, t, _) = x.dims3()?;
         let qkv = self.query_key_value.forward(x)?;
+        let tables = RotaryTables {
+            cos: &rotary.cos,
+            sin: &rotary.sin,
+            ndims: rotary.ndims,
+        };
+        let split = if neox_qkv::applies(&qkv, &tables) {
+            Some(neox_qkv::split_rotate(
+                &qkv,
+                &pos.query,
+                &tables,
+                self.heads,
+                self.head_dim,
+            )?)
+        } else {
+            None
+        };
         let qkv = qkv.reshape((b, t, self.heads, 3 * self.head_dim))?;
         let part = |i: usize| qkv.narrow(3, i * self.head_dim, self.head_dim);
-        let q = rotary.apply(&part(0)?.transpose(1, 2)?, &pos.query)?;
-        let k = rotary.apply(&part(1)?.transpose(1, 2)?, &pos.query)?;
-        let (k, v) = kv.append(k, part(2)?.transpose(1, 2)?.contiguous()?)?;
+        let (q, k, v) = match split {
+            Some(qkv) => qkv,
+            None => (
+                rotary.apply(&part(0)?.transpose(1, 2)?, &pos.query)?,
+                rotary.apply(&part(1)?.transpose(1, 2)?, &pos.query)?,
+                part(2)?.transpose(1, 2)?.contiguous()?,
+            ),
+        };
+        let (k, v) = kv.append(k, v)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let mut mixed = attend(&q, &k, &v, pos.mask(false), Some(scale))?;
         if let LayerBypass::Rows(mask) = bypass {
@@ -145,13 +169,13 @@ struct Mlp {
 impl Mlp {
     fn new(cfg: &GptNeoXConfig, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            dense_h_to_4h: linear_b(
+            dense_h_to_4h: Linear::load(
                 cfg.hidden_size,
                 cfg.intermediate_size,
                 true,
                 vb.pp("dense_h_to_4h"),
             )?,
-            dense_4h_to_h: linear_b(
+            dense_4h_to_h: Linear::load(
                 cfg.intermediate_size,
                 cfg.hidden_size,
                 true,
@@ -237,7 +261,7 @@ impl GptNeoX {
                 cfg.layer_norm_eps,
                 body.pp("final_layer_norm"),
             )?,
-            embed_out: linear_b(cfg.hidden_size, cfg.vocab_size, false, vb.pp("embed_out"))?,
+            embed_out: Linear::load(cfg.hidden_size, cfg.vocab_size, false, vb.pp("embed_out"))?,
             rotary: Rotary::new(cfg, vb.dtype(), vb.device())?,
         })
     }

@@ -2,9 +2,14 @@
 //! so that callers can reuse the residual stream below a bypassed layer.
 
 pub mod attention;
+pub mod blas;
 pub mod config;
+pub mod cpu_attention;
+pub mod cpu_ops;
 pub mod gpt_neo;
 pub mod gpt_neox;
+pub mod linear;
+pub mod neox_qkv;
 pub mod weights;
 
 use std::ops::Range;
@@ -58,6 +63,7 @@ impl Activation {
 
     pub fn apply(self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
+            Self::GeluErf if cpu_ops::is_cpu_f32(x) => cpu_ops::gelu_erf(x),
             Self::GeluErf => x.gelu_erf(),
             Self::GeluTanh => x.gelu(),
         }
