@@ -293,3 +293,56 @@ impl CausalLm for GptNeoX {
             .to_dtype(DType::F32)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fused CPU split + rotary (what CPU f32 runs) equals the tensor-op path (what other
+    /// devices and dtypes run), for a partial and a full rotary fraction.
+    #[test]
+    fn fused_split_rotate_equals_tensor_ops() {
+        for rotary_pct in [0.25, 1.0] {
+            let cfg: GptNeoXConfig = serde_json::from_value(serde_json::json!({
+                "vocab_size": 16, "hidden_size": 32, "num_hidden_layers": 1,
+                "num_attention_heads": 2, "intermediate_size": 64,
+                "max_position_embeddings": 40, "rotary_pct": rotary_pct
+            }))
+            .unwrap();
+            let dev = Device::Cpu;
+            let rotary = Rotary::new(&cfg, DType::F32, &dev).unwrap();
+            let (b, t, heads, d) = (3, 5, 2, 16);
+            let qkv = Tensor::randn(0f32, 1.0, (b, t, heads * 3 * d), &dev).unwrap();
+            // Rows at different positions, as in a decode batch.
+            let pos: Vec<u32> = (0..b * t).map(|i| (i * 7 % 37) as u32).collect();
+            let pos = Tensor::from_vec(pos, (b, t), &dev).unwrap();
+            let tables = RotaryTables {
+                cos: &rotary.cos,
+                sin: &rotary.sin,
+                ndims: rotary.ndims,
+            };
+            let fused = neox_qkv::split_rotate(&qkv, &pos, &tables, heads, d).unwrap();
+
+            let parts = qkv.reshape((b, t, heads, 3 * d)).unwrap();
+            let part = |i: usize| parts.narrow(3, i * d, d).unwrap().transpose(1, 2).unwrap();
+            let reference = [
+                rotary.apply(&part(0), &pos).unwrap(),
+                rotary.apply(&part(1), &pos).unwrap(),
+                part(2),
+            ];
+            for (ours, theirs) in [fused.0, fused.1, fused.2].iter().zip(&reference) {
+                let diff = (ours - theirs)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .max(0)
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert_eq!(diff, 0.0, "rotary_pct {rotary_pct}");
+            }
+        }
+    }
+}

@@ -77,3 +77,47 @@ impl Linear {
         Tensor::from_vec(out, dims, x.device())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// The BLAS path gives candle's result up to f32 rounding, with and without bias, for a
+    /// product split into column blocks over threads (out 700 > 64 per block) and a small one.
+    /// Fails where no BLAS loads: install one (README) or run with LLM_MEM_BLAS=off to test
+    /// only the candle path.
+    #[test]
+    fn blas_matches_candle() {
+        if std::env::var("LLM_MEM_BLAS").as_deref() == Ok("off") {
+            assert!(blas::get().is_none());
+            return;
+        }
+        let blas = blas::get().expect(
+            "no BLAS library found: install OpenBLAS (libopenblas0) or set LLM_MEM_BLAS=off",
+        );
+        let dev = Device::Cpu;
+        for (rows, in_dim, out_dim) in [(37, 96, 700), (2, 8, 3)] {
+            let x = Tensor::randn(0f32, 1.0, (1, rows, in_dim), &dev).unwrap();
+            let w = Tensor::randn(0f32, 1.0, (out_dim, in_dim), &dev).unwrap();
+            let bias = Tensor::randn(0f32, 1.0, out_dim, &dev).unwrap();
+            for bias in [None, Some(bias)] {
+                let ours = Linear::new(w.clone(), bias.clone()).unwrap();
+                let ours = ours.forward_blas(blas, &x).unwrap();
+                let theirs = candle_nn::Linear::new(w.clone(), bias).forward(&x).unwrap();
+                assert_eq!(ours.dims(), theirs.dims());
+                let diff = (ours - theirs)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .max(0)
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(diff < 1e-4, "{rows}x{in_dim}x{out_dim}: {diff}");
+            }
+        }
+    }
+}
