@@ -234,6 +234,7 @@ fn with_view<R>(t: &Tensor, f: impl FnOnce(&View) -> Result<R>) -> Result<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::cpu_ops::max_abs_diff;
     use candle_core::Device;
 
     /// The fused pass equals candle's op-by-op attention, also on strided inputs (a cache
@@ -273,16 +274,7 @@ mod tests {
             .unwrap()
             .reshape((b, tq, h * d))
             .unwrap();
-        let diff = (fused - reference)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_abs_diff(&fused, &reference);
         assert!(diff < 1e-5, "max difference {diff}");
     }
 }

@@ -297,6 +297,7 @@ impl CausalLm for GptNeoX {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::cpu_ops::max_abs_diff;
 
     /// The fused CPU split + rotary (what CPU f32 runs) equals the tensor-op path (what other
     /// devices and dtypes run), for a partial and a full rotary fraction.
@@ -331,17 +332,7 @@ mod tests {
                 part(2),
             ];
             for (ours, theirs) in [fused.0, fused.1, fused.2].iter().zip(&reference) {
-                let diff = (ours - theirs)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .max(0)
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
-                assert_eq!(diff, 0.0, "rotary_pct {rotary_pct}");
+                assert_eq!(max_abs_diff(ours, theirs), 0.0, "rotary_pct {rotary_pct}");
             }
         }
     }

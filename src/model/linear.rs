@@ -81,6 +81,7 @@ impl Linear {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::cpu_ops::max_abs_diff;
     use candle_core::Device;
 
     /// The BLAS path gives candle's result up to f32 rounding, with and without bias, for a
@@ -106,16 +107,7 @@ mod tests {
                 let ours = ours.forward_blas(blas, &x).unwrap();
                 let theirs = candle_nn::Linear::new(w.clone(), bias).forward(&x).unwrap();
                 assert_eq!(ours.dims(), theirs.dims());
-                let diff = (ours - theirs)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .max(0)
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let diff = max_abs_diff(&ours, &theirs);
                 assert!(diff < 1e-4, "{rows}x{in_dim}x{out_dim}: {diff}");
             }
         }
