@@ -65,6 +65,7 @@ impl Activation {
         match self {
             Self::GeluErf if cpu_ops::is_cpu_f32(x) => cpu_ops::gelu_erf(x),
             Self::GeluErf => x.gelu_erf(),
+            Self::GeluTanh if cpu_ops::is_cpu_f32(x) => cpu_ops::gelu_tanh(x),
             Self::GeluTanh => x.gelu(),
         }
     }
