@@ -38,6 +38,7 @@ Smoke run: ... --settings 2 --docs-per-task 3
 """
 
 import argparse
+import atexit
 import copy
 import json
 import logging
@@ -67,6 +68,7 @@ from make_fixtures import set_bypass  # noqa: E402
 
 # Both modules pin one thread and deterministic algorithms for the fixtures; undo that here.
 torch.use_deterministic_algorithms(False)
+atexit.register(shutil.rmtree, fixtures._scratch, ignore_errors=True)  # its HF_HOME, also on errors
 
 FIXTURE_MODEL = ROOT / "tests/fixtures/bench-models/neox"
 TASKS = ["piqa", "arc_easy", "hellaswag", "lambada_openai", "winogrande"]
@@ -247,7 +249,6 @@ def main():
             tmp / "model", tasks, settings, args.batch_size, args.bypass_impl)
         report, rust_seconds = run_llm_mem(args.binary, tmp / "model", tmp / "tasks", tasks, count - 1,
                                            args.batch_size, args.threads, tmp / "out" / "scores.json")
-    shutil.rmtree(fixtures._scratch, ignore_errors=True)  # the fixture module's HF_HOME
 
     assert report["config"]["max_length"] == max_length, (report["config"], max_length)
     by_setting = {tuple(r["bypass"]): r for r in report["results"]}
