@@ -27,6 +27,7 @@ use candle_core::{DType, Tensor, D};
 
 use super::requests::TokenRequest;
 use crate::model::attention::HIDDEN_KEY;
+use crate::model::logit_stats::logit_stats;
 use crate::model::{
     sequence_positions, BypassSet, KvCache, LayerKv, Model, ModelConfig, Positions,
 };
@@ -391,8 +392,8 @@ const LOGIT_CHUNK: usize = 2048;
 
 /// Log-probability of each target at the given flattened positions of `hidden`
 /// (`[rows, t, h]`, index = row * t + position), and whether it is the argmax. The
-/// log-softmax runs over the full vocabulary in f64 on the model's f32 logits, so that no
-/// rounding is added to theirs.
+/// log-softmax runs over the full vocabulary with f64 sums on the model's f32 logits, so that
+/// (next to them) no rounding is added.
 fn score_positions(
     model: &Model,
     hidden: &Tensor,
@@ -407,7 +408,20 @@ fn score_positions(
         let picked = flat
             .index_select(&Tensor::new(index, device)?, 0)?
             .unsqueeze(0)?; // [1, N, h]
-        let logits = model.logits(&picked)?.squeeze(0)?; // [N, vocab] f32
+        let logits = model.logits(&picked)?; // [1, N, vocab] f32
+        if logits.device().is_cpu() {
+            // One fused pass per position: f64 sums of a 2-ulp exp (see logit_stats).
+            let stats = logit_stats(&logits, targets)?;
+            out.extend(
+                stats
+                    .target_logprob
+                    .into_iter()
+                    .zip(stats.argmax.iter().zip(targets))
+                    .map(|(v, (a, t))| (v, a == t)),
+            );
+            continue;
+        }
+        let logits = logits.squeeze(0)?;
         let log_probs = candle_nn::ops::log_softmax(&logits.to_dtype(DType::F64)?, D::Minus1)?;
         let target = Tensor::new(targets, device)?.unsqueeze(1)?;
         let values = log_probs.gather(&target, 1)?.squeeze(1)?.to_vec1::<f64>()?;

@@ -16,9 +16,9 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
 
-use super::logit_stats::logit_stats;
 use super::metrics::{ForcedRow, SampleScores};
 use crate::model::attention::{argmax_last, HIDDEN_KEY};
+use crate::model::logit_stats::logit_stats;
 use crate::model::{sequence_positions, BypassSet, KvCache, LayerKv, Model, RowBypass};
 
 /// A batch of rows split into prompt and true suffix.

@@ -59,12 +59,11 @@ pub struct ForcedRow {
 }
 
 impl ForcedRow {
-    pub fn new(argmax: Vec<u32>, entropy: &[f32], target_logprob: &[f32], suffix: &[u32]) -> Self {
+    pub fn new(argmax: Vec<u32>, entropy: &[f64], target_logprob: &[f64], suffix: &[u32]) -> Self {
         let correct = argmax.iter().zip(suffix).filter(|(a, t)| a == t).count();
         let first_miss = argmax.iter().zip(suffix).position(|(a, t)| a != t);
-        let entropy_sum = entropy.iter().map(|&e| f64::from(e)).sum();
-        let nll_mean =
-            -target_logprob.iter().map(|&l| f64::from(l)).sum::<f64>() / suffix.len() as f64;
+        let entropy_sum = entropy.iter().sum();
+        let nll_mean = -target_logprob.iter().sum::<f64>() / suffix.len() as f64;
         Self {
             argmax,
             entropy_sum,

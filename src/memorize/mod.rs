@@ -1,7 +1,6 @@
 //! `llm-mem memorize`: how much of each memorized sample survives each bypass setting.
 
 pub mod engine;
-pub mod logit_stats;
 pub mod metrics;
 pub mod npy;
 pub mod settings;

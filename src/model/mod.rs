@@ -9,6 +9,7 @@ pub mod cpu_ops;
 pub mod gpt_neo;
 pub mod gpt_neox;
 pub mod linear;
+pub mod logit_stats;
 pub mod neox_qkv;
 pub mod weights;
 

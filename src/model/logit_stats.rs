@@ -1,5 +1,5 @@
 //! Per-position statistics of next-token distributions: argmax, entropy and the log-prob of
-//! the true token, from raw logits.
+//! the true token, from raw logits (memorize's metrics and benchmark's loglikelihoods).
 //!
 //! On the CPU this is one fused, parallel pass over the logits (two sweeps per position: max,
 //! then the exponential sums) instead of materialising log-softmax, its exponential and their
@@ -15,8 +15,8 @@ use crate::model::cpu_ops::{exp, simd_kernel};
 /// Statistics of each of `rows × positions` distributions, row-major.
 pub struct LogitStats {
     pub argmax: Vec<u32>,
-    pub entropy: Vec<f32>,
-    pub target_logprob: Vec<f32>,
+    pub entropy: Vec<f64>,
+    pub target_logprob: Vec<f64>,
 }
 
 /// `logits` `[rows, positions, vocab]` f32; `targets` row-major `rows × positions`.
@@ -34,7 +34,7 @@ pub fn logit_stats(logits: &Tensor, targets: &[u32]) -> Result<LogitStats> {
 }
 
 fn cpu_stats(values: &[f32], vocab: usize, targets: &[u32]) -> LogitStats {
-    let per_position: Vec<(u32, f32, f32)> = values
+    let per_position: Vec<(u32, f64, f64)> = values
         .par_chunks_exact(vocab)
         .zip(targets.par_iter())
         .map(|(row, &target)| position_stats(row, target as usize))
@@ -46,7 +46,7 @@ fn cpu_stats(values: &[f32], vocab: usize, targets: &[u32]) -> LogitStats {
     }
 }
 
-simd_kernel!(position_stats = position_stats_body(x: &[f32], target: usize) -> (u32, f32, f32));
+simd_kernel!(position_stats = position_stats_body(x: &[f32], target: usize) -> (u32, f64, f64));
 
 /// With m = max x, Z = Σ e^(x-m): log p_i = x_i - m - log Z and
 /// H = -Σ p_i log p_i = log Z - Σ e^(x_i-m) (x_i-m) / Z.
@@ -54,7 +54,7 @@ simd_kernel!(position_stats = position_stats_body(x: &[f32], target: usize) -> (
 /// Written as independent lanes with a branch-free `exp` so that it compiles to SIMD; the
 /// sums are accumulated in f64. NaN anywhere makes the entropy NaN (reported by the caller).
 #[inline(always)]
-fn position_stats_body(x: &[f32], target: usize) -> (u32, f32, f32) {
+fn position_stats_body(x: &[f32], target: usize) -> (u32, f64, f64) {
     const LANES: usize = 8;
     let mut lane_max = [f32::NEG_INFINITY; LANES];
     let chunks = x.chunks_exact(LANES);
@@ -91,7 +91,7 @@ fn position_stats_body(x: &[f32], target: usize) -> (u32, f32, f32) {
     let log_z = z.ln();
     let entropy = log_z - weighted / z;
     let target_logprob = f64::from(x[target] - max) - log_z;
-    (best as u32, entropy as f32, target_logprob as f32)
+    (best as u32, entropy, target_logprob)
 }
 
 fn device_stats(logits: &Tensor, targets: &[u32]) -> Result<LogitStats> {
@@ -102,9 +102,13 @@ fn device_stats(logits: &Tensor, targets: &[u32]) -> Result<LogitStats> {
     let target_logprob = log_probs.gather(&target, D::Minus1)?;
     Ok(LogitStats {
         argmax: logits.argmax(D::Minus1)?.flatten_all()?.to_vec1()?,
-        entropy: entropy.flatten_all()?.to_vec1()?,
-        target_logprob: target_logprob.flatten_all()?.to_vec1()?,
+        entropy: to_f64(&entropy)?,
+        target_logprob: to_f64(&target_logprob)?,
     })
+}
+
+fn to_f64(t: &Tensor) -> Result<Vec<f64>> {
+    Ok(t.flatten_all()?.to_dtype(DType::F64)?.to_vec1()?)
 }
 
 #[cfg(test)]
