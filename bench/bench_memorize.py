@@ -4,10 +4,13 @@ measured in one run on the same machine, model, data, settings and threads.
 The Python pipeline does what the paper's code does per setting and batch: a full
 teacher-forced forward (for entropy, NLL and teacher-forced accuracy) plus
 `generate(prefix, max_new_tokens=S)` greedy, with the bypass patched into HF's attention.
-Both sides must give the same metrics (checked). Also reported: llm-mem's effective GFLOP/s
-for the work a setting *needs* (teacher-forced pass from the lowest bypassed layer up, LM head
-at the S suffix-predicting positions, decode steps of diverged rows after divergence) next to
-the sgemm peak of a large f32 matmul timed in the same run.
+Both sides must give the same metrics (checked): the discrete ones exactly, except on rows
+whose HF greedy path passes a top-2 logit margin below 1e-4, a tie at f32 precision that two
+correct implementations may break differently (counted and reported); entropy and NLL to
+float rounding. (The margins add one top-2 per decode step to the Python side's work.)
+Also reported: llm-mem's effective GFLOP/s for the work a setting *needs* (teacher-forced
+pass from the lowest bypassed layer up, LM head at the S suffix-predicting positions, decode
+steps of diverged rows after divergence) next to the sgemm peak timed in the same run.
 
 Run (after bench/make_bench_models.py and `cargo build`; the dev profile builds dependencies
 at opt-level 3 and llm-mem at 2, see Cargo.toml):
@@ -77,10 +80,16 @@ def python_pipeline(model, rows, prefix, settings, batch):
             with torch.no_grad():
                 logits = model(ids).logits[:, prefix - 1:-1].double()
                 out = model.generate(ids[:, :prefix], max_new_tokens=suffix, min_new_tokens=suffix,
-                                     do_sample=False, eos_token_id=None, pad_token_id=0)
+                                     do_sample=False, eos_token_id=None, pad_token_id=0,
+                                     output_scores=True, return_dict_in_generate=True)
             logp = torch.log_softmax(logits, -1)
             target = ids[:, prefix:]
-            greedy = out[:, prefix:]
+            greedy = out.sequences[:, prefix:]
+            # Smallest top-2 logit margin along each row's greedy path, teacher-forced and
+            # free-running: where it is within f32 rounding, two correct f32 implementations
+            # may pick different tokens.
+            free_margin = torch.stack([top2_margin(step) for step in out.scores]).min(0).values
+            forced_margin = top2_margin(logits).min(-1).values
             for r in range(ids.shape[0]):
                 match = (greedy[r] == target[r]).numpy()
                 lead = int(np.argmin(match)) if not match.all() else suffix
@@ -91,10 +100,18 @@ def python_pipeline(model, rows, prefix, settings, batch):
                     "teacher_forced_accuracy": float((logits[r].argmax(-1) == target[r]).double().mean()),
                     "memorized_len": lead,
                     "suffix_nll": float(-logp[r].gather(-1, target[r][:, None]).mean()),
+                    "free_margin": float(free_margin[r]),
+                    "forced_margin": float(forced_margin[r]),
                 })
         results.append(per)
     set_bypass(model, [])
     return results
+
+
+def top2_margin(logits):
+    """Largest minus second-largest logit over the last axis."""
+    top = torch.topk(logits, 2, dim=-1).values
+    return top[..., 0] - top[..., 1]
 
 
 def necessary_flops(cfg, rows, seq, prefix, settings, per_sample):
@@ -123,15 +140,25 @@ def necessary_flops(cfg, rows, seq, prefix, settings, per_sample):
     return total
 
 
+# A top-2 logit margin below this is a tie at f32 precision: the fixture script measures
+# HF's own f32 logits differing from its f64 ones by up to 3e-5 on small models.
+TIE = 1e-4
+
+
 def compare(ours, theirs, settings):
-    worst = 0.0
+    """Worst relative difference of entropy/NLL, and how many rows' discrete metrics differ
+    where HF's own greedy path passes a tie (anything else differing is an error)."""
+    worst, ties = 0.0, 0
     for setting, mine, ref in zip(settings, ours, theirs):
         for i, (a, b) in enumerate(zip(mine, ref)):
-            for key in ("exact_match", "token_accuracy", "memorized_len", "teacher_forced_accuracy"):
-                assert float(a[key]) == float(b[key]), (setting, i, key, a[key], b[key])
+            free = [k for k in ("exact_match", "token_accuracy", "memorized_len") if float(a[k]) != float(b[k])]
+            forced = float(a["teacher_forced_accuracy"]) != float(b["teacher_forced_accuracy"])
+            explained = (not free or b["free_margin"] < TIE) and (not forced or b["forced_margin"] < TIE)
+            assert explained, (setting, i, free, forced, a, b)
+            ties += bool(free or forced)
             for key in ("completion_entropy", "suffix_nll"):
                 worst = max(worst, abs(a[key] - b[key]) / max(1.0, abs(b[key])))
-    return worst
+    return worst, ties
 
 
 def main():
@@ -162,7 +189,7 @@ def main():
         rust_time, peak_rss_mb = run_measured(cmd, env)
         report = json.loads(out.read_text())
     ours = [r["per_sample"] for r in report["results"]]
-    worst = compare(ours, reference, settings)
+    worst, ties = compare(ours, reference, settings)
     flops = necessary_flops(model.config, len(rows), rows.shape[1], prefix, settings, ours)
     weights_mb = sum(p.numel() for p in model.parameters()) * 4 / 2**20
 
@@ -171,7 +198,9 @@ def main():
     print(f"| Python pipeline (HF transformers {transformers.__version__}, torch {torch.__version__}) | {py_time:.1f} s |")
     print(f"| llm-mem memorize | {rust_time:.1f} s |")
     print(f"| speed-up | {py_time / rust_time:.2f}x |")
-    print(f"| metrics | identical (exact/token/tf acc, memorized_len); entropy & NLL max rel. diff {worst:.1e} |")
+    rows_total = len(rows) * len(settings)
+    same = "identical" if ties == 0 else f"identical except {ties} of {rows_total} rows whose HF greedy path has a top-2 logit margin < {TIE:g} (f32 ties)"
+    print(f"| metrics | {same} (exact/token/tf acc, memorized_len); entropy & NLL max rel. diff {worst:.1e} |")
     print(f"| necessary work | {flops / 1e9:.0f} GFLOP -> llm-mem {flops / rust_time / 1e9:.1f} GFLOP/s |")
     print(f"| sgemm peak (best of torch and numpy/OpenBLAS, 2048^3 and 2048x512x50304 f32) | {peak:.1f} GFLOP/s |")
     print(f"| llm-mem time / (necessary FLOPs / peak) | {rust_time / (flops / peak / 1e9):.2f} |")
