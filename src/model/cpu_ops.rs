@@ -174,14 +174,16 @@ mod tests {
         assert_eq!(exp(f32::NEG_INFINITY), (-87f32).exp());
     }
 
+    /// `[-n, n)` in steps of 0.001.
+    fn grid(n: i64) -> Tensor {
+        Tensor::arange(-n, n, &Device::Cpu)
+            .and_then(|t| t.to_dtype(DType::F32)?.affine(1e-3, 0.0))
+            .unwrap()
+    }
+
     #[test]
     fn gelu_tanh_matches_candles() {
-        let x = Tensor::arange(-8000i64, 8000, &Device::Cpu)
-            .unwrap()
-            .to_dtype(DType::F32)
-            .unwrap()
-            .affine(1e-3, 0.0)
-            .unwrap();
+        let x = grid(8000);
         let diff = max_abs_diff(&gelu_tanh(&x).unwrap(), &x.gelu().unwrap());
         // tanh through exp loses ~1e-7 absolute near 0; times x/2 with |x| ≤ 8.
         assert!(diff < 1e-6, "max difference {diff}");
@@ -189,12 +191,7 @@ mod tests {
 
     #[test]
     fn gelu_matches_candles_exact_gelu() {
-        let x = Tensor::arange(-4000i64, 4000, &Device::Cpu)
-            .unwrap()
-            .to_dtype(DType::F32)
-            .unwrap()
-            .affine(1e-3, 0.0)
-            .unwrap();
+        let x = grid(4000);
         let diff = max_abs_diff(&gelu_erf(&x).unwrap(), &x.gelu_erf().unwrap());
         // A&S's 1.5e-7 in erf times x/2 (|x| ≤ 4), plus one f32 rounding of the result
         // (an ulp of 4 is 4.8e-7).
