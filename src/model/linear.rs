@@ -45,8 +45,12 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match blas::get() {
             Some(blas) if is_cpu_f32(x) => self.forward_blas(blas, x),
-            _ => candle_nn::Linear::new(self.weight.clone(), self.bias.clone()).forward(x),
+            _ => self.forward_candle(x),
         }
+    }
+
+    fn forward_candle(&self, x: &Tensor) -> Result<Tensor> {
+        candle_nn::Linear::new(self.weight.clone(), self.bias.clone()).forward(x)
     }
 
     fn forward_blas(&self, blas: &Blas, x: &Tensor) -> Result<Tensor> {
@@ -59,7 +63,7 @@ impl Linear {
             k: in_dim,
         };
         if dims.last() != Some(&in_dim) || !size.fits() {
-            return candle_nn::Linear::new(self.weight.clone(), self.bias.clone()).forward(x);
+            return self.forward_candle(x);
         }
         // Start from the bias in every row, so the product adds onto it in one pass.
         let mut out = match &self.bias {

@@ -218,26 +218,9 @@ pub fn run_interruptible<T: Serialize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sweep::fingerprint::{FileId, ModelId};
-    use std::collections::BTreeMap;
 
-    pub fn fingerprint(settings: Vec<Vec<usize>>) -> Fingerprint {
-        Fingerprint {
-            tool: "t".into(),
-            command: "memorize".into(),
-            model: ModelId {
-                config: FileId {
-                    bytes: 0,
-                    sha256: String::new(),
-                },
-                weights: BTreeMap::new(),
-            },
-            dtype: "f32".into(),
-            device: "cpu".into(),
-            inputs: BTreeMap::new(),
-            params: BTreeMap::new(),
-            settings,
-        }
+    fn fingerprint(settings: Vec<Vec<usize>>) -> Fingerprint {
+        Fingerprint::placeholder("memorize", settings)
     }
 
     #[test]

@@ -49,6 +49,29 @@ pub struct Fingerprint {
     pub settings: Vec<Vec<usize>>,
 }
 
+#[cfg(test)]
+impl Fingerprint {
+    /// A fingerprint of no real files, for the sweep-file tests.
+    pub(crate) fn placeholder(command: &str, settings: Vec<Vec<usize>>) -> Self {
+        Self {
+            tool: "t".into(),
+            command: command.into(),
+            model: ModelId {
+                config: FileId {
+                    bytes: 0,
+                    sha256: String::new(),
+                },
+                weights: BTreeMap::new(),
+            },
+            dtype: "f32".into(),
+            device: "cpu".into(),
+            inputs: BTreeMap::new(),
+            params: BTreeMap::new(),
+            settings,
+        }
+    }
+}
+
 impl Fingerprint {
     /// The fields that differ from `other`, as `path (here vs there)`; empty when equal.
     pub fn differences(&self, other: &Fingerprint) -> Vec<String> {

@@ -185,26 +185,10 @@ pub fn command_of(path: &Path) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sweep::fingerprint::{FileId, Fingerprint, ModelId};
-    use std::collections::BTreeMap;
+    use crate::sweep::fingerprint::Fingerprint;
 
     fn shard_file(dir: &Path, index: usize, settings: Vec<Vec<usize>>) -> PathBuf {
-        let fingerprint = Fingerprint {
-            tool: "t".into(),
-            command: "benchmark".into(),
-            model: ModelId {
-                config: FileId {
-                    bytes: 0,
-                    sha256: String::new(),
-                },
-                weights: BTreeMap::new(),
-            },
-            dtype: "f32".into(),
-            device: "cpu".into(),
-            inputs: BTreeMap::new(),
-            params: BTreeMap::new(),
-            settings: vec![vec![], vec![0], vec![1]],
-        };
+        let fingerprint = Fingerprint::placeholder("benchmark", vec![vec![], vec![0], vec![1]]);
         let shard = Some(Shard { index, count: 2 });
         let mut file = SweepFile::new(
             fingerprint,
