@@ -54,6 +54,21 @@ pub fn parse_dtype(text: &str, device: &Device) -> Result<DType> {
     }
 }
 
+/// Keep freed memory in the process instead of returning it to the system after every
+/// batch. A sweep allocates and frees the same large activation buffers (up to 32 MiB each)
+/// over and over; with glibc's adaptive defaults each round trip was fresh pages from the
+/// kernel, zeroed on first touch: 9 s of system time in a 60 s `llm-mem benchmark` run
+/// (bench/RESULTS.md), 2.5 s with this. Buffers above 32 MiB (the LM head's logits) still
+/// come from `mmap`: glibc allows no higher threshold.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes glibc's allocation policy; called before any threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}
+
 pub fn device_name(device: &Device) -> String {
     match device.location() {
         candle_core::DeviceLocation::Cpu => "cpu".into(),

@@ -23,11 +23,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
 use anyhow::Result;
-use candle_core::{DType, Tensor, D};
+use candle_core::Tensor;
 
 use super::requests::TokenRequest;
 use crate::model::attention::HIDDEN_KEY;
-use crate::model::logit_stats::logit_stats;
+use crate::model::logit_stats::logit_stats_at;
 use crate::model::{
     sequence_positions, BypassSet, KvCache, LayerKv, Model, ModelConfig, Positions,
 };
@@ -377,12 +377,26 @@ fn score_batch(
                 (ctx_hidden, cont_hidden)
             }
         };
-        let first = score_positions(model, &ctx_hidden, &layout.ctx_index, &layout.first_targets)?;
+        // The setting's scored positions go through the LM head together: one product with the
+        // (vocab × hidden) head weight. Not one for all settings: a row's result may depend
+        // on the rows beside it in a product (a BLAS's tiling), and a setting's results
+        // must not depend on which other settings a run or shard holds.
+        let mut scoring = Scoring::default();
+        let first = scoring.add(
+            &ctx_hidden,
+            &layout.ctx_index,
+            &layout.first_group,
+            &layout.first_targets,
+        )?;
         let rest = match (&cont, &cont_hidden) {
-            (Some(c), Some(hidden)) => score_positions(model, hidden, &c.index, &c.targets)?,
-            _ => Vec::new(),
+            (Some(c), Some(hidden)) => {
+                let own: Vec<u32> = (0..c.index.len() as u32).collect();
+                scoring.add(hidden, &c.index, &own, &c.targets)?
+            }
+            _ => 0..0,
         };
-        out.push(layout.combine(&first, &rest));
+        let scores = scoring.score(model)?;
+        out.push(layout.combine(&scores[first], &scores[rest]));
     }
     Ok(out)
 }
@@ -390,53 +404,75 @@ fn score_batch(
 /// Positions whose logits are computed at once (bounds the `[positions, vocab]` buffers).
 const LOGIT_CHUNK: usize = 2048;
 
-/// Log-probability of each target at the given flattened positions of `hidden`
-/// (`[rows, t, h]`, index = row * t + position), and whether it is the argmax. The
-/// log-softmax runs over the full vocabulary with f64 sums on the model's f32 logits, so that
-/// (next to them) no rounding is added.
-fn score_positions(
-    model: &Model,
-    hidden: &Tensor,
-    index: &[u32],
-    targets: &[u32],
-) -> Result<Vec<(f64, bool)>> {
-    let device = &model.device;
-    let (rows, t, h) = hidden.dims3()?;
-    let flat = hidden.reshape((rows * t, h))?;
-    let mut out = Vec::with_capacity(index.len());
-    for (index, targets) in index.chunks(LOGIT_CHUNK).zip(targets.chunks(LOGIT_CHUNK)) {
-        let picked = flat
-            .index_select(&Tensor::new(index, device)?, 0)?
-            .unsqueeze(0)?; // [1, N, h]
-        let logits = model.logits(&picked)?; // [1, N, vocab] f32
-        if logits.device().is_cpu() {
-            // One fused pass per position: f64 sums of a 2-ulp exp (see logit_stats).
-            let stats = logit_stats(&logits, targets)?;
+/// The hidden states whose next-token distributions are scored, and the (distribution,
+/// target) pairs scored on them: the choices of a question share one distribution.
+#[derive(Default)]
+struct Scoring {
+    /// `[n, h]` pieces, in order; distribution `i` is row `i` of their concatenation.
+    hidden: Vec<Tensor>,
+    distributions: usize,
+    at: Vec<u32>,
+    targets: Vec<u32>,
+}
+
+impl Scoring {
+    /// Add the positions `index` (flattened `row * t + position`) of `hidden` `[rows, t, h]`,
+    /// and score `targets[i]` on distribution `index[at[i]]`. Returns where its scores will be
+    /// in [`Scoring::score`]'s result.
+    fn add(
+        &mut self,
+        hidden: &Tensor,
+        index: &[u32],
+        at: &[u32],
+        targets: &[u32],
+    ) -> Result<Range<usize>> {
+        let (rows, t, h) = hidden.dims3()?;
+        let picked = hidden
+            .reshape((rows * t, h))?
+            .index_select(&Tensor::new(index, hidden.device())?, 0)?;
+        let base = self.distributions as u32;
+        self.hidden.push(picked);
+        self.distributions += index.len();
+        let start = self.targets.len();
+        self.at.extend(at.iter().map(|&i| base + i));
+        self.targets.extend_from_slice(targets);
+        Ok(start..self.targets.len())
+    }
+
+    /// `(log p(target), target is the argmax)` of every pair added, in order. The
+    /// log-softmax runs over the full vocabulary with f64 sums on the model's f32 logits, so
+    /// that (next to them) no rounding is added.
+    fn score(self, model: &Model) -> Result<Vec<(f64, bool)>> {
+        let mut out = Vec::with_capacity(self.targets.len());
+        if self.distributions == 0 {
+            return Ok(out);
+        }
+        let hidden = Tensor::cat(&self.hidden, 0)?;
+        // Equal chunks: the product is most efficient with as many rows as possible.
+        let chunks = self.distributions.div_ceil(LOGIT_CHUNK);
+        let chunk = self.distributions.div_ceil(chunks);
+        let mut pair = 0;
+        for start in (0..self.distributions).step_by(chunk) {
+            let len = chunk.min(self.distributions - start);
+            let logits = model.logits(&hidden.narrow(0, start, len)?.unsqueeze(0)?)?;
+            // The pairs are in distribution order (each `add` appends after the last).
+            let end = pair + self.at[pair..].partition_point(|&i| (i as usize) < start + len);
+            let at: Vec<u32> = self.at[pair..end]
+                .iter()
+                .map(|&i| i - start as u32)
+                .collect();
+            let stats = logit_stats_at(&logits, &at, &self.targets[pair..end])?;
             out.extend(
                 stats
                     .target_logprob
                     .into_iter()
-                    .zip(stats.argmax.iter().zip(targets))
-                    .map(|(v, (a, t))| (v, a == t)),
+                    .zip(stats.argmax.iter().zip(&self.targets[pair..end]))
+                    .map(|(lp, (best, target))| (lp, best == target)),
             );
-            continue;
+            pair = end;
         }
-        let logits = logits.squeeze(0)?;
-        let log_probs = candle_nn::ops::log_softmax(&logits.to_dtype(DType::F64)?, D::Minus1)?;
-        let target = Tensor::new(targets, device)?.unsqueeze(1)?;
-        let values = log_probs.gather(&target, 1)?.squeeze(1)?.to_vec1::<f64>()?;
-        let argmax = log_probs
-            .argmax_keepdim(D::Minus1)?
-            .squeeze(1)?
-            .to_vec1::<u32>()?;
-        out.extend(
-            values
-                .into_iter()
-                .zip(argmax.iter().zip(targets))
-                .map(|(v, (a, t))| (v, a == t)),
-        );
+        Ok(out)
     }
-    Ok(out)
 }
 
 /// GPT-Neo's local attention window, when the model has local layers.
@@ -457,9 +493,11 @@ struct Layout<'a> {
     ctx_width: usize,
     /// `[groups, ctx_width]` right-padded with 0.
     ctx_ids: Vec<u32>,
-    /// Per request (batch order): flattened index of its group's last prefix position.
+    /// Per group: flattened index of its last prefix position.
     ctx_index: Vec<u32>,
-    /// Per request (batch order): `c[0]`, scored at its group's `ctx_index`.
+    /// Per request (batch order): its group, whose `ctx_index` position predicts `c[0]`.
+    first_group: Vec<u32>,
+    /// Per request (batch order): `c[0]`.
     first_targets: Vec<u32>,
 }
 
@@ -488,12 +526,13 @@ impl<'a> Layout<'a> {
     fn new(groups: &'a [Group<'a>]) -> Self {
         let ctx_width = groups.iter().map(|g| g.prefix.len()).max().unwrap_or(0);
         let mut ctx_ids = vec![0u32; groups.len() * ctx_width];
-        let mut ctx_index = Vec::new();
-        let mut first_targets = Vec::new();
+        let (mut ctx_index, mut first_group, mut first_targets) =
+            (Vec::new(), Vec::new(), Vec::new());
         for (row, g) in groups.iter().enumerate() {
             ctx_ids[row * ctx_width..row * ctx_width + g.prefix.len()].copy_from_slice(g.prefix);
+            ctx_index.push((row * ctx_width + g.prefix.len() - 1) as u32);
             for (_, p) in &g.requests {
-                ctx_index.push((row * ctx_width + g.prefix.len() - 1) as u32);
+                first_group.push(row as u32);
                 first_targets.push(p.targets[0]);
             }
         }
@@ -502,6 +541,7 @@ impl<'a> Layout<'a> {
             ctx_width,
             ctx_ids,
             ctx_index,
+            first_group,
             first_targets,
         }
     }

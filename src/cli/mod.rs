@@ -71,6 +71,7 @@ pub fn run(cli: Cli) -> Result<()> {
     if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
         std::env::set_var("RUST_LIB_BACKTRACE", "0");
     }
+    crate::runtime::keep_freed_memory();
     let result = match cli.command {
         Command::Memorize(args) => memorize::run(args),
         Command::Extract(args) => extract::run(args),

@@ -21,23 +21,43 @@ pub struct LogitStats {
 
 /// `logits` `[rows, positions, vocab]` f32; `targets` row-major `rows × positions`.
 pub fn logit_stats(logits: &Tensor, targets: &[u32]) -> Result<LogitStats> {
-    let logits = logits.to_dtype(DType::F32)?.contiguous()?;
-    if logits.device().is_cpu() {
-        let vocab = logits.dim(D::Minus1)?;
-        let (storage, layout) = logits.storage_and_layout();
-        if let Storage::Cpu(cpu) = &*storage {
-            let values = &cpu.as_slice::<f32>()?[layout.start_offset()..][..targets.len() * vocab];
-            return Ok(cpu_stats(values, vocab, targets));
-        }
-    }
-    device_stats(&logits, targets)
+    let at: Vec<u32> = (0..targets.len() as u32).collect();
+    logit_stats_at(logits, &at, targets)
 }
 
-fn cpu_stats(values: &[f32], vocab: usize, targets: &[u32]) -> LogitStats {
-    let per_position: Vec<(u32, f64, f64)> = values
-        .par_chunks_exact(vocab)
+/// Statistics of distribution `at[i]` (a flattened `rows × positions` index into `logits`)
+/// against `targets[i]`: one distribution may be scored against several targets (the
+/// choices of a multiple-choice question share the context's last position).
+pub fn logit_stats_at(logits: &Tensor, at: &[u32], targets: &[u32]) -> Result<LogitStats> {
+    assert_eq!(at.len(), targets.len(), "one distribution per target");
+    let logits = logits.to_dtype(DType::F32)?.contiguous()?;
+    let vocab = logits.dim(D::Minus1)?;
+    let distributions = logits.elem_count() / vocab.max(1);
+    if let Some(&bad) = at.iter().find(|&&i| i as usize >= distributions) {
+        anyhow::bail!("logit statistics: distribution {bad} of {distributions}");
+    }
+    if logits.device().is_cpu() {
+        let (storage, layout) = logits.storage_and_layout();
+        if let Storage::Cpu(cpu) = &*storage {
+            let values = &cpu.as_slice::<f32>()?[layout.start_offset()..][..distributions * vocab];
+            return Ok(cpu_stats(values, vocab, at, targets));
+        }
+    }
+    let picked = logits
+        .reshape((distributions, vocab))?
+        .index_select(&Tensor::new(at, logits.device())?, 0)?
+        .unsqueeze(0)?;
+    device_stats(&picked, targets)
+}
+
+fn cpu_stats(values: &[f32], vocab: usize, at: &[u32], targets: &[u32]) -> LogitStats {
+    let per_position: Vec<(u32, f64, f64)> = at
+        .par_iter()
         .zip(targets.par_iter())
-        .map(|(row, &target)| position_stats(row, target as usize))
+        .map(|(&i, &target)| {
+            let row = &values[i as usize * vocab..][..vocab];
+            position_stats(row, target as usize)
+        })
         .collect();
     LogitStats {
         argmax: per_position.iter().map(|p| p.0).collect(),
@@ -131,5 +151,25 @@ mod tests {
         for (a, b) in fused.target_logprob.iter().zip(&reference.target_logprob) {
             assert!((a - b).abs() < 1e-5, "log-prob {a} vs {b}");
         }
+    }
+
+    /// Scoring a distribution against several targets (`logit_stats_at`) gives what scoring
+    /// a copy of it per target does.
+    #[test]
+    fn shared_distributions_score_like_copies() {
+        let logits = Tensor::randn(0f32, 3.0, (1, 3, 97), &Device::Cpu).unwrap();
+        let at = [0u32, 0, 2, 1, 2];
+        let targets = [5u32, 9, 0, 96, 5];
+        let shared = logit_stats_at(&logits, &at, &targets).unwrap();
+        let index = Tensor::new(&at, &Device::Cpu).unwrap();
+        let copies = logits.squeeze(0).unwrap().index_select(&index, 0).unwrap();
+        let copies = logit_stats(&copies.unsqueeze(0).unwrap(), &targets).unwrap();
+        assert_eq!(shared.argmax, copies.argmax);
+        assert_eq!(shared.entropy, copies.entropy);
+        assert_eq!(shared.target_logprob, copies.target_logprob);
+        assert!(
+            logit_stats_at(&logits, &[3], &[0]).is_err(),
+            "distribution out of range"
+        );
     }
 }
