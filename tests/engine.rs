@@ -156,3 +156,32 @@ fn fast_path_equals_naive_greedy_loop() {
         }
     }
 }
+
+/// The LM head run in chunks into a reused buffer (`head_stats`, `head_argmax`: CPU with a
+/// BLAS) gives what the logits tensor and its statistics give, over more positions than one
+/// chunk, with positions scored against several targets.
+#[test]
+fn chunked_head_equals_logits_tensor() {
+    use llm_mem::model::logit_stats::logit_stats_at;
+    for name in FIXTURE_MODELS {
+        let model = load_model(name);
+        let (vocab, width) = (model.config.vocab_size(), model.config.hidden_size());
+        let hidden = Tensor::randn(0f32, 1.0, (3, 700, width), &Device::Cpu).unwrap();
+        let positions = 3 * 700;
+        let at: Vec<u32> = (0..positions as u32).flat_map(|i| [i, i]).collect();
+        let targets: Vec<u32> = (0..at.len()).map(|i| (i * 31 % vocab) as u32).collect();
+        let chunked = model.head_stats(&hidden, &at, &targets).unwrap();
+        let logits = model.logits(&hidden).unwrap();
+        let whole = logit_stats_at(&logits, &at, &targets).unwrap();
+        assert_eq!(chunked.argmax, whole.argmax, "{name}");
+        for (a, b) in chunked.entropy.iter().zip(&whole.entropy) {
+            assert!((a - b).abs() < 1e-5, "{name}: entropy {a} vs {b}");
+        }
+        for (a, b) in chunked.target_logprob.iter().zip(&whole.target_logprob) {
+            assert!((a - b).abs() < 1e-5, "{name}: log-prob {a} vs {b}");
+        }
+        let argmax = model.head_argmax(&hidden).unwrap();
+        let every_other: Vec<u32> = whole.argmax.iter().step_by(2).copied().collect();
+        assert_eq!(argmax, every_other, "{name}");
+    }
+}

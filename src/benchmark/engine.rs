@@ -27,7 +27,6 @@ use candle_core::Tensor;
 
 use super::requests::TokenRequest;
 use crate::model::attention::HIDDEN_KEY;
-use crate::model::logit_stats::logit_stats_at;
 use crate::model::{
     sequence_positions, BypassSet, KvCache, LayerKv, Model, ModelConfig, Positions,
 };
@@ -401,9 +400,6 @@ fn score_batch(
     Ok(out)
 }
 
-/// Positions whose logits are computed at once (bounds the `[positions, vocab]` buffers).
-const LOGIT_CHUNK: usize = 2048;
-
 /// The hidden states whose next-token distributions are scored, and the (distribution,
 /// target) pairs scored on them: the choices of a question share one distribution.
 #[derive(Default)]
@@ -443,35 +439,17 @@ impl Scoring {
     /// log-softmax runs over the full vocabulary with f64 sums on the model's f32 logits, so
     /// that (next to them) no rounding is added.
     fn score(self, model: &Model) -> Result<Vec<(f64, bool)>> {
-        let mut out = Vec::with_capacity(self.targets.len());
         if self.distributions == 0 {
-            return Ok(out);
+            return Ok(Vec::new());
         }
         let hidden = Tensor::cat(&self.hidden, 0)?;
-        // Equal chunks: the product is most efficient with as many rows as possible.
-        let chunks = self.distributions.div_ceil(LOGIT_CHUNK);
-        let chunk = self.distributions.div_ceil(chunks);
-        let mut pair = 0;
-        for start in (0..self.distributions).step_by(chunk) {
-            let len = chunk.min(self.distributions - start);
-            let logits = model.logits(&hidden.narrow(0, start, len)?.unsqueeze(0)?)?;
-            // The pairs are in distribution order (each `add` appends after the last).
-            let end = pair + self.at[pair..].partition_point(|&i| (i as usize) < start + len);
-            let at: Vec<u32> = self.at[pair..end]
-                .iter()
-                .map(|&i| i - start as u32)
-                .collect();
-            let stats = logit_stats_at(&logits, &at, &self.targets[pair..end])?;
-            out.extend(
-                stats
-                    .target_logprob
-                    .into_iter()
-                    .zip(stats.argmax.iter().zip(&self.targets[pair..end]))
-                    .map(|(lp, (best, target))| (lp, best == target)),
-            );
-            pair = end;
-        }
-        Ok(out)
+        let stats = model.head_stats(&hidden, &self.at, &self.targets)?;
+        Ok(stats
+            .target_logprob
+            .into_iter()
+            .zip(stats.argmax.iter().zip(&self.targets))
+            .map(|(lp, (best, target))| (lp, best == target))
+            .collect())
     }
 }
 

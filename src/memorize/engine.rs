@@ -17,8 +17,7 @@ use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
 
 use super::metrics::{ForcedRow, SampleScores};
-use crate::model::attention::{argmax_last, HIDDEN_KEY};
-use crate::model::logit_stats::logit_stats;
+use crate::model::attention::HIDDEN_KEY;
 use crate::model::{sequence_positions, BypassSet, KvCache, LayerKv, Model, RowBypass};
 
 /// A batch of rows split into prompt and true suffix.
@@ -132,11 +131,12 @@ fn teacher_forced(
     setting: &BypassSet,
 ) -> Result<Vec<ForcedRow>> {
     let s = batch.suffix_len();
-    let logits = model.logits(&hidden.narrow(1, batch.prefix_len - 1, s)?)?; // [b, S, vocab]
+    let predicting = hidden.narrow(1, batch.prefix_len - 1, s)?; // [b, S, hidden]
     let targets: Vec<u32> = (0..batch.rows)
         .flat_map(|r| batch.suffix(r).to_vec())
         .collect();
-    let stats = logit_stats(&logits, &targets)?;
+    let at: Vec<u32> = (0..targets.len() as u32).collect();
+    let stats = model.head_stats(&predicting, &at, &targets)?;
     let mut out = Vec::with_capacity(batch.rows);
     for row in 0..batch.rows {
         let span = row * s..(row + 1) * s;
@@ -287,7 +287,7 @@ fn free_running(
         let pos = model.begin_step(&mut cache, &Tensor::from_vec(query, (active, 1), device)?)?;
         let x = model.embed(&Tensor::from_vec(input, (active, 1), device)?, &pos)?;
         let x = model.run_layers_per_row(x, 0..model.num_layers(), &bypass, &pos, &mut cache)?;
-        let next = argmax_last(&model.logits(&x)?.squeeze(1)?)?.to_vec1::<u32>()?;
+        let next = model.head_argmax(&x)?;
         for (&(set, row, _), token) in rows.iter().zip(next) {
             greedy[set][row].push(token);
         }
@@ -350,11 +350,11 @@ pub fn reproduced_rows(model: &Model, batch: &Batch) -> Result<Vec<bool>> {
         &pos,
         &mut cache,
     )?;
-    let logits = model.logits(&x.narrow(1, batch.prefix_len - 1, batch.suffix_len())?)?;
-    let argmax = argmax_last(&logits)?.to_vec2::<u32>()?;
+    let s = batch.suffix_len();
+    let argmax = model.head_argmax(&x.narrow(1, batch.prefix_len - 1, s)?)?;
     Ok(argmax
-        .iter()
+        .chunks(s)
         .enumerate()
-        .map(|(row, a)| a.as_slice() == batch.suffix(row))
+        .map(|(row, a)| a == batch.suffix(row))
         .collect())
 }

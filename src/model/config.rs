@@ -218,6 +218,13 @@ impl ModelConfig {
         }
     }
 
+    pub fn hidden_size(&self) -> usize {
+        match self {
+            Self::GptNeoX(c) => c.hidden_size,
+            Self::GptNeo(c) => c.hidden_size,
+        }
+    }
+
     pub fn vocab_size(&self) -> usize {
         match self {
             Self::GptNeoX(c) => c.vocab_size,

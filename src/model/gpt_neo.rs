@@ -5,7 +5,7 @@
 //! *not* scaled by 1/sqrt(head_dim); q/k/v projections have no bias but `out_proj` does;
 //! learned absolute position embeddings (`wpe`); the LM head is tied to `wte`.
 
-use candle_core::{DType, Module, Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::{layer_norm, Embedding, LayerNorm, VarBuilder};
 
 use super::attention::{attend, split_heads, LayerKv, Positions};
@@ -165,9 +165,11 @@ impl CausalLm for GptNeo {
         self.h[layer].forward(x, bypass, pos, kv)
     }
 
-    fn logits(&self, x: &Tensor) -> Result<Tensor> {
-        self.lm_head
-            .forward(&self.ln_f.forward(x)?)?
-            .to_dtype(DType::F32)
+    fn final_norm(&self, x: &Tensor) -> Result<Tensor> {
+        self.ln_f.forward(x)
+    }
+
+    fn lm_head(&self) -> &Linear {
+        &self.lm_head
     }
 }

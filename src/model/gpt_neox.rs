@@ -287,10 +287,12 @@ impl CausalLm for GptNeoX {
         self.layers[layer].forward(x, bypass, &self.rotary, pos, kv)
     }
 
-    fn logits(&self, x: &Tensor) -> Result<Tensor> {
-        self.embed_out
-            .forward(&self.final_layer_norm.forward(x)?)?
-            .to_dtype(DType::F32)
+    fn final_norm(&self, x: &Tensor) -> Result<Tensor> {
+        self.final_layer_norm.forward(x)
+    }
+
+    fn lm_head(&self) -> &Linear {
+        &self.embed_out
     }
 }
 

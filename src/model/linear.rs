@@ -49,6 +49,43 @@ impl Linear {
         }
     }
 
+    /// `out = x·Wᵀ + b` for rows of `x` (`in_dim` floats each) through the BLAS, into the
+    /// caller's `out` (`out_dim` floats per row). Returns `false`, writing nothing, where that
+    /// path does not apply: no BLAS, a weight not f32 on the CPU, sizes beyond 32 bits.
+    pub fn forward_cpu_into(&self, x: &[f32], out: &mut [f32]) -> Result<bool> {
+        let Some(blas) = blas::get() else {
+            return Ok(false);
+        };
+        if !is_cpu_f32(&self.weight) {
+            return Ok(false);
+        }
+        let (out_dim, in_dim) = self.weight.dims2()?;
+        let rows = x.len() / in_dim.max(1);
+        assert!(x.len() == rows * in_dim && out.len() == rows * out_dim);
+        let size = Product {
+            m: rows,
+            n: out_dim,
+            k: in_dim,
+        };
+        if !size.fits() {
+            return Ok(false);
+        }
+        let beta = match &self.bias {
+            Some(bias) => {
+                let bias = bias.to_vec1::<f32>()?;
+                out.chunks_exact_mut(out_dim)
+                    .for_each(|row| row.copy_from_slice(&bias));
+                1.0
+            }
+            None => 0.0,
+        };
+        with_f32(&self.weight, |w| {
+            blas.sgemm_nt(x, w, out, size, beta);
+            Ok(())
+        })?;
+        Ok(true)
+    }
+
     fn forward_candle(&self, x: &Tensor) -> Result<Tensor> {
         candle_nn::Linear::new(self.weight.clone(), self.bias.clone()).forward(x)
     }

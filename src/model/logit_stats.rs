@@ -19,6 +19,23 @@ pub struct LogitStats {
     pub target_logprob: Vec<f64>,
 }
 
+impl LogitStats {
+    /// The statistics of several runs of positions, one after the other.
+    pub fn concat(parts: Vec<LogitStats>) -> LogitStats {
+        let mut all = LogitStats {
+            argmax: Vec::new(),
+            entropy: Vec::new(),
+            target_logprob: Vec::new(),
+        };
+        for part in parts {
+            all.argmax.extend(part.argmax);
+            all.entropy.extend(part.entropy);
+            all.target_logprob.extend(part.target_logprob);
+        }
+        all
+    }
+}
+
 /// `logits` `[rows, positions, vocab]` f32; `targets` row-major `rows × positions`.
 pub fn logit_stats(logits: &Tensor, targets: &[u32]) -> Result<LogitStats> {
     let at: Vec<u32> = (0..targets.len() as u32).collect();
@@ -50,7 +67,8 @@ pub fn logit_stats_at(logits: &Tensor, at: &[u32], targets: &[u32]) -> Result<Lo
     device_stats(&picked, targets)
 }
 
-fn cpu_stats(values: &[f32], vocab: usize, at: &[u32], targets: &[u32]) -> LogitStats {
+/// [`logit_stats_at`] on row-major f32 logits, `vocab` per distribution.
+pub(crate) fn cpu_stats(values: &[f32], vocab: usize, at: &[u32], targets: &[u32]) -> LogitStats {
     let per_position: Vec<(u32, f64, f64)> = at
         .par_iter()
         .zip(targets.par_iter())
@@ -66,6 +84,39 @@ fn cpu_stats(values: &[f32], vocab: usize, at: &[u32], targets: &[u32]) -> Logit
     }
 }
 
+/// The argmax (first index of the maximum, like `argmax`) of each distribution of
+/// row-major f32 logits, `vocab` per distribution.
+pub(crate) fn cpu_argmax(values: &[f32], vocab: usize) -> Vec<u32> {
+    values
+        .par_chunks_exact(vocab)
+        .map(|row| {
+            let max = row_max(row);
+            row.iter().position(|&v| v == max).unwrap_or(0) as u32
+        })
+        .collect()
+}
+
+simd_kernel!(row_max = row_max_body(x: &[f32]) -> f32);
+
+/// The maximum of `x`, in independent lanes so that it compiles to SIMD (NaN is skipped,
+/// like `f32::max`).
+#[inline(always)]
+fn row_max_body(x: &[f32]) -> f32 {
+    const LANES: usize = 8;
+    let mut lane_max = [f32::NEG_INFINITY; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        let chunk: &[f32; LANES] = chunk.try_into().expect("chunks_exact gives full chunks");
+        for l in 0..LANES {
+            lane_max[l] = lane_max[l].max(chunk[l]);
+        }
+    }
+    tail.iter()
+        .chain(&lane_max)
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+}
+
 simd_kernel!(position_stats = position_stats_body(x: &[f32], target: usize) -> (u32, f64, f64));
 
 /// With m = max x, Z = Σ e^(x-m): log p_i = x_i - m - log Z and
@@ -76,19 +127,9 @@ simd_kernel!(position_stats = position_stats_body(x: &[f32], target: usize) -> (
 #[inline(always)]
 fn position_stats_body(x: &[f32], target: usize) -> (u32, f64, f64) {
     const LANES: usize = 8;
-    let mut lane_max = [f32::NEG_INFINITY; LANES];
+    let max = row_max_body(x);
     let chunks = x.chunks_exact(LANES);
     let tail = chunks.remainder();
-    for chunk in chunks.clone() {
-        let chunk: &[f32; LANES] = chunk.try_into().expect("chunks_exact gives full chunks");
-        for l in 0..LANES {
-            lane_max[l] = lane_max[l].max(chunk[l]);
-        }
-    }
-    let max = tail
-        .iter()
-        .chain(&lane_max)
-        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
     // The first index holding the maximum, like argmax.
     let best = x.iter().position(|&v| v == max).unwrap_or(0);
     let (mut z, mut weighted) = ([0f64; LANES], [0f64; LANES]);

@@ -8,6 +8,7 @@ pub mod cpu_attention;
 pub mod cpu_ops;
 pub mod gpt_neo;
 pub mod gpt_neox;
+pub mod head;
 pub mod linear;
 pub mod logit_stats;
 pub mod neox_qkv;
@@ -39,8 +40,16 @@ pub trait CausalLm: Send + Sync {
         pos: &Positions,
         kv: &mut LayerKv,
     ) -> candle_core::Result<Tensor>;
+    /// The layer norm applied to the last block's output before the LM head.
+    fn final_norm(&self, x: &Tensor) -> candle_core::Result<Tensor>;
+    /// The LM head: normed hidden states → logits.
+    fn lm_head(&self) -> &linear::Linear;
     /// Final layer norm and LM head: `[b, t, hidden]` → f32 logits `[b, t, vocab]`.
-    fn logits(&self, x: &Tensor) -> candle_core::Result<Tensor>;
+    fn logits(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.lm_head()
+            .forward(&self.final_norm(x)?)?
+            .to_dtype(DType::F32)
+    }
 }
 
 /// The activations used by the two families.

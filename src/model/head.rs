@@ -1,0 +1,106 @@
+//! The LM head and what the engines read from it: per-position statistics (teacher forcing,
+//! loglikelihoods) or only the argmax (greedy decoding), without keeping the logits.
+//!
+//! Why: f32 logits are `vocab` floats per position (2048 positions × 50k = 412 MB), and a
+//! fresh buffer per call had the kernel zero new pages every time: 5 s of system time in a
+//! 57 s memorize run (bench/RESULTS.md), and the largest single allocation of a run. On the
+//! CPU with a BLAS the head writes chunks of rows into one buffer kept for the process, and
+//! each chunk is reduced at once. Elsewhere it is the logits tensor and the same statistics
+//! by tensor ops.
+
+use std::sync::Mutex;
+
+use anyhow::Result;
+use candle_core::Tensor;
+
+use super::attention::argmax_last;
+use super::cpu_ops::{is_cpu_f32, with_f32};
+use super::logit_stats::{cpu_argmax, cpu_stats, logit_stats_at, LogitStats};
+use super::Model;
+
+/// Rows per chunk: large enough that the product runs near the BLAS's best speed, small enough
+/// that the buffer (`vocab` floats per row) stays a fraction of the old whole-batch logits.
+const CHUNK_ROWS: usize = 1024;
+
+/// The chunk buffer, grown on first use and reused by every later call.
+static LOGITS: Mutex<Vec<f32>> = Mutex::new(Vec::new());
+
+impl Model {
+    /// Statistics of the next-token distribution at `hidden` position `at[i]` (last block's
+    /// output, `[.., hidden]` flattened to positions) against `targets[i]`. One position may be
+    /// scored against several targets.
+    pub fn head_stats(&self, hidden: &Tensor, at: &[u32], targets: &[u32]) -> Result<LogitStats> {
+        assert_eq!(at.len(), targets.len(), "one position per target");
+        // `at` in order lets each chunk take a contiguous run of pairs.
+        let sorted = at.windows(2).all(|w| w[0] <= w[1]);
+        if sorted {
+            let mut parts = Vec::new();
+            let mut pair = 0;
+            let done = self.head_chunks(hidden, |rows, logits, vocab| {
+                let end = pair + at[pair..].partition_point(|&i| (i as usize) < rows.end);
+                let local: Vec<u32> = at[pair..end]
+                    .iter()
+                    .map(|&i| i - rows.start as u32)
+                    .collect();
+                parts.push(cpu_stats(logits, vocab, &local, &targets[pair..end]));
+                pair = end;
+            })?;
+            if done {
+                return Ok(LogitStats::concat(parts));
+            }
+        }
+        logit_stats_at(&self.logits(hidden)?, at, targets)
+    }
+
+    /// The argmax of the next-token distribution at each `hidden` position (flattened).
+    pub fn head_argmax(&self, hidden: &Tensor) -> Result<Vec<u32>> {
+        let mut out = Vec::new();
+        let done = self.head_chunks(hidden, |_, logits, vocab| {
+            out.extend(cpu_argmax(logits, vocab))
+        })?;
+        if done {
+            return Ok(out);
+        }
+        Ok(argmax_last(&self.logits(hidden)?)?
+            .flatten_all()?
+            .to_vec1()?)
+    }
+
+    /// Run the final norm and LM head over `hidden`'s positions in chunks on the CPU's BLAS,
+    /// calling `reduce(rows, logits, vocab)` on each chunk's row-major logits. Returns
+    /// `false`, calling nothing, where that path does not apply (other devices or dtypes, no
+    /// BLAS).
+    fn head_chunks(
+        &self,
+        hidden: &Tensor,
+        mut reduce: impl FnMut(std::ops::Range<usize>, &[f32], usize),
+    ) -> Result<bool> {
+        let head = self.net.lm_head();
+        let (vocab, width) = head.weight().dims2()?;
+        if !is_cpu_f32(hidden) || !is_cpu_f32(head.weight()) {
+            return Ok(false);
+        }
+        let positions = hidden.elem_count() / width.max(1);
+        let normed = self.net.final_norm(&hidden.reshape((positions, width))?)?;
+        let mut buffer = LOGITS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let chunk = CHUNK_ROWS.min(positions.max(1));
+        if buffer.len() < chunk * vocab {
+            buffer.resize(chunk * vocab, 0.0);
+        }
+        with_f32(&normed, |x| {
+            for start in (0..positions).step_by(chunk) {
+                let rows = start..(start + chunk).min(positions);
+                let out = &mut buffer[..rows.len() * vocab];
+                let x = &x[rows.start * width..rows.end * width];
+                if !head.forward_cpu_into(x, out)? {
+                    return Ok(false);
+                }
+                reduce(rows, out, vocab);
+            }
+            Ok(true)
+        })
+        .map_err(Into::into)
+    }
+}
