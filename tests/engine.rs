@@ -173,15 +173,39 @@ fn chunked_head_equals_logits_tensor() {
         let chunked = model.head_stats(&hidden, &at, &targets).unwrap();
         let logits = model.logits(&hidden).unwrap();
         let whole = logit_stats_at(&logits, &at, &targets).unwrap();
-        assert_eq!(chunked.argmax, whole.argmax, "{name}");
+        // f32 logits of a product with other rows beside them (a BLAS's tiling): rounding
+        // relative to their size (log-probs here reach -40, where an f32 ulp is 4e-6).
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-5 * b.abs().max(1.0);
+        // The same argmax, or two whose logits tie within that rounding.
+        let rows = logits
+            .reshape((positions, vocab))
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        let same_argmax = |position: usize, a: u32, b: u32| {
+            let row = &rows[position];
+            a == b || close(f64::from(row[a as usize]), f64::from(row[b as usize]))
+        };
+        for (i, (a, b)) in chunked.argmax.iter().zip(&whole.argmax).enumerate() {
+            assert!(
+                same_argmax(at[i] as usize, *a, *b),
+                "{name}: argmax {a} vs {b}"
+            );
+        }
         for (a, b) in chunked.entropy.iter().zip(&whole.entropy) {
-            assert!((a - b).abs() < 1e-5, "{name}: entropy {a} vs {b}");
+            assert!(close(*a, *b), "{name}: entropy {a} vs {b}");
         }
         for (a, b) in chunked.target_logprob.iter().zip(&whole.target_logprob) {
-            assert!((a - b).abs() < 1e-5, "{name}: log-prob {a} vs {b}");
+            assert!(close(*a, *b), "{name}: log-prob {a} vs {b}");
         }
         let argmax = model.head_argmax(&hidden).unwrap();
-        let every_other: Vec<u32> = whole.argmax.iter().step_by(2).copied().collect();
-        assert_eq!(argmax, every_other, "{name}");
+        assert_eq!(argmax.len(), positions);
+        for (position, (a, b)) in argmax
+            .iter()
+            .zip(whole.argmax.iter().step_by(2))
+            .enumerate()
+        {
+            assert!(same_argmax(position, *a, *b), "{name}: argmax {a} vs {b}");
+        }
     }
 }
