@@ -116,15 +116,14 @@ class TimedLM(HFLM):
         self.model_seconds, self.requests = 0.0, 0
 
     def loglikelihood(self, requests, disable_tqdm=False):
-        start = time.perf_counter()
-        out = super().loglikelihood(requests, disable_tqdm=True)
-        self.model_seconds += time.perf_counter() - start
-        self.requests += len(requests)
-        return out
+        return self._timed(super().loglikelihood, requests)
 
     def loglikelihood_rolling(self, requests, disable_tqdm=False):
+        return self._timed(super().loglikelihood_rolling, requests)
+
+    def _timed(self, score, requests):
         start = time.perf_counter()
-        out = super().loglikelihood_rolling(requests, disable_tqdm=True)
+        out = score(requests, disable_tqdm=True)
         self.model_seconds += time.perf_counter() - start
         self.requests += len(requests)
         return out

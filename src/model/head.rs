@@ -4,8 +4,9 @@
 //! Why: f32 logits are `vocab` floats per position (2048 positions × 50k = 412 MB), and a
 //! fresh buffer per call had the kernel zero new pages every time: 5 s of system time in a
 //! 57 s memorize run (bench/RESULTS.md), and the largest single allocation of a run. On the
-//! CPU with a BLAS the head writes chunks of rows into one buffer kept for the process, and
-//! each chunk is reduced at once. Elsewhere it is the logits tensor and the same statistics
+//! CPU with a BLAS the head writes chunks of rows into one buffer reused from call to call
+//! (memorize frees it before decoding, see [`release_buffer`]), and each chunk is reduced at
+//! once. Elsewhere it is the logits tensor and the same statistics
 //! by tensor ops.
 
 use std::sync::Mutex;

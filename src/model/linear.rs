@@ -62,27 +62,10 @@ impl Linear {
         let (out_dim, in_dim) = self.weight.dims2()?;
         let rows = x.len() / in_dim.max(1);
         assert!(x.len() == rows * in_dim && out.len() == rows * out_dim);
-        let size = Product {
-            m: rows,
-            n: out_dim,
-            k: in_dim,
-        };
-        if !size.fits() {
+        let Some(size) = self.blas_size(rows)? else {
             return Ok(false);
-        }
-        let beta = match &self.bias {
-            Some(bias) => {
-                let bias = bias.to_vec1::<f32>()?;
-                out.chunks_exact_mut(out_dim)
-                    .for_each(|row| row.copy_from_slice(&bias));
-                1.0
-            }
-            None => 0.0,
         };
-        with_f32(&self.weight, |w| {
-            blas.sgemm_nt(x, w, out, size, beta);
-            Ok(())
-        })?;
+        self.product_into(blas, x, out, size)?;
         Ok(true)
     }
 
@@ -94,28 +77,43 @@ impl Linear {
         let (out_dim, in_dim) = self.weight.dims2()?;
         let mut dims = x.dims().to_vec();
         let rows = x.elem_count() / in_dim.max(1);
+        let size = match self.blas_size(rows)? {
+            Some(size) if dims.last() == Some(&in_dim) => size,
+            _ => return self.forward_candle(x),
+        };
+        let mut out = vec![0f32; rows * out_dim];
+        with_f32(x, |x| self.product_into(blas, x, &mut out, size))?;
+        *dims.last_mut().expect("x has the input dimension") = out_dim;
+        Tensor::from_vec(out, dims, x.device())
+    }
+
+    /// The product for `rows` input rows, when its sizes fit the BLAS's 32-bit integers.
+    fn blas_size(&self, rows: usize) -> Result<Option<Product>> {
+        let (out_dim, in_dim) = self.weight.dims2()?;
         let size = Product {
             m: rows,
             n: out_dim,
             k: in_dim,
         };
-        if dims.last() != Some(&in_dim) || !size.fits() {
-            return self.forward_candle(x);
-        }
+        Ok(size.fits().then_some(size))
+    }
+
+    /// `out = x·Wᵀ + b` through the BLAS, for a product sized by [`Linear::blas_size`].
+    fn product_into(&self, blas: &Blas, x: &[f32], out: &mut [f32], size: Product) -> Result<()> {
         // Start from the bias in every row, so the product adds onto it in one pass.
-        let mut out = match &self.bias {
-            Some(bias) => bias.to_vec1::<f32>()?.repeat(rows),
-            None => vec![0f32; rows * out_dim],
+        let beta = match &self.bias {
+            Some(bias) => {
+                let bias = bias.to_vec1::<f32>()?;
+                out.chunks_exact_mut(size.n)
+                    .for_each(|row| row.copy_from_slice(&bias));
+                1.0
+            }
+            None => 0.0,
         };
-        let beta = if self.bias.is_some() { 1.0 } else { 0.0 };
-        with_f32(x, |x| {
-            with_f32(&self.weight, |w| {
-                blas.sgemm_nt(x, w, &mut out, size, beta);
-                Ok(())
-            })
-        })?;
-        *dims.last_mut().expect("x has the input dimension") = out_dim;
-        Tensor::from_vec(out, dims, x.device())
+        with_f32(&self.weight, |w| {
+            blas.sgemm_nt(x, w, out, size, beta);
+            Ok(())
+        })
     }
 }
 

@@ -36,12 +36,6 @@ impl LogitStats {
     }
 }
 
-/// `logits` `[rows, positions, vocab]` f32; `targets` row-major `rows × positions`.
-pub fn logit_stats(logits: &Tensor, targets: &[u32]) -> Result<LogitStats> {
-    let at: Vec<u32> = (0..targets.len() as u32).collect();
-    logit_stats_at(logits, &at, targets)
-}
-
 /// Statistics of distribution `at[i]` (a flattened `rows × positions` index into `logits`)
 /// against `targets[i]`: one distribution may be scored against several targets (the
 /// choices of a multiple-choice question share the context's last position).
@@ -89,19 +83,17 @@ pub(crate) fn cpu_stats(values: &[f32], vocab: usize, at: &[u32], targets: &[u32
 pub(crate) fn cpu_argmax(values: &[f32], vocab: usize) -> Vec<u32> {
     values
         .par_chunks_exact(vocab)
-        .map(|row| {
-            let max = row_max(row);
-            row.iter().position(|&v| v == max).unwrap_or(0) as u32
-        })
+        .map(|row| row_argmax(row).0 as u32)
         .collect()
 }
 
-simd_kernel!(row_max = row_max_body(x: &[f32]) -> f32);
+simd_kernel!(row_argmax = row_argmax_body(x: &[f32]) -> (usize, f32));
 
-/// The maximum of `x`, in independent lanes so that it compiles to SIMD (NaN is skipped,
-/// like `f32::max`).
+/// The first index holding the maximum of `x` (like `argmax`), and the maximum. The maximum
+/// is taken in independent lanes so that it compiles to SIMD (NaN is skipped, like
+/// `f32::max`).
 #[inline(always)]
-fn row_max_body(x: &[f32]) -> f32 {
+fn row_argmax_body(x: &[f32]) -> (usize, f32) {
     const LANES: usize = 8;
     let mut lane_max = [f32::NEG_INFINITY; LANES];
     let chunks = x.chunks_exact(LANES);
@@ -112,9 +104,11 @@ fn row_max_body(x: &[f32]) -> f32 {
             lane_max[l] = lane_max[l].max(chunk[l]);
         }
     }
-    tail.iter()
+    let max = tail
+        .iter()
         .chain(&lane_max)
-        .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    (x.iter().position(|&v| v == max).unwrap_or(0), max)
 }
 
 simd_kernel!(position_stats = position_stats_body(x: &[f32], target: usize) -> (u32, f64, f64));
@@ -127,11 +121,9 @@ simd_kernel!(position_stats = position_stats_body(x: &[f32], target: usize) -> (
 #[inline(always)]
 fn position_stats_body(x: &[f32], target: usize) -> (u32, f64, f64) {
     const LANES: usize = 8;
-    let max = row_max_body(x);
+    let (best, max) = row_argmax_body(x);
     let chunks = x.chunks_exact(LANES);
     let tail = chunks.remainder();
-    // The first index holding the maximum, like argmax.
-    let best = x.iter().position(|&v| v == max).unwrap_or(0);
     let (mut z, mut weighted) = ([0f64; LANES], [0f64; LANES]);
     for chunk in chunks {
         let chunk: &[f32; LANES] = chunk.try_into().expect("chunks_exact gives full chunks");
@@ -176,6 +168,12 @@ fn to_f64(t: &Tensor) -> Result<Vec<f64>> {
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    /// Every distribution against its own target.
+    fn logit_stats(logits: &Tensor, targets: &[u32]) -> Result<LogitStats> {
+        let at: Vec<u32> = (0..targets.len() as u32).collect();
+        logit_stats_at(logits, &at, targets)
+    }
 
     #[test]
     fn fused_cpu_pass_equals_tensor_ops() {
