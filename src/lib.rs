@@ -12,6 +12,7 @@ pub mod extract;
 pub mod hub;
 pub mod memorize;
 pub mod model;
+pub mod ops;
 pub mod pickle_guard;
 mod quiet;
 pub mod report;

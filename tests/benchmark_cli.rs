@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use llm_mem::benchmark::cli::{run, BenchmarkArgs};
+use llm_mem::cli::benchmark::{run, BenchmarkArgs};
 use llm_mem::error::is_bad_input;
 
 fn fixtures() -> PathBuf {

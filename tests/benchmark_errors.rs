@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use llm_mem::benchmark::{self, cli, tasks};
+use llm_mem::benchmark::{self, tasks};
+use llm_mem::cli::benchmark as cli;
 use llm_mem::error::is_bad_input;
 use llm_mem::model::weights;
 

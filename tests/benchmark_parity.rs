@@ -108,7 +108,8 @@ fn load_expected(model: &str) -> Expected {
 fn load(model: &str) -> (Model, LmTokenizer) {
     let dir = root().join("bench-models").join(model);
     let files = weights::resolve(dir.to_str().unwrap(), None).unwrap();
-    let tok = benchmark::cli::model_tokenizer(&files, dir.to_str().unwrap(), None).unwrap();
+    let tok =
+        llm_mem::cli::benchmark::model_tokenizer(&files, dir.to_str().unwrap(), None).unwrap();
     (Model::load(&files, &Device::Cpu, DType::F32).unwrap(), tok)
 }
 

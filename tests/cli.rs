@@ -294,13 +294,21 @@ fn unsupported_architecture_names_the_supported_ones() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("config.json"),
-        r#"{"architectures": ["LlamaForCausalLM"]}"#,
+        r#"{"architectures": ["BloomForCausalLM"]}"#,
     )
     .unwrap();
     std::fs::write(dir.path().join("model.safetensors"), b"").unwrap();
     assert_bad_input(
-        &["memorize", "--model-path", dir.path().to_str().unwrap(), "--dataset-path", &neox_data()],
-        "unsupported architecture \"LlamaForCausalLM\"; supported: GPTNeoXForCausalLM, GPTNeoForCausalLM",
+        &[
+            "memorize",
+            "--model-path",
+            dir.path().to_str().unwrap(),
+            "--dataset-path",
+            &neox_data(),
+        ],
+        "unsupported architecture \"BloomForCausalLM\"; supported: GPTNeoXForCausalLM, \
+         GPTNeoForCausalLM, LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, \
+         Qwen3ForCausalLM, GPT2LMHeadModel",
     );
 }
 

@@ -162,7 +162,7 @@ fn fast_path_equals_naive_greedy_loop() {
 /// chunk, with positions scored against several targets.
 #[test]
 fn chunked_head_equals_logits_tensor() {
-    use llm_mem::model::logit_stats::logit_stats_at;
+    use llm_mem::ops::logit_stats::logit_stats_at;
     for name in FIXTURE_MODELS {
         let model = load_model(name);
         let (vocab, width) = (model.config.vocab_size(), model.config.hidden_size());

@@ -5,6 +5,8 @@
 
 use llm_mem::memorize::npy::parse_token_rows;
 use llm_mem::memorize::settings::{parse_bypass, sweep};
+use llm_mem::model::arch::gpt_neo::GptNeoConfig;
+use llm_mem::model::arch::gpt_neox::GptNeoXConfig;
 use llm_mem::model::ModelConfig;
 use llm_mem::pickle_guard::check_pickle;
 use proptest::prelude::*;
@@ -129,7 +131,8 @@ proptest! {
         } else {
             config[field] = value;
         }
-        if let Ok(ModelConfig::GptNeoX(c)) = ModelConfig::from_json(&config.to_string()) {
+        if let Ok(parsed) = ModelConfig::from_json(&config.to_string()) {
+            let c = parsed.family_config::<GptNeoXConfig>().unwrap();
             prop_assert!(c.num_attention_heads > 0 && c.hidden_size % c.num_attention_heads == 0);
             prop_assert!(c.rotary_ndims() <= c.head_dim());
         }
@@ -148,7 +151,8 @@ proptest! {
             "num_layers": layers, "num_heads": 4, "window_size": 6,
             "max_position_embeddings": 128, "attention_types": patterns,
         });
-        if let Ok(ModelConfig::GptNeo(c)) = ModelConfig::from_json(&config.to_string()) {
+        if let Ok(parsed) = ModelConfig::from_json(&config.to_string()) {
+            let c = parsed.family_config::<GptNeoConfig>().unwrap();
             prop_assert_eq!(c.layer_kinds().len(), c.num_layers);
         }
     }

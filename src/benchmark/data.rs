@@ -10,10 +10,18 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::{Field, List, Map, Row};
 use serde_json::{Map as JsonMap, Number, Value};
 
-use super::tasks::HubSource;
 use crate::bad_input;
 use crate::error::BadInputContext;
 use crate::hub::HubRepo;
+
+/// Where lm-eval gets a task's documents.
+#[derive(Debug, Clone, Copy)]
+pub struct HubSource {
+    pub repo: &'static str,
+    /// The dataset config (`default` when lm-eval's `dataset_name` is null).
+    pub config: &'static str,
+    pub split: &'static str,
+}
 
 /// One record and where it came from.
 #[derive(Debug, Clone)]

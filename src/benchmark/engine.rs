@@ -27,9 +27,7 @@ use candle_core::Tensor;
 
 use super::requests::TokenRequest;
 use crate::model::attention::HIDDEN_KEY;
-use crate::model::{
-    sequence_positions, BypassSet, KvCache, LayerKv, Model, ModelConfig, Positions,
-};
+use crate::model::{sequence_positions, BypassSet, KvCache, LayerKv, Model, Positions};
 
 /// lm-eval's answer to one request.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -453,18 +451,6 @@ impl Scoring {
     }
 }
 
-/// GPT-Neo's local attention window, when the model has local layers.
-fn local_window(config: &ModelConfig) -> Option<usize> {
-    match config {
-        ModelConfig::GptNeo(c) => c
-            .layer_kinds()
-            .iter()
-            .any(|k| k == "local")
-            .then_some(c.window_size),
-        ModelConfig::GptNeoX(_) => None,
-    }
-}
-
 /// Where every request of a batch lives in the two passes.
 struct Layout<'a> {
     groups: &'a [Group<'a>],
@@ -577,7 +563,7 @@ impl<'a> Layout<'a> {
             &[&ctx_key_pos, &Tensor::from_vec(keys, (r, tt), device)?],
             1,
         )?;
-        let pos = Positions::new(&query, &key_pos, local_window(&model.config))?;
+        let pos = Positions::new(&query, &key_pos, model.local_window())?;
         let group_rows: Vec<u32> = rows.iter().map(|(row, _)| *row as u32).collect();
         Ok(Some(ContPass {
             ids: Tensor::from_vec(ids, (r, tt), device)?,

@@ -7,7 +7,6 @@
 //! ([`requests`]); one batched engine scores all requests of all tasks under every setting
 //! ([`engine`]); [`metrics`] turns the answers into lm-eval's metrics and stderrs.
 
-pub mod cli;
 pub mod data;
 pub mod engine;
 pub mod metrics;

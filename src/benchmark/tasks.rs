@@ -5,20 +5,11 @@
 
 use anyhow::Result;
 
-use super::data::Record;
+use super::data::{HubSource, Record};
 use super::text::{
     count_words, hellaswag_preprocess, py_capitalize, py_lstrip, py_strip, wikitext_detokenize,
 };
 use crate::bad_input;
-
-/// Where lm-eval gets a task's documents.
-#[derive(Debug, Clone, Copy)]
-pub struct HubSource {
-    pub repo: &'static str,
-    /// The dataset config (`default` when lm-eval's `dataset_name` is null).
-    pub config: &'static str,
-    pub split: &'static str,
-}
 
 /// A metric as lm-eval reports it (`<name>,none`, `<name>_stderr,none`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

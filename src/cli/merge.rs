@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use super::long_run::{merged_header, RunHeader};
 use super::memorize;
 use crate::bad_input;
-use crate::benchmark;
+
 use crate::benchmark::stored::StoredScore;
 use crate::memorize::stored::StoredSample;
 use crate::sweep::guard::OutputPlan;
@@ -45,10 +45,10 @@ pub fn run(args: MergeArgs) -> Result<()> {
         "memorize" => {
             merge::<StoredSample, memorize::Header>(&args.shards, &plan, memorize::write_report)
         }
-        "benchmark" => merge::<StoredScore, benchmark::cli::Header>(
+        "benchmark" => merge::<StoredScore, super::benchmark::Header>(
             &args.shards,
             &plan,
-            benchmark::cli::write_report,
+            super::benchmark::write_report,
         ),
         command => Err(bad_input!(
             "{}: merging {command} shards is not supported (only memorize and benchmark)",

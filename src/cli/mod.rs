@@ -1,6 +1,7 @@
 //! The command line: clap definitions and the driver of each subcommand. `main.rs` only
 //! parses, dispatches and maps errors to exit codes.
 
+pub mod benchmark;
 mod extract;
 pub mod long_run;
 mod memorize;
@@ -13,10 +14,10 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::benchmark::cli::BenchmarkArgs;
 use crate::default_model;
 use crate::model::{weights, Model, ModelFiles};
 use crate::runtime;
+use benchmark::BenchmarkArgs;
 pub use extract::ExtractArgs;
 pub use long_run::ResumeArgs;
 pub use memorize::MemorizeArgs;
@@ -75,7 +76,7 @@ pub fn run(cli: Cli) -> Result<()> {
     let result = match cli.command {
         Command::Memorize(args) => memorize::run(args),
         Command::Extract(args) => extract::run(args),
-        Command::Benchmark(args) => crate::benchmark::cli::run(args),
+        Command::Benchmark(args) => benchmark::run(args),
         Command::Report(args) => report::run(args),
         Command::Merge(args) => merge::run(args),
     };

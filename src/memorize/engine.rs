@@ -241,7 +241,7 @@ fn free_running(
         order.len(),
         device,
     )?;
-    crate::model::head::release_buffer();
+    model.release_head_buffer();
     let mut cache = merge_caches(groups.into_iter().map(|g| g.cache).collect(), &order_t)?;
     // The longest decode takes s - 1 steps: room for all of them, written in place.
     cache.reserve(s - 1)?;

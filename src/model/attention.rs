@@ -1,13 +1,17 @@
-//! What both architectures share around attention: token positions, masks, the KV cache and
-//! scaled dot-product attention.
+//! What every architecture shares around attention: token positions, masks, the KV cache,
+//! the head layout and the attention bypass. The attention product itself is
+//! [`crate::ops::attend`].
 //!
 //! Positions are explicit per row, so one batch can hold rows at different decoding
 //! positions (rows that diverged from their memorized suffix at different steps). Every key
 //! in the cache carries its own position; a query may attend to a key when the key is not in
-//! its future (and, for GPT-Neo's local layers, is less than `window` tokens back). Keys that
+//! its future (and, for local / sliding-window layers, is less than `window` tokens back:
+//! GPT-Neo's local layers and Mistral's sliding window both allow `q - k < window`). Keys that
 //! must never be seen carry the position [`HIDDEN_KEY`].
 
 use candle_core::{DType, Result, Tensor, D};
+
+use super::LayerBypass;
 
 /// Position given to cache slots that no query may attend to.
 pub const HIDDEN_KEY: f32 = 1.0e9;
@@ -18,7 +22,7 @@ pub struct Positions {
     pub query: Tensor,
     /// `[batch, 1, queries, keys]` additive mask for full causal attention.
     pub causal_mask: Tensor,
-    /// Same, restricted to the last `window` positions (GPT-Neo local layers).
+    /// Same, restricted to the last `window` positions (local / sliding-window layers).
     pub local_mask: Option<Tensor>,
 }
 
@@ -219,47 +223,6 @@ impl KvCache {
     }
 }
 
-/// Softmax attention of `q` `[b, h, q, d]` over `k`, `v` `[b, h, k, d]`, scores scaled by
-/// `scale` and computed in f32, plus the additive `mask`. Returns `[b, q, h * d]`.
-pub fn attend(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    mask: &Tensor,
-    scale: Option<f64>,
-) -> Result<Tensor> {
-    if super::cpu_attention::applies(q, k, v, mask) {
-        return super::cpu_attention::attend(q, k, v, mask, scale.unwrap_or(1.0) as f32);
-    }
-    let (b, h, tq, d) = q.dims4()?;
-    let q = q.to_dtype(DType::F32)?;
-    let k = k.to_dtype(DType::F32)?;
-    // The matmuls read K^T and a cache with spare slots through their strides: no copies.
-    let mut scores = q.contiguous()?.matmul(&matmul_operand(&k)?.t()?)?;
-    if let Some(scale) = scale {
-        scores = (scores * scale)?;
-    }
-    let weights = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(mask)?)?;
-    let out = weights.to_dtype(v.dtype())?.matmul(&matmul_operand(v)?)?;
-    out.transpose(1, 2)?.reshape((b, tq, h * d))
-}
-
-/// `t` `[b, h, rows, cols]` itself when a batched matmul can read it through its strides
-/// (dense rows, evenly spaced matrices: e.g. a cache narrowed to the slots in use), else a
-/// contiguous copy.
-fn matmul_operand(t: &Tensor) -> Result<Tensor> {
-    let (dims, stride) = (t.dims(), t.stride());
-    let readable = dims.len() == 4
-        && stride[3] == 1
-        && stride[2] == dims[3]
-        && stride[0] == stride[1] * dims[1];
-    if readable {
-        Ok(t.clone())
-    } else {
-        t.contiguous()
-    }
-}
-
 /// Split `[b, t, heads * d]` into `[b, heads, t, d]`.
 pub fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
     let (b, t, hd) = x.dims3()?;
@@ -269,4 +232,38 @@ pub fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
 /// Last-dim index of the maximum, first index on ties.
 pub fn argmax_last(x: &Tensor) -> Result<Tensor> {
     x.argmax_keepdim(D::Minus1)?.squeeze(D::Minus1)
+}
+
+/// The head layout of an attention sublayer.
+#[derive(Debug, Clone, Copy)]
+pub struct Heads {
+    pub query: usize,
+    /// Key/value heads; query head `j` uses key/value head `j / (query / kv)`.
+    pub kv: usize,
+    pub dim: usize,
+}
+
+impl Heads {
+    /// Each query head's own position's value vector, which is what the identity attention
+    /// of a bypass gives it: `[b, t, kv * dim]` → `[b, t, query * dim]` (with grouped-query
+    /// attention, the value of the head's key/value group).
+    pub fn own_values(&self, v: &Tensor) -> Result<Tensor> {
+        if self.kv == self.query {
+            return Ok(v.clone());
+        }
+        let (b, t, _) = v.dims3()?;
+        let group = self.query / self.kv;
+        v.reshape((b, t, self.kv, 1, self.dim))?
+            .broadcast_as((b, t, self.kv, group, self.dim))?
+            .reshape((b, t, self.query * self.dim))
+    }
+}
+
+/// The attention mix `mixed` `[b, t, heads * dim]`, with the rows whose setting bypasses this
+/// layer ([`LayerBypass::Rows`]) taking their `own` value vectors instead.
+pub fn bypass_rows(bypass: LayerBypass<'_>, own: &Tensor, mixed: Tensor) -> Result<Tensor> {
+    match bypass {
+        LayerBypass::Rows(mask) => mask.broadcast_as(own.shape())?.where_cond(own, &mixed),
+        LayerBypass::On | LayerBypass::Off => Ok(mixed),
+    }
 }

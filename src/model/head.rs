@@ -5,26 +5,21 @@
 //! fresh buffer per call had the kernel zero new pages every time: 5 s of system time in a
 //! 57 s memorize run (bench/RESULTS.md), and the largest single allocation of a run. On the
 //! CPU with a BLAS the head writes chunks of rows into one buffer reused from call to call
-//! (memorize frees it before decoding, see [`release_buffer`]), and each chunk is reduced at
-//! once. Elsewhere it is the logits tensor and the same statistics
-//! by tensor ops.
-
-use std::sync::Mutex;
+//! (memorize frees it before decoding, see [`Model::release_head_buffer`]), and each chunk is
+//! reduced at once. Elsewhere it is the logits tensor and the same statistics by tensor ops.
 
 use anyhow::Result;
 use candle_core::Tensor;
 
 use super::attention::argmax_last;
-use super::cpu_ops::{is_cpu_f32, with_f32};
-use super::logit_stats::{cpu_argmax, cpu_stats, logit_stats_at, LogitStats};
 use super::Model;
+use crate::ops;
+use crate::ops::cpu::with_f32;
+use crate::ops::logit_stats::{cpu_argmax, cpu_stats, logit_stats_at, LogitStats};
 
 /// Rows per chunk: large enough that the product runs near the BLAS's best speed, small enough
 /// that the buffer (`vocab` floats per row) stays a fraction of the old whole-batch logits.
 const CHUNK_ROWS: usize = 1024;
-
-/// The chunk buffer, grown on first use and reused by later calls until [`release_buffer`].
-static LOGITS: Mutex<Vec<f32>> = Mutex::new(Vec::new());
 
 impl Model {
     /// Statistics of the next-token distribution at `hidden` position `at[i]` (last block's
@@ -78,12 +73,13 @@ impl Model {
     ) -> Result<bool> {
         let head = self.net.lm_head();
         let (vocab, width) = head.weight().dims2()?;
-        if !is_cpu_f32(hidden) || !is_cpu_f32(head.weight()) {
+        if ops::blas().is_none() || !ops::fast(&[hidden, head.weight()]) {
             return Ok(false);
         }
         let positions = hidden.elem_count() / width.max(1);
         let normed = self.net.final_norm(&hidden.reshape((positions, width))?)?;
-        let mut buffer = LOGITS
+        let mut buffer = self
+            .head_buffer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let chunk = CHUNK_ROWS.min(positions.max(1));
@@ -106,13 +102,16 @@ impl Model {
     }
 }
 
-/// Free the chunk buffer. Memorize calls this between the teacher-forced passes (up to
-/// [`CHUNK_ROWS`] rows per chunk) and decoding (fewer rows, and the KV caches of every
-/// setting at once: the peak of a run), so that the buffer the passes grew does not add to
-/// that peak (157 MiB of 1460 in bench_memorize's pythia-70m run).
-pub fn release_buffer() {
-    let mut buffer = LOGITS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    *buffer = Vec::new();
+impl Model {
+    /// Free the head's chunk buffer. Memorize calls this between the teacher-forced passes (up
+    /// to [`CHUNK_ROWS`] rows per chunk) and decoding (fewer rows, and the KV caches of every
+    /// setting at once: the peak of a run), so that the buffer the passes grew does not add
+    /// to that peak (bench/RESULTS.md).
+    pub fn release_head_buffer(&self) {
+        let mut buffer = self
+            .head_buffer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *buffer = Vec::new();
+    }
 }

@@ -1,12 +1,12 @@
 //! A linear layer `y = x·Wᵀ + b` that runs f32 products on the CPU through the system BLAS
-//! ([`super::blas`]) when there is one, and through candle's kernels otherwise (other devices,
-//! other dtypes, no BLAS).
+//! ([`crate::ops::blas`]) when there is one, and through candle's kernels otherwise (other
+//! devices, other dtypes, no BLAS, `LLM_MEM_KERNELS=portable`).
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::blas::{self, Blas, Product};
-use super::cpu_ops::{is_cpu_f32, with_f32};
+use crate::ops::blas::{Blas, Product};
+use crate::ops::{self, cpu::with_f32};
 
 #[derive(Debug, Clone)]
 pub struct Linear {
@@ -34,6 +34,12 @@ impl Linear {
         Self::new(weight, bias)
     }
 
+    /// Load GPT-2's `Conv1D` `<prefix>.weight`, stored `[in, out]`, and `<prefix>.bias`.
+    pub fn load_conv1d(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Self> {
+        let weight = vb.get((in_dim, out_dim), "weight")?.t()?;
+        Self::new(weight, Some(vb.get(out_dim, "bias")?))
+    }
+
     pub fn weight(&self) -> &Tensor {
         &self.weight
     }
@@ -43,8 +49,8 @@ impl Linear {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        match blas::get() {
-            Some(blas) if is_cpu_f32(x) => self.forward_blas(blas, x),
+        match ops::blas() {
+            Some(blas) if ops::fast(&[x, &self.weight]) => self.forward_blas(blas, x),
             _ => self.forward_candle(x),
         }
     }
@@ -53,10 +59,10 @@ impl Linear {
     /// caller's `out` (`out_dim` floats per row). Returns `false`, writing nothing, where that
     /// path does not apply: no BLAS, a weight not f32 on the CPU, sizes beyond 32 bits.
     pub fn forward_cpu_into(&self, x: &[f32], out: &mut [f32]) -> Result<bool> {
-        let Some(blas) = blas::get() else {
+        let Some(blas) = ops::blas() else {
             return Ok(false);
         };
-        if !is_cpu_f32(&self.weight) {
+        if !ops::fast(&[&self.weight]) {
             return Ok(false);
         }
         let (out_dim, in_dim) = self.weight.dims2()?;
@@ -120,7 +126,8 @@ impl Linear {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::cpu_ops::max_abs_diff;
+    use crate::ops::blas;
+    use crate::ops::cpu::max_abs_diff;
     use candle_core::Device;
 
     /// The BLAS path gives candle's result up to f32 rounding, with and without bias, for a

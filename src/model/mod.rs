@@ -1,24 +1,26 @@
-//! The two model families, behind one interface that exposes the transformer block by block
-//! so that callers can reuse the residual stream below a bypassed layer.
+//! The model families (one file each under [`arch`]), behind one interface that exposes the
+//! transformer block by block so that callers can reuse the residual stream below a bypassed
+//! layer. The parts families share live beside it: attention (positions, masks, KV cache,
+//! heads), rotary, norms, linear layers, activations; device-specific kernels are in
+//! [`crate::ops`].
 
+pub mod activation;
+pub mod arch;
 pub mod attention;
-pub mod blas;
 pub mod config;
-pub mod cpu_attention;
-pub mod cpu_ops;
-pub mod gpt_neo;
-pub mod gpt_neox;
 pub mod head;
 pub mod linear;
-pub mod logit_stats;
-pub mod neox_qkv;
+pub mod norm;
+pub mod rotary;
 pub mod weights;
 
 use std::ops::Range;
+use std::sync::Mutex;
 
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 
+pub use activation::Activation;
 pub use attention::{KvCache, LayerKv, Positions};
 pub use config::ModelConfig;
 pub use weights::ModelFiles;
@@ -27,9 +29,7 @@ use crate::bad_input;
 
 /// One architecture, block by block.
 pub trait CausalLm: Send + Sync {
-    /// GPT-Neo's local attention window, when the model has local layers.
-    fn local_window(&self) -> Option<usize>;
-    /// Token (and, for GPT-Neo, position) embeddings: `[b, t]` ids → `[b, t, hidden]`.
+    /// Token (and, with learned positions, position) embeddings: `[b, t]` ids → `[b, t, hidden]`.
     fn embed(&self, ids: &Tensor, pos: &Positions) -> candle_core::Result<Tensor>;
     /// Transformer block `layer`; where `bypass` says so, its attention is the identity.
     fn block(
@@ -40,7 +40,7 @@ pub trait CausalLm: Send + Sync {
         pos: &Positions,
         kv: &mut LayerKv,
     ) -> candle_core::Result<Tensor>;
-    /// The layer norm applied to the last block's output before the LM head.
+    /// The norm applied to the last block's output before the LM head.
     fn final_norm(&self, x: &Tensor) -> candle_core::Result<Tensor>;
     /// The LM head: normed hidden states → logits.
     fn lm_head(&self) -> &linear::Linear;
@@ -49,35 +49,6 @@ pub trait CausalLm: Send + Sync {
         self.lm_head()
             .forward(&self.final_norm(x)?)?
             .to_dtype(DType::F32)
-    }
-}
-
-/// The activations used by the two families.
-#[derive(Debug, Clone, Copy)]
-pub enum Activation {
-    /// `gelu`: exact, with erf (GPT-NeoX).
-    GeluErf,
-    /// `gelu_new` / `gelu_fast`: the tanh approximation (GPT-Neo).
-    GeluTanh,
-}
-
-impl Activation {
-    /// Names are validated when the config is read.
-    pub fn from_name(name: &str) -> Self {
-        if name == "gelu" {
-            Self::GeluErf
-        } else {
-            Self::GeluTanh
-        }
-    }
-
-    pub fn apply(self, x: &Tensor) -> candle_core::Result<Tensor> {
-        match self {
-            Self::GeluErf if cpu_ops::is_cpu_f32(x) => cpu_ops::gelu_erf(x),
-            Self::GeluErf => x.gelu_erf(),
-            Self::GeluTanh if cpu_ops::is_cpu_f32(x) => cpu_ops::gelu_tanh(x),
-            Self::GeluTanh => x.gelu(),
-        }
     }
 }
 
@@ -115,7 +86,7 @@ impl BypassSet {
 pub enum LayerBypass<'a> {
     /// No row: ordinary attention.
     Off,
-    /// Every row: the block computes only `dense(V(ln(x)))` for its attention branch.
+    /// Every row: the block computes only `out_proj(V(norm(x)))` for its attention branch.
     On,
     /// Rows where the `[rows, 1, 1]` u8 mask is 1 (a batch mixing several settings).
     Rows(&'a Tensor),
@@ -191,6 +162,8 @@ pub struct Model {
     pub config: ModelConfig,
     pub device: Device,
     pub dtype: DType,
+    /// The LM head's chunk buffer on the CPU fast path ([`head`]), reused between calls.
+    head_buffer: Mutex<Vec<f32>>,
 }
 
 impl Model {
@@ -198,11 +171,7 @@ impl Model {
     pub fn load(files: &ModelFiles, device: &Device, dtype: DType) -> Result<Self> {
         let config = ModelConfig::from_file(&files.config)?;
         let vb = weights::var_builder(&files.weights, dtype, device)?;
-        let net: candle_core::Result<Box<dyn CausalLm>> = match &config {
-            ModelConfig::GptNeoX(cfg) => gpt_neox::GptNeoX::new(cfg, vb).map(|m| Box::new(m) as _),
-            ModelConfig::GptNeo(cfg) => gpt_neo::GptNeo::new(cfg, vb).map(|m| Box::new(m) as _),
-        };
-        let net = net.map_err(|err| {
+        let net = config.family().build(vb).map_err(|err| {
             bad_input!(
                 "loading weights of {}: {err}",
                 files.config.parent().unwrap_or(&files.config).display()
@@ -213,6 +182,7 @@ impl Model {
             config,
             device: device.clone(),
             dtype,
+            head_buffer: Mutex::new(Vec::new()),
         })
     }
 
@@ -224,9 +194,9 @@ impl Model {
         self.config.vocab_size()
     }
 
-    /// GPT-Neo's local attention window, when the model has local layers.
+    /// The local / sliding attention window, when some layer has one.
     pub fn local_window(&self) -> Option<usize> {
-        self.net.local_window()
+        self.config.local_window()
     }
 
     pub fn new_cache(&self) -> KvCache {
@@ -235,7 +205,7 @@ impl Model {
 
     /// Register tokens at positions `query_pos` (`[b, t]` f32) in `cache`.
     pub fn begin_step(&self, cache: &mut KvCache, query_pos: &Tensor) -> Result<Positions> {
-        Ok(cache.begin_step(query_pos, self.net.local_window())?)
+        Ok(cache.begin_step(query_pos, self.local_window())?)
     }
 
     pub fn embed(&self, ids: &Tensor, pos: &Positions) -> Result<Tensor> {

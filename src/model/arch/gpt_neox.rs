@@ -6,64 +6,117 @@
 //! blocks usually use a *parallel* residual, `x + attn(ln1(x)) + mlp(ln2(x))`; the output
 //! embedding `embed_out` is not tied to the input one.
 
-use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
-use candle_nn::{layer_norm, Embedding, LayerNorm, VarBuilder};
+use std::any::Any;
 
-use super::attention::{attend, LayerKv, Positions};
-use super::config::GptNeoXConfig;
-use super::linear::Linear;
-use super::neox_qkv::{self, RotaryTables};
-use super::{Activation, CausalLm, LayerBypass};
+use candle_core::{IndexOp, Module, Result, Tensor};
+use candle_nn::{Embedding, VarBuilder};
+use serde::Deserialize;
 
-/// Cos/sin tables for every position, `[max_positions, rotary_ndims / 2]`.
-struct Rotary {
-    cos: Tensor,
-    sin: Tensor,
-    ndims: usize,
+use super::{Architecture, Family, Shape};
+use crate::model::attention::{LayerKv, Positions};
+use crate::model::config::check_heads_divide;
+use crate::model::linear::Linear;
+use crate::model::norm::Norm;
+use crate::model::rotary::{RopeKeys, RopeSpec, Rotary, RotaryStyle};
+use crate::model::{Activation, CausalLm, LayerBypass};
+use crate::ops::{self, neox_qkv::RotaryTables};
+
+pub const ARCHITECTURE: Architecture = Architecture {
+    name: "GPTNeoXForCausalLM",
+    model_type: "gpt_neox",
+    size_fields: &[
+        "vocab_size",
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "intermediate_size",
+        "max_position_embeddings",
+    ],
+    parse: super::parse_json::<GptNeoXConfig>,
+};
+
+/// GPT-NeoX's `config.json`. Rotary settings come either as the classic
+/// `rotary_pct`/`rotary_emb_base` or, in newer transformers, inside `rope_parameters`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GptNeoXConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default = "default_true")]
+    pub use_parallel_residual: bool,
+    #[serde(default = "default_true")]
+    pub attention_bias: bool,
+    #[serde(default)]
+    pub rotary_pct: Option<f64>,
+    #[serde(default)]
+    pub rotary_emb_base: Option<f64>,
+    #[serde(flatten)]
+    pub rope: RopeKeys,
 }
 
-impl Rotary {
-    fn new(cfg: &GptNeoXConfig, dtype: DType, device: &Device) -> Result<Self> {
-        let ndims = cfg.rotary_ndims();
-        let half = ndims / 2;
-        // Computed in f32, as HF does, so angles agree to the last bit where possible.
-        let base = cfg.rotary_base() as f32;
-        let inv_freq: Vec<f32> = (0..half)
-            .map(|i| 1.0 / base.powf((2 * i) as f32 / ndims as f32))
-            .collect();
-        let inv_freq = Tensor::from_vec(inv_freq, (1, half), device)?;
-        let positions = Tensor::arange(0u32, cfg.max_position_embeddings as u32, device)?
-            .to_dtype(DType::F32)?
-            .unsqueeze(1)?;
-        let angles = positions.broadcast_mul(&inv_freq)?;
-        Ok(Self {
-            cos: angles.cos()?.to_dtype(dtype)?,
-            sin: angles.sin()?.to_dtype(dtype)?,
-            ndims,
-        })
+fn default_act() -> String {
+    "gelu".into()
+}
+fn default_eps() -> f64 {
+    1e-5
+}
+fn default_true() -> bool {
+    true
+}
+
+impl GptNeoXConfig {
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads.max(1)
     }
 
-    /// Rotate the first `ndims` dimensions of `x` `[b, h, t, d]` by the angles of `positions` `[b, t]`.
-    fn apply(&self, x: &Tensor, positions: &Tensor) -> Result<Tensor> {
-        if self.ndims == 0 {
-            return Ok(x.clone());
+    pub fn rope(&self) -> anyhow::Result<RopeSpec> {
+        self.rope.resolve(self.rotary_emb_base, self.rotary_pct)
+    }
+
+    /// Number of rotated dimensions per head, as HF computes it: `int(head_dim * pct)`.
+    pub fn rotary_ndims(&self) -> usize {
+        self.rope().map_or(0, |r| r.ndims(self.head_dim()))
+    }
+}
+
+impl Family for GptNeoXConfig {
+    fn shape(&self) -> Shape {
+        Shape {
+            num_layers: self.num_hidden_layers,
+            hidden_size: self.hidden_size,
+            heads: self.num_attention_heads,
+            kv_heads: self.num_attention_heads,
+            intermediate_size: self.intermediate_size,
+            vocab_size: self.vocab_size,
+            max_positions: self.max_position_embeddings,
+            norm_eps: self.layer_norm_eps,
+            local_window: None,
         }
-        let (b, _, t, d) = x.dims4()?;
-        let index = positions.flatten_all()?;
-        let cos = self
-            .cos
-            .index_select(&index, 0)?
-            .reshape((b, t, self.ndims / 2))?;
-        let sin = self
-            .sin
-            .index_select(&index, 0)?
-            .reshape((b, t, self.ndims / 2))?;
-        let rotated =
-            candle_nn::rotary_emb::rope(&x.narrow(3, 0, self.ndims)?.contiguous()?, &cos, &sin)?;
-        if self.ndims == d {
-            return Ok(rotated);
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        check_heads_divide(self.hidden_size, self.num_attention_heads)?;
+        let ndims = self.rope()?.ndims(self.head_dim());
+        if ndims % 2 != 0 {
+            return Err(crate::bad_input!("rotary dimensions {ndims} must be even"));
         }
-        Tensor::cat(&[&rotated, &x.narrow(3, self.ndims, d - self.ndims)?], 3)
+        Activation::from_name(&self.hidden_act)?;
+        Ok(())
+    }
+
+    fn build(&self, vb: VarBuilder) -> Result<Box<dyn CausalLm>> {
+        Ok(Box::new(GptNeoX::new(self, vb)?))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }
 
@@ -127,8 +180,8 @@ impl Attention {
             sin: &rotary.sin,
             ndims: rotary.ndims,
         };
-        let split = if neox_qkv::applies(&qkv, &tables) {
-            Some(neox_qkv::split_rotate(
+        let split = if ops::neox_qkv::applies(&qkv, &tables) {
+            Some(ops::neox_qkv::split_rotate(
                 &qkv,
                 &pos.query,
                 &tables,
@@ -150,7 +203,7 @@ impl Attention {
         };
         let (k, v) = kv.append(k, v)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let mut mixed = attend(&q, &k, &v, pos.mask(false), Some(scale))?;
+        let mut mixed = ops::attend(&q, &k, &v, pos.mask(false), Some(scale))?;
         if let LayerBypass::Rows(mask) = bypass {
             // Rows of a bypassing setting take their own value vector instead.
             let own = part(2)?.reshape((b, t, self.heads * self.head_dim))?;
@@ -181,7 +234,7 @@ impl Mlp {
                 true,
                 vb.pp("dense_4h_to_h"),
             )?,
-            act: Activation::from_name(&cfg.hidden_act),
+            act: Activation::from_name(&cfg.hidden_act).map_err(candle_core::Error::wrap)?,
         })
     }
 
@@ -192,8 +245,8 @@ impl Mlp {
 }
 
 struct Layer {
-    input_layernorm: LayerNorm,
-    post_attention_layernorm: LayerNorm,
+    input_layernorm: Norm,
+    post_attention_layernorm: Norm,
     attention: Attention,
     mlp: Mlp,
     parallel_residual: bool,
@@ -201,7 +254,7 @@ struct Layer {
 
 impl Layer {
     fn new(cfg: &GptNeoXConfig, vb: VarBuilder) -> Result<Self> {
-        let ln = |name: &str| layer_norm(cfg.hidden_size, cfg.layer_norm_eps, vb.pp(name));
+        let ln = |name: &str| Norm::layer(cfg.hidden_size, cfg.layer_norm_eps, vb.pp(name));
         Ok(Self {
             input_layernorm: ln("input_layernorm")?,
             post_attention_layernorm: ln("post_attention_layernorm")?,
@@ -241,7 +294,7 @@ impl Layer {
 pub struct GptNeoX {
     embed_in: Embedding,
     layers: Vec<Layer>,
-    final_layer_norm: LayerNorm,
+    final_layer_norm: Norm,
     embed_out: Linear,
     rotary: Rotary,
 }
@@ -256,22 +309,25 @@ impl GptNeoX {
         Ok(Self {
             embed_in,
             layers,
-            final_layer_norm: layer_norm(
+            final_layer_norm: Norm::layer(
                 cfg.hidden_size,
                 cfg.layer_norm_eps,
                 body.pp("final_layer_norm"),
             )?,
             embed_out: Linear::load(cfg.hidden_size, cfg.vocab_size, false, vb.pp("embed_out"))?,
-            rotary: Rotary::new(cfg, vb.dtype(), vb.device())?,
+            rotary: Rotary::new(
+                &cfg.rope().map_err(candle_core::Error::wrap)?,
+                cfg.head_dim(),
+                RotaryStyle::Half,
+                cfg.max_position_embeddings,
+                vb.dtype(),
+                vb.device(),
+            )?,
         })
     }
 }
 
 impl CausalLm for GptNeoX {
-    fn local_window(&self) -> Option<usize> {
-        None
-    }
-
     fn embed(&self, ids: &Tensor, _pos: &Positions) -> Result<Tensor> {
         self.embed_in.forward(ids)
     }
@@ -299,7 +355,8 @@ impl CausalLm for GptNeoX {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::cpu_ops::max_abs_diff;
+    use crate::ops::cpu::max_abs_diff;
+    use candle_core::{DType, Device};
 
     /// The fused CPU split + rotary (what CPU f32 runs) equals the tensor-op path (what other
     /// devices and dtypes run), for a partial and a full rotary fraction.
@@ -313,7 +370,15 @@ mod tests {
             }))
             .unwrap();
             let dev = Device::Cpu;
-            let rotary = Rotary::new(&cfg, DType::F32, &dev).unwrap();
+            let rotary = Rotary::new(
+                &cfg.rope().unwrap(),
+                cfg.head_dim(),
+                RotaryStyle::Half,
+                cfg.max_position_embeddings,
+                DType::F32,
+                &dev,
+            )
+            .unwrap();
             let (b, t, heads, d) = (3, 5, 2, 16);
             let qkv = Tensor::randn(0f32, 1.0, (b, t, heads * 3 * d), &dev).unwrap();
             // Rows at different positions, as in a decode batch.
@@ -324,7 +389,7 @@ mod tests {
                 sin: &rotary.sin,
                 ndims: rotary.ndims,
             };
-            let fused = neox_qkv::split_rotate(&qkv, &pos, &tables, heads, d).unwrap();
+            let fused = ops::neox_qkv::split_rotate(&qkv, &pos, &tables, heads, d).unwrap();
 
             let parts = qkv.reshape((b, t, heads, 3 * d)).unwrap();
             let part = |i: usize| parts.narrow(3, i * d, d).unwrap().transpose(1, 2).unwrap();

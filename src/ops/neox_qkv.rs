@@ -11,7 +11,7 @@
 use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 
-use super::cpu_ops::{is_cpu_f32, with_f32};
+use super::cpu::with_f32;
 
 /// Angle tables `[max_positions, ndims / 2]` and how many leading dims of a head they rotate.
 pub struct RotaryTables<'a> {
@@ -22,7 +22,7 @@ pub struct RotaryTables<'a> {
 
 /// Whether [`split_rotate`] runs on this projection output: f32 on the CPU.
 pub fn applies(qkv: &Tensor, tables: &RotaryTables) -> bool {
-    [qkv, tables.cos, tables.sin].into_iter().all(is_cpu_f32)
+    super::fast(&[qkv, tables.cos, tables.sin])
 }
 
 /// `qkv` `[b, t, heads * 3 * d]` laid out per head as `[q | k | v]`, `positions` `[b, t]`

@@ -14,12 +14,14 @@ use anyhow::Result;
 use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
 
-use super::engine::Schedule;
-use super::stored::{self, StoredScore};
-use super::{load_task, tasks, LmTokenizer, Scored, SettingScores, Suite, TaskDocs, TaskMetrics};
+use super::long_run::{self, parse_shard, ResumeArgs, RunHeader};
+use super::progress_bar;
 use crate::bad_input;
-use crate::cli::long_run::{self, parse_shard, ResumeArgs, RunHeader};
-use crate::cli::progress_bar;
+use crate::benchmark::engine::Schedule;
+use crate::benchmark::stored::{self, StoredScore};
+use crate::benchmark::{
+    load_task, tasks, LmTokenizer, Scored, SettingScores, Suite, TaskDocs, TaskMetrics,
+};
 use crate::hub::HubRepo;
 use crate::model::{weights, BypassSet, Model, ModelConfig, ModelFiles};
 use crate::report::json::{ModelInfo, ToolInfo};
@@ -36,7 +38,7 @@ use crate::sweep::{self, Fingerprint, OutputPlan, Shard, SweepFile};
 pub struct BenchmarkArgs {
     /// The model (it needs a tokenizer.json); default: the built-in tiny Pythia.
     #[command(flatten)]
-    pub model: crate::cli::ModelArgs,
+    pub model: super::ModelArgs,
     /// Comma-separated tasks (default: all): lambada_openai (or lambada), piqa, arc_easy,
     /// arc_challenge, hellaswag, winogrande, sciq, openbookqa, boolq, wikitext.
     #[arg(long, value_name = "A,B,...")]
@@ -52,7 +54,7 @@ pub struct BenchmarkArgs {
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
     #[command(flatten)]
-    pub sweep: crate::cli::SweepArgs,
+    pub sweep: super::SweepArgs,
     /// Output JSON (default: benchmark_scores/<model-id>.json, or
     /// benchmark_scores/<model-id>.shard-K-of-N.json with --shard).
     #[arg(long, value_name = "FILE")]
@@ -196,7 +198,7 @@ fn prepare(args: &BenchmarkArgs) -> Result<Job> {
     let layers = config.num_layers();
     let sweep = args.sweep.settings(layers)?;
     let mine = long_run::settings_to_run(args.shard, sweep.len(), || {
-        super::setting_costs(&sweep, layers)
+        crate::benchmark::setting_costs(&sweep, layers)
     })?;
     let max_len = config.max_positions();
     let suite = Suite::new(&tok, &tasks, max_len)?;
@@ -224,7 +226,7 @@ fn prepare(args: &BenchmarkArgs) -> Result<Job> {
         config: ConfigInfo {
             limit: args.limit,
             max_length: max_len,
-            bootstrap_iters: super::metrics::BOOTSTRAP_ITERS,
+            bootstrap_iters: crate::benchmark::metrics::BOOTSTRAP_ITERS,
         },
         tasks: tasks.iter().map(task_info).collect(),
     };
@@ -388,7 +390,7 @@ fn tokenizer_files(
 /// `/` → `_`, or a directory's own name.
 fn output_path(args: &BenchmarkArgs) -> PathBuf {
     args.output.clone().unwrap_or_else(|| {
-        let id = crate::cli::model_id(&args.model.display_name());
+        let id = super::model_id(&args.model.display_name());
         let shard = long_run::shard_suffix(args.shard);
         PathBuf::from("benchmark_scores").join(format!("{id}{shard}.json"))
     })
@@ -412,9 +414,11 @@ pub fn results_table(results: &[SettingScores]) -> String {
             for (_, metrics) in &r.tasks {
                 for (key, value) in metrics.0.iter().filter(|(k, _)| !k.contains("_stderr")) {
                     row.push(match value {
-                        super::Value::Num(x) if key.starts_with("acc") => format!("{x:.4}"),
-                        super::Value::Num(x) => format!("{x:.3}"),
-                        super::Value::NotAvailable => "N/A".into(),
+                        crate::benchmark::Value::Num(x) if key.starts_with("acc") => {
+                            format!("{x:.4}")
+                        }
+                        crate::benchmark::Value::Num(x) => format!("{x:.3}"),
+                        crate::benchmark::Value::NotAvailable => "N/A".into(),
                     });
                 }
             }

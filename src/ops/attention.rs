@@ -6,10 +6,13 @@
 //! the largest cost of a decode step (bench/RESULTS.md). Here each batch row is one rayon
 //! task that computes all its heads with plain loops and writes its output in the final
 //! `[tokens, heads * head_dim]` layout, so no intermediate tensor is allocated or copied.
-//! The arithmetic is the same as [`super::attention::attend`]'s: scores `q·k * scale + mask`,
-//! softmax `exp(s - max) / Σ`, then the weighted sum of values, all in f32.
+//! The arithmetic is the same as [`attend_portable`]'s: scores `q·k * scale + mask`,
+//! softmax `exp(s - max) / Σ`, then the weighted sum of values, all in f32. With grouped-query
+//! attention the kernel reads each query head's key/value head in place; the portable path
+//! repeats the key/value heads first, as HF's `repeat_kv` does.
 
 use candle_core::{DType, Result, Storage, Tensor};
+
 use rayon::prelude::*;
 
 /// A 4-D tensor's elements with its strides; the last dimension must be dense.
@@ -34,15 +37,19 @@ pub fn applies(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor) -> bool {
         .all(|t| t.device().is_cpu() && t.dtype() == DType::F32 && t.rank() == 4)
 }
 
-/// `q` `[b, h, tq, d]`, `k`/`v` `[b, h, keys, d]`, additive `mask` `[b, 1, tq, keys]`;
-/// returns `[b, tq, h * d]`. Callers check [`applies`].
+/// `q` `[b, h, tq, d]`, `k`/`v` `[b, kv_h, keys, d]` (`kv_h` divides `h`), additive `mask`
+/// `[b, 1, tq, keys]`; returns `[b, tq, h * d]`. Callers check [`applies`].
 pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f32) -> Result<Tensor> {
     let (b, h, tq, d) = q.dims4()?;
-    let keys = k.dim(2)?;
+    let (kv_heads, keys) = (k.dim(1)?, k.dim(2)?);
+    if kv_heads == 0 || h % kv_heads != 0 {
+        candle_core::bail!("attention: {kv_heads} key/value heads for {h} query heads");
+    }
     let mask = mask.contiguous()?;
     let mut out = vec![0f32; b * tq * h * d];
     let shape = Shape {
         h,
+        group: h / kv_heads,
         tq,
         keys,
         d,
@@ -67,6 +74,8 @@ pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f32) -> 
 #[derive(Clone, Copy)]
 struct Shape {
     h: usize,
+    /// Query heads per key/value head.
+    group: usize,
     tq: usize,
     keys: usize,
     d: usize,
@@ -109,6 +118,7 @@ fn attend_row_body(
 ) {
     let Shape {
         h,
+        group,
         tq,
         keys,
         d,
@@ -119,10 +129,11 @@ fn attend_row_body(
         for query in 0..tq {
             let allowed = views.mask.vec(row, 0, query, keys);
             let q = views.q.vec(row, head, query, d);
-            let key = |j| views.k.vec(row, head, j, d);
+            let kv_head = head / group;
+            let key = |j| views.k.vec(row, kv_head, j, d);
             scores(|j| dot(q, key(j)), allowed, scale, &mut weights);
             let out = &mut out[(query * h + head) * d..][..d];
-            weighted_sum(&weights, |j| views.v.vec(row, head, j, d), out);
+            weighted_sum(&weights, |j| views.v.vec(row, kv_head, j, d), out);
         }
     }
 }
@@ -212,6 +223,58 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
             .sum::<f32>()
 }
 
+/// The same attention by candle's tensor ops (other devices and dtypes, and
+/// `LLM_MEM_KERNELS=portable`).
+pub fn attend_portable(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: &Tensor,
+    scale: Option<f64>,
+) -> Result<Tensor> {
+    let (b, h, tq, d) = q.dims4()?;
+    let q = q.to_dtype(DType::F32)?;
+    let k = repeat_kv(&k.to_dtype(DType::F32)?, h)?;
+    let v = repeat_kv(v, h)?;
+    // The matmuls read K^T and a cache with spare slots through their strides: no copies.
+    let mut scores = q.contiguous()?.matmul(&matmul_operand(&k)?.t()?)?;
+    if let Some(scale) = scale {
+        scores = (scores * scale)?;
+    }
+    let weights = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(mask)?)?;
+    let out = weights.to_dtype(v.dtype())?.matmul(&matmul_operand(&v)?)?;
+    out.transpose(1, 2)?.reshape((b, tq, h * d))
+}
+
+/// `[b, kv_h, keys, d]` → `[b, heads, keys, d]`, each key/value head repeated for its group of
+/// query heads (itself when `kv_h == heads`).
+fn repeat_kv(x: &Tensor, heads: usize) -> Result<Tensor> {
+    let (b, kv_heads, keys, d) = x.dims4()?;
+    if kv_heads == heads {
+        return Ok(x.clone());
+    }
+    x.unsqueeze(2)?
+        .broadcast_as((b, kv_heads, heads / kv_heads, keys, d))?
+        .contiguous()?
+        .reshape((b, heads, keys, d))
+}
+
+/// `t` `[b, h, rows, cols]` itself when a batched matmul can read it through its strides
+/// (dense rows, evenly spaced matrices: e.g. a cache narrowed to the slots in use), else a
+/// contiguous copy.
+fn matmul_operand(t: &Tensor) -> Result<Tensor> {
+    let (dims, stride) = (t.dims(), t.stride());
+    let readable = dims.len() == 4
+        && stride[3] == 1
+        && stride[2] == dims[3]
+        && stride[0] == stride[1] * dims[1];
+    if readable {
+        Ok(t.clone())
+    } else {
+        t.contiguous()
+    }
+}
+
 /// Call `f` with a strided view of `t` (made dense in its last dimension first if needed).
 fn with_view<R>(t: &Tensor, f: impl FnOnce(&View) -> Result<R>) -> Result<R> {
     let t = if t.stride()[3] == 1 {
@@ -234,7 +297,7 @@ fn with_view<R>(t: &Tensor, f: impl FnOnce(&View) -> Result<R>) -> Result<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::cpu_ops::max_abs_diff;
+    use crate::ops::cpu::max_abs_diff;
     use candle_core::Device;
 
     /// The fused pass equals candle's op-by-op attention, also on strided inputs (a cache
@@ -276,5 +339,28 @@ mod tests {
             .unwrap();
         let diff = max_abs_diff(&fused, &reference);
         assert!(diff < 1e-5, "max difference {diff}");
+        let portable = attend_portable(&q, &k, &v, &mask, Some(0.25)).unwrap();
+        assert!(max_abs_diff(&portable, &reference) < 1e-6);
+    }
+
+    /// Grouped-query attention: query head j reads key/value head j / (h / kv_h), in the
+    /// fused kernel as in the portable path (which repeats the key/value heads).
+    #[test]
+    fn grouped_query_heads_read_their_group() {
+        let dev = Device::Cpu;
+        let (b, h, kv_h, tq, keys, d) = (2, 6, 2, 3, 5, 8);
+        let q = Tensor::randn(0f32, 1.0, (b, h, tq, d), &dev).unwrap();
+        let k = Tensor::randn(0f32, 1.0, (b, kv_h, keys, d), &dev).unwrap();
+        let v = Tensor::randn(0f32, 1.0, (b, kv_h, keys, d), &dev).unwrap();
+        let mask = Tensor::zeros((b, 1, tq, keys), DType::F32, &dev).unwrap();
+        let fused = attend(&q, &k, &v, &mask, 0.5).unwrap();
+        let portable = attend_portable(&q, &k, &v, &mask, Some(0.5)).unwrap();
+        assert!(max_abs_diff(&fused, &portable) < 1e-5);
+        // Head 4 belongs to group 1: the same as attending with kv head 1 alone.
+        let one = |t: &Tensor, i: usize| t.narrow(1, i, 1).unwrap();
+        let head4 =
+            attend_portable(&one(&q, 4), &one(&k, 1), &one(&v, 1), &mask, Some(0.5)).unwrap();
+        let fused4 = fused.narrow(2, 4 * d, d).unwrap();
+        assert!(max_abs_diff(&head4, &fused4) < 1e-5);
     }
 }

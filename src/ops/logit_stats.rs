@@ -10,7 +10,7 @@ use anyhow::Result;
 use candle_core::{DType, Storage, Tensor, D};
 use rayon::prelude::*;
 
-use crate::model::cpu_ops::{exp, simd_kernel};
+use super::cpu::{exp, simd_kernel};
 
 /// Statistics of each of `rows × positions` distributions, row-major.
 pub struct LogitStats {
@@ -47,7 +47,7 @@ pub fn logit_stats_at(logits: &Tensor, at: &[u32], targets: &[u32]) -> Result<Lo
     if let Some(&bad) = at.iter().find(|&&i| i as usize >= distributions) {
         anyhow::bail!("logit statistics: distribution {bad} of {distributions}");
     }
-    if logits.device().is_cpu() {
+    if super::fast(&[&logits]) {
         let (storage, layout) = logits.storage_and_layout();
         if let Storage::Cpu(cpu) = &*storage {
             let values = &cpu.as_slice::<f32>()?[layout.start_offset()..][..distributions * vocab];

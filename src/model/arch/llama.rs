@@ -1,0 +1,464 @@
+//! Llama-style decoders: `LlamaForCausalLM` (Llama 2/3.x, TinyLlama, SmolLM),
+//! `MistralForCausalLM`, `Qwen2ForCausalLM` and `Qwen3ForCausalLM`. One block for all four:
+//! `h = x + attn(rms(x)); out = h + mlp(rms(h))`, a SwiGLU MLP
+//! `down(silu(gate(x)) · up(x))`, rotary on every head dimension in the "rotate half" form,
+//! grouped-query attention, an untied or tied LM head.
+//!
+//! Where the four differ (transformers 5.24):
+//! - biases: Llama's q/k/v/o follow `attention_bias`, its MLP `mlp_bias`; Mistral has none;
+//!   Qwen2 always has q/k/v biases and never an o_proj or MLP bias; Qwen3's q/k/v/o follow
+//!   `attention_bias`;
+//! - Qwen3 RMS-normalizes q and k *per head* (over `head_dim`) before the rotary;
+//! - sliding windows: Mistral's `sliding_window` applies to every layer (absent = 4096,
+//!   `null` = none); Qwen2/3 ignore it unless `use_sliding_window`, and then only on the
+//!   layers `layer_types` marks `sliding_attention` (by default those from
+//!   `max_window_layers` on). A window of w lets query q see key k when `q - k < w`;
+//! - `head_dim` defaults to hidden / heads, except Qwen3's (128);
+//! - GQA: query head h reads key/value head h // (heads / kv_heads).
+//!
+//! The bypass of block L gives each query head its own position's value vector (its
+//! key/value group's), then `o_proj`: no q, k, rotary, mask or cache.
+
+use std::any::Any;
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{Embedding, VarBuilder};
+use serde::Deserialize;
+
+use super::{Architecture, Family, Shape};
+use crate::bad_input;
+use crate::model::attention::{bypass_rows, Heads, LayerKv, Positions};
+use crate::model::config::check_heads_divide;
+use crate::model::linear::Linear;
+use crate::model::norm::Norm;
+use crate::model::rotary::{RopeKeys, RopeSpec, Rotary, RotaryStyle};
+use crate::model::{Activation, CausalLm, LayerBypass};
+use crate::ops;
+
+const SIZE_FIELDS: &[&str] = &[
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "max_position_embeddings",
+    "sliding_window",
+    "max_window_layers",
+];
+
+pub const LLAMA: Architecture = Architecture {
+    name: "LlamaForCausalLM",
+    model_type: "llama",
+    size_fields: SIZE_FIELDS,
+    parse: |text| parse(text, Variant::Llama),
+};
+pub const MISTRAL: Architecture = Architecture {
+    name: "MistralForCausalLM",
+    model_type: "mistral",
+    size_fields: SIZE_FIELDS,
+    parse: |text| parse(text, Variant::Mistral),
+};
+pub const QWEN2: Architecture = Architecture {
+    name: "Qwen2ForCausalLM",
+    model_type: "qwen2",
+    size_fields: SIZE_FIELDS,
+    parse: |text| parse(text, Variant::Qwen2),
+};
+pub const QWEN3: Architecture = Architecture {
+    name: "Qwen3ForCausalLM",
+    model_type: "qwen3",
+    size_fields: SIZE_FIELDS,
+    parse: |text| parse(text, Variant::Qwen3),
+};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Variant {
+    #[default]
+    Llama,
+    Mistral,
+    Qwen2,
+    Qwen3,
+}
+
+/// The `config.json` of all four, with HF's field names.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LlamaConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    #[serde(default)]
+    pub num_key_value_heads: Option<usize>,
+    #[serde(default)]
+    pub head_dim: Option<usize>,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_eps")]
+    pub rms_norm_eps: f64,
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    #[serde(default)]
+    pub attention_bias: bool,
+    #[serde(default)]
+    pub mlp_bias: bool,
+    #[serde(default)]
+    pub sliding_window: Option<usize>,
+    #[serde(default)]
+    pub use_sliding_window: bool,
+    #[serde(default)]
+    pub max_window_layers: Option<usize>,
+    #[serde(default)]
+    pub layer_types: Option<Vec<String>>,
+    #[serde(flatten)]
+    pub rope: RopeKeys,
+    #[serde(skip)]
+    pub variant: Variant,
+    /// Mistral without a `sliding_window` key (HF's default is 4096; `null` means none).
+    #[serde(skip)]
+    sliding_window_absent: bool,
+}
+
+fn default_act() -> String {
+    "silu".into()
+}
+fn default_eps() -> f64 {
+    1e-6
+}
+
+fn parse(text: &str, variant: Variant) -> anyhow::Result<Box<dyn Family>> {
+    let mut config: LlamaConfig = serde_json::from_str(text).map_err(|err| bad_input!("{err}"))?;
+    config.variant = variant;
+    let raw: serde_json::Value = serde_json::from_str(text).map_err(|err| bad_input!("{err}"))?;
+    config.sliding_window_absent = raw.get("sliding_window").is_none();
+    Ok(Box::new(config))
+}
+
+const SLIDING: &str = "sliding_attention";
+const FULL: &str = "full_attention";
+
+impl LlamaConfig {
+    pub fn head_dim(&self) -> usize {
+        match (self.head_dim, self.variant) {
+            (Some(d), _) => d,
+            (None, Variant::Qwen3) => 128,
+            (None, _) => self.hidden_size / self.num_attention_heads.max(1),
+        }
+    }
+
+    pub fn kv_heads(&self) -> usize {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+
+    pub fn rope(&self) -> anyhow::Result<RopeSpec> {
+        self.rope.resolve(None, None)
+    }
+
+    /// The sliding window, where this variant uses one.
+    fn window(&self) -> Option<usize> {
+        match self.variant {
+            Variant::Llama => None,
+            Variant::Mistral if self.sliding_window_absent => Some(4096),
+            Variant::Mistral => self.sliding_window,
+            Variant::Qwen2 | Variant::Qwen3 if self.use_sliding_window => self.sliding_window,
+            Variant::Qwen2 | Variant::Qwen3 => None,
+        }
+    }
+
+    /// Whether each layer attends through the sliding window.
+    pub fn sliding_layers(&self) -> Vec<bool> {
+        let Some(_) = self.window() else {
+            return vec![false; self.num_hidden_layers];
+        };
+        match (&self.layer_types, self.variant) {
+            (_, Variant::Mistral) => vec![true; self.num_hidden_layers],
+            (Some(types), _) => types.iter().map(|t| t == SLIDING).collect(),
+            (None, _) => {
+                let first = self.max_window_layers.unwrap_or(28);
+                (0..self.num_hidden_layers).map(|i| i >= first).collect()
+            }
+        }
+    }
+
+    /// (q/k/v bias, o_proj bias, MLP bias) of this variant.
+    fn biases(&self) -> (bool, bool, bool) {
+        match self.variant {
+            Variant::Llama => (self.attention_bias, self.attention_bias, self.mlp_bias),
+            Variant::Mistral => (false, false, false),
+            Variant::Qwen2 => (true, false, false),
+            Variant::Qwen3 => (self.attention_bias, self.attention_bias, false),
+        }
+    }
+}
+
+impl Family for LlamaConfig {
+    fn shape(&self) -> Shape {
+        let sliding = self.sliding_layers().into_iter().any(|s| s);
+        Shape {
+            num_layers: self.num_hidden_layers,
+            hidden_size: self.hidden_size,
+            heads: self.num_attention_heads,
+            kv_heads: self.kv_heads(),
+            intermediate_size: self.intermediate_size,
+            vocab_size: self.vocab_size,
+            max_positions: self.max_position_embeddings,
+            norm_eps: self.rms_norm_eps,
+            local_window: self.window().filter(|_| sliding),
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.head_dim.is_none() {
+            check_heads_divide(self.hidden_size, self.num_attention_heads)?;
+        }
+        let head_dim = self.head_dim();
+        if head_dim == 0 || head_dim > 1 << 16 {
+            return Err(bad_input!("head_dim {head_dim} must be in 1..=65536"));
+        }
+        if self.rope()?.ndims(head_dim) % 2 != 0 {
+            return Err(bad_input!(
+                "rotary dimensions of head_dim {head_dim} must be even"
+            ));
+        }
+        if let Some(types) = &self.layer_types {
+            if types.len() != self.num_hidden_layers {
+                return Err(bad_input!(
+                    "layer_types lists {} layers but num_hidden_layers is {}",
+                    types.len(),
+                    self.num_hidden_layers
+                ));
+            }
+            if let Some(bad) = types.iter().find(|t| *t != SLIDING && *t != FULL) {
+                return Err(bad_input!(
+                    "layer_types: unknown layer type {bad:?} (expected {FULL} or {SLIDING})"
+                ));
+            }
+        }
+        Activation::from_name(&self.hidden_act)?;
+        Ok(())
+    }
+
+    fn build(&self, vb: VarBuilder) -> Result<Box<dyn CausalLm>> {
+        Ok(Box::new(Llama::new(self, vb)?))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    /// Qwen3's per-head RMSNorm of q and k.
+    qk_norm: Option<(Norm, Norm)>,
+    heads: Heads,
+    sliding: bool,
+}
+
+impl Attention {
+    fn new(cfg: &LlamaConfig, sliding: bool, vb: VarBuilder) -> Result<Self> {
+        let heads = Heads {
+            query: cfg.num_attention_heads,
+            kv: cfg.kv_heads(),
+            dim: cfg.head_dim(),
+        };
+        let (hidden, q_width, kv_width) = (
+            cfg.hidden_size,
+            heads.query * heads.dim,
+            heads.kv * heads.dim,
+        );
+        let (qkv_bias, o_bias, _) = cfg.biases();
+        let qk_norm = match cfg.variant {
+            Variant::Qwen3 => Some((
+                Norm::rms(heads.dim, cfg.rms_norm_eps, vb.pp("q_norm"))?,
+                Norm::rms(heads.dim, cfg.rms_norm_eps, vb.pp("k_norm"))?,
+            )),
+            _ => None,
+        };
+        Ok(Self {
+            q_proj: Linear::load(hidden, q_width, qkv_bias, vb.pp("q_proj"))?,
+            k_proj: Linear::load(hidden, kv_width, qkv_bias, vb.pp("k_proj"))?,
+            v_proj: Linear::load(hidden, kv_width, qkv_bias, vb.pp("v_proj"))?,
+            o_proj: Linear::load(q_width, hidden, o_bias, vb.pp("o_proj"))?,
+            qk_norm,
+            heads,
+            sliding,
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        bypass: LayerBypass<'_>,
+        rotary: &Rotary,
+        pos: &Positions,
+        kv: &mut LayerKv,
+    ) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let Heads {
+            query,
+            kv: kv_heads,
+            dim,
+        } = self.heads;
+        let v = self.v_proj.forward(x)?; // [b, t, kv_heads * dim]
+        if let LayerBypass::On = bypass {
+            // Identity attention weights: each head gets its own position's value vector.
+            return self.o_proj.forward(&self.heads.own_values(&v)?);
+        }
+        let q = self.q_proj.forward(x)?.reshape((b, t, query, dim))?;
+        let k = self.k_proj.forward(x)?.reshape((b, t, kv_heads, dim))?;
+        let (q, k) = match &self.qk_norm {
+            Some((q_norm, k_norm)) => (q_norm.forward(&q)?, k_norm.forward(&k)?),
+            None => (q, k),
+        };
+        // [b, heads, t, dim]
+        let q = rotary.apply(&q.transpose(1, 2)?, &pos.query)?;
+        let k = rotary
+            .apply(&k.transpose(1, 2)?, &pos.query)?
+            .contiguous()?;
+        let v_heads = v
+            .reshape((b, t, kv_heads, dim))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let (k, v_all) = kv.append(k, v_heads)?;
+        let scale = 1.0 / (dim as f64).sqrt();
+        let mixed = ops::attend(&q, &k, &v_all, pos.mask(self.sliding), Some(scale))?;
+        let mixed = bypass_rows(bypass, &self.heads.own_values(&v)?, mixed)?;
+        self.o_proj.forward(&mixed)
+    }
+}
+
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+    act: Activation,
+}
+
+impl Mlp {
+    fn new(cfg: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
+        let (hidden, inner, bias) = (cfg.hidden_size, cfg.intermediate_size, cfg.biases().2);
+        Ok(Self {
+            gate_proj: Linear::load(hidden, inner, bias, vb.pp("gate_proj"))?,
+            up_proj: Linear::load(hidden, inner, bias, vb.pp("up_proj"))?,
+            down_proj: Linear::load(inner, hidden, bias, vb.pp("down_proj"))?,
+            act: Activation::from_name(&cfg.hidden_act).map_err(candle_core::Error::wrap)?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let gated = self
+            .act
+            .gated(&self.gate_proj.forward(x)?, &self.up_proj.forward(x)?)?;
+        self.down_proj.forward(&gated)
+    }
+}
+
+struct Layer {
+    input_layernorm: Norm,
+    self_attn: Attention,
+    post_attention_layernorm: Norm,
+    mlp: Mlp,
+}
+
+impl Layer {
+    fn new(cfg: &LlamaConfig, sliding: bool, vb: VarBuilder) -> Result<Self> {
+        let norm = |name: &str| Norm::rms(cfg.hidden_size, cfg.rms_norm_eps, vb.pp(name));
+        Ok(Self {
+            input_layernorm: norm("input_layernorm")?,
+            self_attn: Attention::new(cfg, sliding, vb.pp("self_attn"))?,
+            post_attention_layernorm: norm("post_attention_layernorm")?,
+            mlp: Mlp::new(cfg, vb.pp("mlp"))?,
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        bypass: LayerBypass<'_>,
+        rotary: &Rotary,
+        pos: &Positions,
+        kv: &mut LayerKv,
+    ) -> Result<Tensor> {
+        let attn =
+            self.self_attn
+                .forward(&self.input_layernorm.forward(x)?, bypass, rotary, pos, kv)?;
+        let h = (x + attn)?;
+        let mlp = self
+            .mlp
+            .forward(&self.post_attention_layernorm.forward(&h)?)?;
+        h + mlp
+    }
+}
+
+pub struct Llama {
+    embed_tokens: Embedding,
+    layers: Vec<Layer>,
+    norm: Norm,
+    lm_head: Linear,
+    rotary: Rotary,
+}
+
+impl Llama {
+    pub fn new(cfg: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
+        let body = vb.pp("model");
+        let embed_tokens =
+            candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, body.pp("embed_tokens"))?;
+        let layers = cfg
+            .sliding_layers()
+            .into_iter()
+            .enumerate()
+            .map(|(i, sliding)| Layer::new(cfg, sliding, body.pp("layers").pp(i)))
+            .collect::<Result<Vec<_>>>()?;
+        let lm_head = if cfg.tie_word_embeddings {
+            Linear::new(embed_tokens.embeddings().clone(), None)?
+        } else {
+            Linear::load(cfg.hidden_size, cfg.vocab_size, false, vb.pp("lm_head"))?
+        };
+        Ok(Self {
+            layers,
+            norm: Norm::rms(cfg.hidden_size, cfg.rms_norm_eps, body.pp("norm"))?,
+            lm_head,
+            rotary: Rotary::new(
+                &cfg.rope().map_err(candle_core::Error::wrap)?,
+                cfg.head_dim(),
+                RotaryStyle::Half,
+                cfg.max_position_embeddings,
+                vb.dtype(),
+                vb.device(),
+            )?,
+            embed_tokens,
+        })
+    }
+}
+
+impl CausalLm for Llama {
+    fn embed(&self, ids: &Tensor, _pos: &Positions) -> Result<Tensor> {
+        self.embed_tokens.forward(ids)
+    }
+
+    fn block(
+        &self,
+        layer: usize,
+        x: &Tensor,
+        bypass: LayerBypass<'_>,
+        pos: &Positions,
+        kv: &mut LayerKv,
+    ) -> Result<Tensor> {
+        self.layers[layer].forward(x, bypass, &self.rotary, pos, kv)
+    }
+
+    fn final_norm(&self, x: &Tensor) -> Result<Tensor> {
+        self.norm.forward(x)
+    }
+
+    fn lm_head(&self) -> &Linear {
+        &self.lm_head
+    }
+}
