@@ -160,8 +160,28 @@ modeling_gpt_neox.eager_attention_forward = _neox_eager_with_bypass
 modeling_gpt_neo.GPTNeoSelfAttention._attn = _neo_attn_with_bypass
 
 
+# Model-family hooks, keyed by model class: the blocks, the module whose attention weights
+# the patch replaces (it carries the `llm_mem_bypass` flag), the attention submodule of a
+# block whose output check_bypass_patch compares, and the hand-computed bypass output.
+# scripts/make_family_fixtures.py registers further families through register_family.
+FAMILIES = {}
+
+
+def register_family(cls, blocks, attn_core, attn_module, hand_bypass_output):
+    FAMILIES[cls] = {
+        "blocks": blocks,
+        "attn_core": attn_core,
+        "attn_module": attn_module,
+        "hand_bypass_output": hand_bypass_output,
+    }
+
+
+def family(model):
+    return FAMILIES[type(model)]
+
+
 def blocks(model):
-    return model.gpt_neox.layers if is_neox(model) else model.transformer.h
+    return family(model)["blocks"](model)
 
 
 def is_neox(model):
@@ -170,7 +190,12 @@ def is_neox(model):
 
 def attn_core(model, i):
     """The module whose attention weights the patch replaces."""
-    return model.gpt_neox.layers[i].attention if is_neox(model) else model.transformer.h[i].attn.attention
+    return family(model)["attn_core"](model, i)
+
+
+def attn_module(model, i):
+    """The attention submodule of block i (its output is the attention sublayer's output)."""
+    return family(model)["attn_module"](model, i)
 
 
 def set_bypass(model, layers):
@@ -180,7 +205,12 @@ def set_bypass(model, layers):
 
 
 def hand_bypass_output(model, i, h):
-    """dense(v(ln(h))) from the raw weights, h = the block's input hidden states."""
+    """The bypassed attention sublayer's output from the raw weights, h = the block's input
+    hidden states (GPT-NeoX / GPT-Neo: dense(v(ln(h))))."""
+    return family(model)["hand_bypass_output"](model, i, h)
+
+
+def _neox_neo_hand_bypass_output(model, i, h):
     blk = blocks(model)[i]
     if is_neox(model):
         ln = blk.input_layernorm
@@ -205,11 +235,27 @@ def hand_bypass_output(model, i, h):
     return v @ att.out_proj.weight.T + att.out_proj.bias
 
 
+register_family(
+    GPTNeoXForCausalLM,
+    blocks=lambda m: m.gpt_neox.layers,
+    attn_core=lambda m, i: m.gpt_neox.layers[i].attention,
+    attn_module=lambda m, i: m.gpt_neox.layers[i].attention,
+    hand_bypass_output=_neox_neo_hand_bypass_output,
+)
+register_family(
+    GPTNeoForCausalLM,
+    blocks=lambda m: m.transformer.h,
+    attn_core=lambda m, i: m.transformer.h[i].attn.attention,
+    attn_module=lambda m, i: m.transformer.h[i].attn,
+    hand_bypass_output=_neox_neo_hand_bypass_output,
+)
+
+
 def check_bypass_patch(model, layer, rows):
     """A bypassed block's attention output equals dense(v(ln(x))) by hand, both in a full
     forward and in every step of a cached generate; a non-bypassed one does not."""
     blk = blocks(model)[layer]
-    attn_mod = blk.attention if is_neox(model) else blk.attn
+    attn_mod = attn_module(model, layer)
     seen = []
     cur = {}
 
@@ -593,11 +639,13 @@ def float64_gap(model, rows, res):
     return worst
 
 
-def make_model_fixture(name, cfg_fn, cls, base_seed, disk_dtype, data_dtype, fortran):
+def choose_seed(name, build, base_seed):
+    """The first seed, counting up from base_seed, whose model (build(seed)) has a top-2 logit
+    gap > SEED_SEARCH_GAP at every argmax used. Returns (seed, model, rows, res, gap)."""
     chosen = None
     for attempt in range(MAX_SEED_TRIES):
         seed = base_seed + attempt
-        model = build_model(cfg_fn, cls, seed, disk_dtype)
+        model = build(seed)
         rows = make_rows(model, np.random.default_rng(seed))
         res = evaluate(model, rows)
         gap = min(r["gap"] for r in res)
@@ -606,8 +654,23 @@ def make_model_fixture(name, cfg_fn, cls, base_seed, disk_dtype, data_dtype, for
             break
         print(f"{name}: seed {seed} min top-2 gap {gap:.2e}, retrying", file=sys.stderr)
     assert chosen is not None, f"{name}: no seed with well-separated argmaxes"
-    seed, model, rows, res, gap = chosen
-    assert gap > MIN_GAP
+    assert chosen[4] > MIN_GAP
+    return chosen
+
+
+def check_generate_matches(name, model, rows, res):
+    """generate (KV cache) == the no-cache argmax loop, every setting."""
+    for r in res:
+        set_bypass(model, r["bypass"])
+        gen = generate(model, torch.tensor(rows[:, :PREFIX_LEN], dtype=torch.long), SUFFIX_LEN)
+        assert np.array_equal(gen, r["greedy"]), (name, r["bypass"])
+    set_bypass(model, [])
+
+
+def make_model_fixture(name, cfg_fn, cls, base_seed, disk_dtype, data_dtype, fortran):
+    seed, model, rows, res, gap = choose_seed(
+        name, lambda s: build_model(cfg_fn, cls, s, disk_dtype), base_seed
+    )
 
     # The fixture must be well conditioned: HF's own float32 logits must agree with a float64
     # run far inside the 1e-4 tolerance the Rust parity tests use, or those tests would
@@ -616,12 +679,7 @@ def make_model_fixture(name, cfg_fn, cls, base_seed, disk_dtype, data_dtype, for
     print(f"{name}: f32 vs f64 {conditioning:.2e}", file=sys.stderr)
     assert conditioning < F64_AGREEMENT, f"{name}: f32 vs f64 logits differ by {conditioning}"
 
-    # generate (KV cache) == manual no-cache argmax loop, every setting
-    for r in res:
-        set_bypass(model, r["bypass"])
-        gen = generate(model, torch.tensor(rows[:, :PREFIX_LEN], dtype=torch.long), SUFFIX_LEN)
-        assert np.array_equal(gen, r["greedy"]), (name, r["bypass"])
-    set_bypass(model, [])
+    check_generate_matches(name, model, rows, res)
     patch_err = max(check_bypass_patch(model, i, rows) for i in range(len(blocks(model))))
 
     mdir = OUT / name

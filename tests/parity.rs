@@ -5,12 +5,13 @@ mod common;
 
 use common::*;
 use llm_mem::memorize::{self, SampleScores};
+use llm_mem::ops::kernels;
 
 const LOGIT_TOLERANCE: f32 = 1e-4;
 
 #[test]
 fn logits_match_hf_for_every_setting() {
-    for name in FIXTURE_MODELS {
+    for_each_fixture_and_path(|name| {
         let model = load_model(name);
         let data = load_data(name);
         let reference = load_reference(name);
@@ -27,16 +28,17 @@ fn logits_match_hf_for_every_setting() {
             let diff = max_abs_diff(&ours, &theirs);
             assert!(
                 diff <= LOGIT_TOLERANCE,
-                "{name} bypass {:?}: max |Δlogit| = {diff}",
+                "{name} ({:?}) bypass {:?}: max |Δlogit| = {diff}",
+                kernels(),
                 setting.layers()
             );
         }
-    }
+    });
 }
 
 #[test]
 fn naive_greedy_matches_hf_generate() {
-    for name in FIXTURE_MODELS {
+    for_each_fixture_and_path(|name| {
         let model = load_model(name);
         let data = load_data(name);
         let reference = load_reference(name);
@@ -47,12 +49,13 @@ fn naive_greedy_matches_hf_generate() {
                 assert_eq!(
                     ours,
                     reference.greedy[i][row],
-                    "{name} bypass {:?} row {row}",
+                    "{name} ({:?}) bypass {:?} row {row}",
+                    kernels(),
                     setting.layers()
                 );
             }
         }
-    }
+    });
 }
 
 fn assert_scores_match(name: &str, ours: &SampleScores, theirs: &serde_json::Value, what: &str) {
@@ -98,7 +101,7 @@ fn assert_scores_match(name: &str, ours: &SampleScores, theirs: &serde_json::Val
 
 #[test]
 fn memorize_metrics_match_hf_for_every_setting() {
-    for name in FIXTURE_MODELS {
+    for_each_fixture_and_path(|name| {
         let model = load_model(name);
         let data = load_data(name);
         let reference = load_reference(name);
@@ -114,7 +117,11 @@ fn memorize_metrics_match_hf_for_every_setting() {
         .unwrap();
         for (i, result) in results.iter().enumerate() {
             for (row, sample) in result.samples.iter().enumerate() {
-                let what = format!("{name} bypass {:?} row {row}", result.bypass.layers());
+                let what = format!(
+                    "{name} ({:?}) bypass {:?} row {row}",
+                    kernels(),
+                    result.bypass.layers()
+                );
                 assert_scores_match(name, sample, &reference.per_sample[i][row], &what);
             }
             let mean = &reference.metrics[i];
@@ -125,7 +132,7 @@ fn memorize_metrics_match_hf_for_every_setting() {
             );
             assert!((result.mean.suffix_nll - mean["suffix_nll"].as_f64().unwrap()).abs() < 1e-4);
         }
-    }
+    });
 }
 
 /// Real Pythia configs name rotary settings `rotary_pct`/`rotary_emb_base`; newer transformers

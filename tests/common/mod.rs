@@ -6,12 +6,36 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use llm_mem::memorize::npy::{read_token_rows, TokenRows};
 use llm_mem::model::{weights, BypassSet, Model};
+use llm_mem::ops::{with_kernels, Kernels};
 use ndarray::Array4;
 use ndarray_npy::ReadNpyExt;
 use serde::Deserialize;
 
-/// The tiny random checkpoints made by `scripts/make_fixtures.py`.
-pub const FIXTURE_MODELS: [&str; 3] = ["neox-parallel", "neox-sequential", "neo-local"];
+/// The tiny random checkpoints made by `scripts/make_fixtures.py` (GPT-NeoX, GPT-Neo) and
+/// `scripts/make_family_fixtures.py` (the other families).
+pub const FIXTURE_MODELS: [&str; 9] = [
+    "neox-parallel",
+    "neox-sequential",
+    "neo-local",
+    "llama-gqa",
+    "llama-tied",
+    "mistral-window",
+    "qwen2",
+    "qwen3",
+    "gpt2",
+];
+
+/// Both kernel paths: the fast CPU kernels and the portable tensor ops a GPU runs.
+pub const KERNEL_PATHS: [Kernels; 2] = [Kernels::Fast, Kernels::Portable];
+
+/// Run `check(fixture name)` for every fixture on both kernel paths.
+pub fn for_each_fixture_and_path(check: impl Fn(&str)) {
+    for kernels in KERNEL_PATHS {
+        for name in FIXTURE_MODELS {
+            with_kernels(kernels, || check(name));
+        }
+    }
+}
 
 pub fn fixture_dir(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
