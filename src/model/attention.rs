@@ -260,10 +260,18 @@ impl Heads {
 }
 
 /// The attention mix `mixed` `[b, t, heads * dim]`, with the rows whose setting bypasses this
-/// layer ([`LayerBypass::Rows`]) taking their `own` value vectors instead.
-pub fn bypass_rows(bypass: LayerBypass<'_>, own: &Tensor, mixed: Tensor) -> Result<Tensor> {
+/// layer ([`LayerBypass::Rows`]) taking their own value vectors (`own()`, computed only then)
+/// instead.
+pub fn bypass_rows(
+    bypass: LayerBypass<'_>,
+    own: impl FnOnce() -> Result<Tensor>,
+    mixed: Tensor,
+) -> Result<Tensor> {
     match bypass {
-        LayerBypass::Rows(mask) => mask.broadcast_as(own.shape())?.where_cond(own, &mixed),
+        LayerBypass::Rows(mask) => {
+            let own = own()?;
+            mask.broadcast_as(own.shape())?.where_cond(&own, &mixed)
+        }
         LayerBypass::On | LayerBypass::Off => Ok(mixed),
     }
 }

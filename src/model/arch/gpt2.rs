@@ -172,7 +172,7 @@ impl Attention {
         let k = split_heads(&part(1)?, self.heads)?.contiguous()?;
         let (k, v) = kv.append(k, split_heads(&own, self.heads)?.contiguous()?)?;
         let mixed = ops::attend(&q, &k, &v, pos.mask(false), Some(self.scale))?;
-        let mixed = bypass_rows(bypass, &own.contiguous()?, mixed)?;
+        let mixed = bypass_rows(bypass, || own.contiguous(), mixed)?;
         self.c_proj.forward(&mixed)
     }
 }

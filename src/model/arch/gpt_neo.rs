@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::{Architecture, Family, Shape};
 use crate::bad_input;
-use crate::model::attention::{split_heads, LayerKv, Positions};
+use crate::model::attention::{bypass_rows, split_heads, LayerKv, Positions};
 use crate::model::config::{check_heads_divide, MAX_LAYERS};
 use crate::model::linear::Linear;
 use crate::model::norm::Norm;
@@ -190,12 +190,9 @@ impl Attention {
         let q = split_heads(&self.q_proj.forward(x)?, self.heads)?;
         let k = split_heads(&self.k_proj.forward(x)?, self.heads)?.contiguous()?;
         let (k, v) = kv.append(k, split_heads(&own, self.heads)?.contiguous()?)?;
-        let mut mixed = ops::attend(&q, &k, &v, pos.mask(self.local), None)?;
-        if let LayerBypass::Rows(mask) = bypass {
-            // Rows of a bypassing setting take their own value vector instead.
-            mixed = mask.broadcast_as(own.shape())?.where_cond(&own, &mixed)?;
-        }
-        self.out_proj.forward(&mixed)
+        let mixed = ops::attend(&q, &k, &v, pos.mask(self.local), None)?;
+        self.out_proj
+            .forward(&bypass_rows(bypass, || Ok(own), mixed)?)
     }
 }
 

@@ -13,7 +13,7 @@ use candle_nn::{Embedding, VarBuilder};
 use serde::Deserialize;
 
 use super::{Architecture, Family, Shape};
-use crate::model::attention::{LayerKv, Positions};
+use crate::model::attention::{bypass_rows, LayerKv, Positions};
 use crate::model::config::check_heads_divide;
 use crate::model::linear::Linear;
 use crate::model::norm::Norm;
@@ -203,13 +203,9 @@ impl Attention {
         };
         let (k, v) = kv.append(k, v)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let mut mixed = ops::attend(&q, &k, &v, pos.mask(false), Some(scale))?;
-        if let LayerBypass::Rows(mask) = bypass {
-            // Rows of a bypassing setting take their own value vector instead.
-            let own = part(2)?.reshape((b, t, self.heads * self.head_dim))?;
-            mixed = mask.broadcast_as(own.shape())?.where_cond(&own, &mixed)?;
-        }
-        self.dense.forward(&mixed)
+        let mixed = ops::attend(&q, &k, &v, pos.mask(false), Some(scale))?;
+        let own = || part(2)?.reshape((b, t, self.heads * self.head_dim));
+        self.dense.forward(&bypass_rows(bypass, own, mixed)?)
     }
 }
 

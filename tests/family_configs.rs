@@ -1,0 +1,163 @@
+//! Bad configs of the Llama-style families and GPT-2: every case is one `error:` line naming
+//! `config.json` (or the tensor) and the problem, exit code 2, nothing written.
+
+mod sweep_util;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use sweep_util::*;
+
+/// A copy of fixture `fixture` in `dir/name` whose config is `edit`ed (`null` removes a key).
+fn edited_copy(dir: &Path, fixture: &str, name: &str, edit: &Value) -> PathBuf {
+    let to = dir.join(name);
+    std::fs::create_dir_all(&to).unwrap();
+    for entry in std::fs::read_dir(fixture_model(fixture)).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+    let path = to.join("config.json");
+    let mut config: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    for (key, value) in edit.as_object().unwrap() {
+        if value.is_null() {
+            config.as_object_mut().unwrap().remove(key);
+        } else {
+            config[key] = value.clone();
+        }
+    }
+    std::fs::write(&path, config.to_string()).unwrap();
+    to
+}
+
+fn memorize_fails_with(dir: &Path, model: &Path, data: &Path, needles: &[&str]) {
+    let args = [
+        "memorize",
+        "--model-path",
+        model.to_str().unwrap(),
+        "--dataset-path",
+        data.to_str().unwrap(),
+        "--prefix-len",
+        "8",
+        "--output",
+        "out.json",
+    ];
+    run_fails(dir, &args, 2, needles);
+    assert!(!dir.join("out.json").exists());
+    assert!(!dir.join("out.json.partial").exists());
+}
+
+#[test]
+fn missing_or_absurd_fields_are_named() {
+    let cases: &[(&str, Value, &[&str])] = &[
+        (
+            "llama-gqa",
+            json!({"hidden_size": null}),
+            &["missing field `hidden_size`"],
+        ),
+        (
+            "llama-gqa",
+            json!({"num_hidden_layers": 0}),
+            &["number of layers must be positive, found 0"],
+        ),
+        (
+            "llama-gqa",
+            json!({"num_key_value_heads": 3}),
+            &["the 4 attention heads are not divisible by the 3 key/value heads"],
+        ),
+        (
+            "llama-gqa",
+            json!({"num_attention_heads": -4}),
+            &["num_attention_heads must be a non-negative integer, found -4"],
+        ),
+        (
+            "llama-tied",
+            json!({"num_attention_heads": 5}),
+            &["hidden size 64 is not divisible by the 5 attention heads"],
+        ),
+        (
+            "llama-gqa",
+            json!({"rms_norm_eps": -1.0}),
+            &["layer norm epsilon -1 must be a positive number"],
+        ),
+        (
+            "llama-gqa",
+            json!({"hidden_act": "gelu_quick"}),
+            &["unsupported activation \"gelu_quick\""],
+        ),
+        (
+            "llama-tied",
+            json!({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}),
+            &["rope_scaling type \"yarn\" is not supported (supported: default, linear, llama3)"],
+        ),
+        (
+            "llama-gqa",
+            json!({"rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0,
+                                        "factor": 8.0, "low_freq_factor": 1.0,
+                                        "high_freq_factor": 4.0}}),
+            &["rope_parameters.original_max_position_embeddings must be a positive integer"],
+        ),
+        (
+            "mistral-window",
+            json!({"sliding_window": 0}),
+            &["the attention window must be positive, found 0"],
+        ),
+        (
+            "qwen3",
+            json!({"head_dim": 7}),
+            &["rotary dimensions of head_dim 7 must be even"],
+        ),
+        (
+            "qwen2",
+            json!({"use_sliding_window": true, "layer_types": ["full_attention"]}),
+            &["layer_types lists 1 layers but num_hidden_layers is 3"],
+        ),
+        (
+            "gpt2",
+            json!({"n_head": 3}),
+            &["hidden size 64 is not divisible by the 3 attention heads"],
+        ),
+        (
+            "gpt2",
+            json!({"n_positions": -1}),
+            &["n_positions must be a non-negative integer, found -1"],
+        ),
+        (
+            "gpt2",
+            json!({"tie_word_embeddings": false}),
+            &["tie_word_embeddings false is not supported for GPT-2"],
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (fixture, edit, needles)) in cases.iter().enumerate() {
+        let model = edited_copy(dir.path(), fixture, &format!("c{i}"), edit);
+        let data = fixture_model(fixture).join("data.npy");
+        let mut all = vec!["config.json"];
+        all.extend_from_slice(needles);
+        memorize_fails_with(dir.path(), &model, &data, &all);
+    }
+}
+
+/// Tensors that do not match the config: the message names the tensor and both shapes.
+#[test]
+fn tensor_shape_mismatch_names_tensor_and_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = edited_copy(
+        dir.path(),
+        "qwen2",
+        "wide",
+        &json!({"intermediate_size": 96}),
+    );
+    let data = fixture_model("qwen2").join("data.npy");
+    memorize_fails_with(
+        dir.path(),
+        &model,
+        &data,
+        &[
+            "model.layers.0.mlp.gate_proj.weight",
+            "[96, 64]",
+            "[128, 64]",
+        ],
+    );
+}
