@@ -14,7 +14,7 @@ steps of diverged rows after divergence) next to the sgemm peak timed in the sam
 
 Run (after bench/make_bench_models.py and `cargo build`; the dev profile builds dependencies
 at opt-level 3 and llm-mem at 2, see Cargo.toml):
-    venv/bin/python bench/bench_memorize.py [pythia-70m|gpt-neo-125m] [--threads 2]
+    venv/bin/python bench/bench_memorize.py [pythia-70m|gpt-neo-125m|smollm-135m|gpt2-124m] [--threads 2]
 """
 
 import argparse
@@ -32,6 +32,7 @@ import transformers
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 from make_fixtures import set_bypass  # noqa: E402  (the bypass patch the parity fixtures use)
+import make_family_fixtures  # noqa: E402,F401  (registers the Llama/GPT-2 bypass patches)
 
 
 def sgemm_peak(repeats=7):
@@ -116,11 +117,14 @@ def top2_margin(logits):
 
 def necessary_flops(cfg, rows, seq, prefix, settings, per_sample):
     """FLOPs of the work a setting needs (see module docstring)."""
-    neox = cfg.model_type == "gpt_neox"
-    hidden, layers, vocab = cfg.hidden_size, cfg.num_hidden_layers if neox else cfg.num_layers, cfg.vocab_size
-    inter = cfg.intermediate_size or 4 * hidden
-    dense = 2 * (4 * hidden * hidden + 2 * hidden * inter)  # per token per layer, matmuls
-    bypassed = 2 * (2 * hidden * hidden + 2 * hidden * inter)
+    hidden, layers, vocab = cfg.hidden_size, cfg.num_hidden_layers, cfg.vocab_size
+    inter = getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None) or 4 * hidden
+    gated = cfg.model_type == "llama"  # gate, up and down projections
+    heads = cfg.num_attention_heads
+    kv = hidden * getattr(cfg, "num_key_value_heads", heads) // heads  # k or v width
+    mlp = (3 if gated else 2) * hidden * inter
+    dense = 2 * (2 * hidden * hidden + 2 * hidden * kv + mlp)  # per token per layer, matmuls
+    bypassed = 2 * (hidden * hidden + hidden * kv + mlp)  # v, output projection, MLP
     attn = lambda ctx: 2 * 2 * ctx * hidden  # scores + weighted sum
     head = 2 * hidden * vocab
     suffix = seq - prefix
@@ -173,7 +177,7 @@ def main():
     prefix, batch = 32, 64
     model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="eager").eval()
     model.generation_config.eos_token_id = None
-    layers = model.config.num_hidden_layers if model.config.model_type == "gpt_neox" else model.config.num_layers
+    layers = model.config.num_hidden_layers
     settings = [[]] + [[i] for i in range(layers)]
 
     peak = sgemm_peak()

@@ -1,5 +1,6 @@
-"""Random-weight checkpoints with the real shapes of EleutherAI/pythia-70m and
-EleutherAI/gpt-neo-125m, plus 64 rows x 64 tokens that each model "memorizes" (its own greedy
+"""Random-weight checkpoints with the real shapes of EleutherAI/pythia-70m,
+EleutherAI/gpt-neo-125m, HuggingFaceTB/SmolLM-135M (Llama: 30 layers, GQA 9/3 heads, tied) and
+openai-community/gpt2 (124M), plus 64 rows x 64 tokens that each model "memorizes" (its own greedy
 continuation of a random 32-token prefix), for the speed benchmarks in bench/.
 
 Run: venv/bin/python bench/make_bench_models.py   (writes bench/models/, git-ignored; ~1 min)
@@ -12,7 +13,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import GPTNeoConfig, GPTNeoForCausalLM, GPTNeoXConfig, GPTNeoXForCausalLM
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    GPTNeoConfig,
+    GPTNeoForCausalLM,
+    GPTNeoXConfig,
+    GPTNeoXForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+)
 
 OUT = Path(__file__).resolve().parent / "models"
 ROWS, PREFIX, SEQ = 64, 32, 64
@@ -33,11 +43,28 @@ def gpt_neo_125m():
         max_position_embeddings=2048, intermediate_size=None, activation_function="gelu_new"))
 
 
+def smollm_135m():
+    return LlamaForCausalLM(LlamaConfig(
+        vocab_size=49152, hidden_size=576, num_hidden_layers=30, num_attention_heads=9,
+        num_key_value_heads=3, intermediate_size=1536, max_position_embeddings=2048,
+        rms_norm_eps=1e-5, tie_word_embeddings=True, rope_parameters={"rope_type": "default", "rope_theta": 10000.0}))
+
+
+def gpt2_124m():
+    return GPT2LMHeadModel(GPT2Config(
+        vocab_size=50257, n_embd=768, n_layer=12, n_head=12, n_positions=1024,
+        activation_function="gelu_new"))
+
+
+MODELS = {"pythia-70m": pythia_70m, "gpt-neo-125m": gpt_neo_125m, "smollm-135m": smollm_135m,
+          "gpt2-124m": gpt2_124m}
+
+
 def scale_up(model):
     """HF's init gives near-uniform logits; sharpen them so greedy decisions are stable."""
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if p.dim() == 2 and "emb" not in name and "wte" not in name and "wpe" not in name:
+            if p.dim() == 2 and not any(k in name for k in ("emb", "wte", "wpe", "embed_tokens")):
                 p.mul_(3.0)
 
 
@@ -52,9 +79,9 @@ def greedy_rows(model, rng, vocab):
 def main():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    names = sys.argv[1:] or ["pythia-70m", "gpt-neo-125m"]
+    names = sys.argv[1:] or list(MODELS)
     for name in names:
-        model = {"pythia-70m": pythia_70m, "gpt-neo-125m": gpt_neo_125m}[name]()
+        model = MODELS[name]()
         scale_up(model)
         model.eval()
         model.generation_config.eos_token_id = None

@@ -489,3 +489,19 @@ fn pytorch_bin_with_bool_buffers_loads_without_noise() {
         ]
     );
 }
+
+#[test]
+fn unknown_kernel_path_is_refused() {
+    let out = Command::cargo_bin("llm-mem")
+        .unwrap()
+        .env("LLM_MEM_KERNELS", "fastest")
+        .args(["memorize", "--num-layers", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim(),
+        "error: LLM_MEM_KERNELS=\"fastest\" is not one of: fast, portable"
+    );
+}

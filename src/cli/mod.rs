@@ -73,6 +73,7 @@ pub fn run(cli: Cli) -> Result<()> {
         std::env::set_var("RUST_LIB_BACKTRACE", "0");
     }
     crate::runtime::keep_freed_memory();
+    crate::ops::Kernels::from_env().map_err(|err| crate::bad_input!("{err}"))?;
     let result = match cli.command {
         Command::Memorize(args) => memorize::run(args),
         Command::Extract(args) => extract::run(args),
