@@ -365,3 +365,50 @@ impl CausalLm for Opt {
         &self.lm_head
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn config(extra: serde_json::Value) -> OptConfig {
+        let mut cfg = json!({
+            "vocab_size": 96, "hidden_size": 64, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "ffn_dim": 128, "max_position_embeddings": 32
+        });
+        cfg.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(cfg).unwrap()
+    }
+
+    /// HF's rule: `do_layer_norm_before and not _remove_final_layer_norm`; the defaults are
+    /// opt-125m's (pre-LN, final norm, no projections).
+    #[test]
+    fn final_layer_norm_and_projections_follow_the_config() {
+        for (pre, removed, has) in [
+            (true, false, true),
+            (true, true, false),
+            (false, false, false),
+            (false, true, false),
+        ] {
+            let cfg =
+                config(json!({"do_layer_norm_before": pre, "_remove_final_layer_norm": removed}));
+            assert_eq!(
+                cfg.has_final_layer_norm(),
+                has,
+                "pre {pre}, removed {removed}"
+            );
+        }
+        let cfg = config(json!({}));
+        assert!(cfg.has_final_layer_norm() && cfg.enable_bias && cfg.tie_word_embeddings);
+        assert!(!cfg.projects() && cfg.embed_dim() == 64);
+        assert_eq!(
+            Activation::from_name(&cfg.activation_function).unwrap(),
+            Activation::Relu
+        );
+        assert!(!config(json!({"word_embed_proj_dim": null})).projects());
+        let projected = config(json!({"word_embed_proj_dim": 32}));
+        assert!(projected.projects() && projected.embed_dim() == 32);
+    }
+}
