@@ -111,7 +111,7 @@ impl ModelConfig {
 /// Upper bounds far above any real model, so that a corrupt config is refused instead of
 /// sizing huge buffers (rotary tables, masks) from its numbers.
 pub const MAX_LAYERS: usize = 1 << 12;
-const MAX_HIDDEN: usize = 1 << 17;
+pub const MAX_HIDDEN: usize = 1 << 17;
 const MAX_VOCAB: usize = 1 << 24;
 const MAX_POSITIONS: usize = 1 << 21;
 

@@ -76,8 +76,12 @@ impl Model {
         if ops::blas().is_none() || !ops::fast(&[hidden, head.weight()]) {
             return Ok(false);
         }
-        let positions = hidden.elem_count() / width.max(1);
-        let normed = self.net.final_norm(&hidden.reshape((positions, width))?)?;
+        // The head's input width may differ from the residual stream's (OPT's project_out).
+        let hidden_width = hidden.dims().last().copied().unwrap_or(0);
+        let positions = hidden.elem_count() / hidden_width.max(1);
+        let normed = self
+            .net
+            .final_norm(&hidden.reshape((positions, hidden_width))?)?;
         let mut buffer = self
             .head_buffer
             .lock()

@@ -40,7 +40,8 @@ pub trait CausalLm: Send + Sync {
         pos: &Positions,
         kv: &mut LayerKv,
     ) -> candle_core::Result<Tensor>;
-    /// The norm applied to the last block's output before the LM head.
+    /// What the last block's output goes through before the LM head: the final norm (and,
+    /// where a family has one, a projection to the head's width, e.g. OPT's `project_out`).
     fn final_norm(&self, x: &Tensor) -> candle_core::Result<Tensor>;
     /// The LM head: normed hidden states → logits.
     fn lm_head(&self) -> &linear::Linear;

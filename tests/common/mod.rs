@@ -11,9 +11,10 @@ use ndarray::Array4;
 use ndarray_npy::ReadNpyExt;
 use serde::Deserialize;
 
-/// The tiny random checkpoints made by `scripts/make_fixtures.py` (GPT-NeoX, GPT-Neo) and
-/// `scripts/make_family_fixtures.py` (the other families).
-pub const FIXTURE_MODELS: [&str; 9] = [
+/// The tiny random checkpoints made by `scripts/make_fixtures.py` (GPT-NeoX, GPT-Neo),
+/// `scripts/make_family_fixtures.py` (Llama-style, GPT-2) and
+/// `scripts/make_gptj_opt_fixtures.py` (GPT-J, OPT).
+pub const FIXTURE_MODELS: [&str; 12] = [
     "neox-parallel",
     "neox-sequential",
     "neo-local",
@@ -23,6 +24,9 @@ pub const FIXTURE_MODELS: [&str; 9] = [
     "qwen2",
     "qwen3",
     "gpt2",
+    "gptj",
+    "opt-125m-style",
+    "opt-350m-style",
 ];
 
 /// Both kernel paths: the fast CPU kernels and the portable tensor ops a GPU runs.

@@ -8,7 +8,9 @@
 pub mod gpt2;
 pub mod gpt_neo;
 pub mod gpt_neox;
+pub mod gptj;
 pub mod llama;
+pub mod opt;
 
 use std::any::Any;
 
@@ -68,6 +70,8 @@ pub const REGISTRY: &[Architecture] = &[
     llama::QWEN2,
     llama::QWEN3,
     gpt2::ARCHITECTURE,
+    gptj::ARCHITECTURE,
+    opt::ARCHITECTURE,
 ];
 
 /// The registry entry named `name` (an `architectures` entry).
