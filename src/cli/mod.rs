@@ -175,13 +175,18 @@ pub fn load_model(args: &ModelArgs, files: &ModelFiles) -> Result<Model> {
 
 /// A bar in tokens on stderr (hidden when stderr is not a terminal), with rate and ETA.
 pub fn progress_bar(total_tokens: u64) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(total_tokens), ProgressDrawTarget::stderr());
+    progress_bar_in(total_tokens, "tokens")
+}
+
+/// [`progress_bar`] counting `unit`, e.g. "12/40 sequences, 3.1/s".
+pub fn progress_bar_in(total: u64, unit: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    let template =
+        format!("{{elapsed_precise}} [{{bar:40}}] {{pos}}/{{len}} {unit}, {{per_sec}}, ETA {{eta}}");
     bar.set_style(
-        ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:40}] {pos}/{len} tokens, {per_sec}, ETA {eta}",
-        )
-        .expect("static template")
-        .progress_chars("=> "),
+        ProgressStyle::with_template(&template)
+            .expect("static template")
+            .progress_chars("=> "),
     );
     bar
 }
