@@ -131,8 +131,9 @@ pub fn run(args: ExtractArgs) -> Result<()> {
         Start::Fresh | Start::AlreadyDone => None,
     };
     crate::report::json::check_writable(&plan.output)?;
-    let mut file = resumed
-        .unwrap_or_else(|| SweepFile::new(fingerprint, None, vec![vec![]], windows.count(), header));
+    let mut file = resumed.unwrap_or_else(|| {
+        SweepFile::new(fingerprint, None, vec![vec![]], windows.count(), header)
+    });
 
     let progress = Progress::new(&windows, file.items_done);
     let result = sweep::run_interruptible(
@@ -282,7 +283,8 @@ fn write_windows(path: &Path, windows: &Windows, keep: &[bool]) -> Result<usize>
     for &i in &kept {
         ids.extend(windows.tokens(i..i + 1)?.iter().map(|&id| i64::from(id)));
     }
-    let array = Array2::from_shape_vec((kept.len(), windows.window_len()), ids).expect("whole rows");
+    let array =
+        Array2::from_shape_vec((kept.len(), windows.window_len()), ids).expect("whole rows");
     let mut bytes = Vec::new();
     array.write_npy(&mut bytes).context("encoding the .npy")?;
     sweep::atomic::write_file(path, &bytes)?;

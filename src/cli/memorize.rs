@@ -9,13 +9,13 @@ use serde::{Deserialize, Serialize};
 
 use super::long_run::{self, parse_shard, ResumeArgs, RunHeader};
 use super::{load_model, model_id, progress_bar, resolve_model, ModelArgs};
+use crate::data::{self, SampleOrigin};
 use crate::memorize::stored::StoredSample;
 use crate::memorize::{self, TokenRows};
 use crate::model::{BypassSet, Model, ModelConfig};
 use crate::report::json::{DataInfo, MemorizeReport, ModelInfo};
 use crate::report::{plot, table};
 use crate::sweep::{self, fingerprint, Fingerprint, OutputPlan, Shard, SweepFile};
-use crate::data::{self, SampleOrigin};
 use crate::{bad_input, default_model, runtime};
 
 #[derive(Args)]

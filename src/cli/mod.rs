@@ -181,8 +181,9 @@ pub fn progress_bar(total_tokens: u64) -> ProgressBar {
 /// [`progress_bar`] counting `unit`, e.g. "12/40 sequences, 3.1/s".
 pub fn progress_bar_in(total: u64, unit: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    let template =
-        format!("{{elapsed_precise}} [{{bar:40}}] {{pos}}/{{len}} {unit}, {{per_sec}}, ETA {{eta}}");
+    let template = format!(
+        "{{elapsed_precise}} [{{bar:40}}] {{pos}}/{{len}} {unit}, {{per_sec}}, ETA {{eta}}"
+    );
     bar.set_style(
         ProgressStyle::with_template(&template)
             .expect("static template")

@@ -356,10 +356,7 @@ impl Bin {
             pieces.push(Piece { map, start });
             start += size;
         }
-        let label = format!(
-            "{}-*-of-{last:05}.bin",
-            idx.with_extension("").display()
-        );
+        let label = format!("{}-*-of-{last:05}.bin", idx.with_extension("").display());
         Ok(Self {
             pieces,
             len: start,
@@ -443,9 +440,8 @@ fn find_shards(idx: &Path) -> Result<Vec<PathBuf>> {
                 Ok(path)
             } else {
                 Err(bad_input!(
-                    "missing shard {} ({} of the {} shards -of-{last:05} promises)",
+                    "missing shard {}: -of-{last:05} names {} shards, {stem}-00000 to {stem}-{last:05}",
                     path.display(),
-                    i,
                     last + 1
                 ))
             }
@@ -502,7 +498,10 @@ mod tests {
                 TokenType::I16 => v < 32_768,
                 _ => true,
             };
-            let tokens: Vec<i64> = values.iter().map(|&v| if fits(v) { v } else { 9 }).collect();
+            let tokens: Vec<i64> = values
+                .iter()
+                .map(|&v| if fits(v) { v } else { 9 })
+                .collect();
             let data: Vec<u8> = tokens
                 .iter()
                 .flat_map(|&v| v.to_le_bytes()[..width as usize].to_vec())
@@ -534,11 +533,15 @@ mod tests {
         let dataset = IndexedDataset::open(&idx).unwrap();
         let err = dataset.read(0, 0, 2, &mut Vec::new()).unwrap_err();
         assert!(
-            err.to_string().ends_with("sequence 0, token 1: -1 is not a token id"),
+            err.to_string()
+                .ends_with("sequence 0, token 1: -1 is not a token id"),
             "{err}"
         );
         let err = dataset.read(0, 1, 2, &mut Vec::new()).unwrap_err();
-        assert!(err.to_string().contains("has 2 tokens, fewer than 3"), "{err}");
+        assert!(
+            err.to_string().contains("has 2 tokens, fewer than 3"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -70,7 +70,10 @@ impl Selection {
     pub fn resolve(self, len: u64, idx: &Path) -> Result<Range<u64>> {
         let (range, flag) = match self {
             Self::All => return Ok(0..len),
-            Self::Sequences(r) => (r.first..r.last.saturating_add(1), format!("--sequences {r}")),
+            Self::Sequences(r) => (
+                r.first..r.last.saturating_add(1),
+                format!("--sequences {r}"),
+            ),
             Self::Steps(r) => {
                 let start = r.first.saturating_mul(SEQUENCES_PER_STEP);
                 let end = r.last.saturating_add(1).saturating_mul(SEQUENCES_PER_STEP);
@@ -179,9 +182,10 @@ pub fn read_samples(path: &Path, want_origins: bool) -> Result<Samples> {
     }
     let rows = crate::memorize::npy::read_token_rows(path)?;
     let index = index_path(path);
-    let origins = match want_origins && index.is_file() {
-        true => Some(read_index(&index, rows.rows)?),
-        false => None,
+    let origins = if want_origins && index.is_file() {
+        Some(read_index(&index, rows.rows)?)
+    } else {
+        None
     };
     Ok(Samples { rows, origins })
 }

@@ -25,9 +25,13 @@ pub struct TokenTable {
 pub fn read_token_table(path: &Path) -> Result<TokenTable> {
     let name = path.display();
     let file = std::fs::File::open(path).bad_input(|| format!("opening {name}"))?;
-    let reader =
-        SerializedFileReader::new(file).bad_input(|| format!("{name}: not a readable parquet file"))?;
-    let schema = reader.metadata().file_metadata().schema_descr().root_schema();
+    let reader = SerializedFileReader::new(file)
+        .bad_input(|| format!("{name}: not a readable parquet file"))?;
+    let schema = reader
+        .metadata()
+        .file_metadata()
+        .schema_descr()
+        .root_schema();
     let columns: Vec<&str> = schema.get_fields().iter().map(|f| f.name()).collect();
     if !columns.contains(&"tokens") {
         return Err(bad_input!(
@@ -60,7 +64,8 @@ pub fn read_token_table(path: &Path) -> Result<TokenTable> {
             match column.as_str() {
                 "tokens" => {
                     let before = ids.len();
-                    push_tokens(field, &mut ids).map_err(|what| bad_input!("{name} row {r}: {what}"))?;
+                    push_tokens(field, &mut ids)
+                        .map_err(|what| bad_input!("{name} row {r}: {what}"))?;
                     let len = ids.len() - before;
                     if r == 0 {
                         cols = len;
