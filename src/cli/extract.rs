@@ -16,7 +16,7 @@ use crate::data::megatron::IndexedDataset;
 use crate::data::{self, InclusiveRange, Selection};
 use crate::extract::{TrainingWindows, Windows};
 use crate::memorize::engine::{reproduced_rows, Batch};
-use crate::model::ModelConfig;
+use crate::model::{Model, ModelConfig, ModelFiles};
 use crate::sweep::fingerprint::{self, FileId};
 use crate::sweep::{self, Fingerprint, Start, SweepFile};
 use crate::{bad_input, extract, memorize, runtime};
@@ -82,48 +82,16 @@ pub fn run(args: ExtractArgs) -> Result<()> {
     }
     let plan = args.run.plan(&args.output);
     plan.precheck()?;
-    let window = args.prefix_len + args.suffix_len;
     let files = resolve_model(&args.model)?;
-    let input_name = args.input.display().to_string();
-    let (windows, model, fingerprint, header) = if is_idx {
-        let windows = training_windows(&args, window)?;
-        let model = load_model(&args.model, &files)?;
-        let windows_id = check_and_hash(&windows, &model.config)?;
-        let mut fingerprint = fingerprint_of(&args, &files, args.stride)?;
-        fingerprint.inputs.insert("windows".into(), windows_id);
-        let sequences = windows.sequences();
-        let header = serde_json::json!({
-            "input": input_name,
-            "sequences": [sequences.start, sequences.end - 1],
-            "windows": windows.count(),
-        });
-        (Windows::Training(windows), model, fingerprint, header)
+    let Job {
+        windows,
+        model,
+        fingerprint,
+        header,
+    } = if is_idx {
+        prepare_training(&args, &files)?
     } else {
-        let stride = args.stride.unwrap_or(window);
-        let corpus = extract::read_corpus(&args.input, files.tokenizer.as_deref())?;
-        let windows = Windows::of_corpus(&corpus, window, stride);
-        if windows.is_empty() {
-            return Err(bad_input!(
-                "--input {}: shorter than one window of {window} tokens",
-                args.input.display()
-            ));
-        }
-        let model = load_model(&args.model, &files)?;
-        if let Windows::Corpus { windows: rows, .. } = &windows {
-            memorize::validate(&model, rows, args.prefix_len, &input_name)?;
-        }
-        let mut fingerprint = fingerprint_of(&args, &files, Some(stride))?;
-        let inputs = &mut fingerprint.inputs;
-        inputs.insert("corpus".to_string(), fingerprint::file_id(&args.input)?);
-        let is_npy = args
-            .input
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
-        if let (false, Some(tokenizer)) = (is_npy, &files.tokenizer) {
-            inputs.insert("tokenizer".to_string(), fingerprint::file_id(tokenizer)?);
-        }
-        let header = serde_json::json!({ "input": input_name, "windows": windows.count() });
-        (windows, model, fingerprint, header)
+        prepare_corpus(&args, &files)?
     };
     let resumed = match plan.start::<bool>(&fingerprint, None, &[vec![]])? {
         Start::Resume(file) => Some(*file),
@@ -166,6 +134,72 @@ pub fn run(args: ExtractArgs) -> Result<()> {
         data::index_path(&plan.output).display()
     );
     Ok(())
+}
+
+/// What a run scores and with what, once its inputs are read and checked.
+struct Job {
+    windows: Windows,
+    model: Model,
+    fingerprint: Fingerprint,
+    /// The checkpoint's run header.
+    header: serde_json::Value,
+}
+
+/// Training data: the selected sequences of the `.idx`, read on demand.
+fn prepare_training(args: &ExtractArgs, files: &ModelFiles) -> Result<Job> {
+    let windows = training_windows(args, args.prefix_len + args.suffix_len)?;
+    let model = load_model(&args.model, files)?;
+    let windows_id = check_and_hash(&windows, &model.config)?;
+    let mut fingerprint = fingerprint_of(args, files, args.stride)?;
+    fingerprint.inputs.insert("windows".into(), windows_id);
+    let sequences = windows.sequences();
+    let header = serde_json::json!({
+        "input": args.input.display().to_string(),
+        "sequences": [sequences.start, sequences.end - 1],
+        "windows": windows.count(),
+    });
+    Ok(Job {
+        windows: Windows::Training(windows),
+        model,
+        fingerprint,
+        header,
+    })
+}
+
+/// A corpus read whole and cut into windows `--stride` apart.
+fn prepare_corpus(args: &ExtractArgs, files: &ModelFiles) -> Result<Job> {
+    let input_name = args.input.display().to_string();
+    let window = args.prefix_len + args.suffix_len;
+    let stride = args.stride.unwrap_or(window);
+    let corpus = extract::read_corpus(&args.input, files.tokenizer.as_deref())?;
+    let windows = Windows::of_corpus(&corpus, window, stride);
+    let Windows::Corpus { windows: rows, .. } = &windows else {
+        unreachable!("of_corpus cuts a corpus")
+    };
+    if rows.rows == 0 {
+        return Err(bad_input!(
+            "--input {input_name}: shorter than one window of {window} tokens"
+        ));
+    }
+    let model = load_model(&args.model, files)?;
+    memorize::validate(&model, rows, args.prefix_len, &input_name)?;
+    let mut fingerprint = fingerprint_of(args, files, Some(stride))?;
+    let inputs = &mut fingerprint.inputs;
+    inputs.insert("corpus".to_string(), fingerprint::file_id(&args.input)?);
+    let is_npy = args
+        .input
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    if let (false, Some(tokenizer)) = (is_npy, &files.tokenizer) {
+        inputs.insert("tokenizer".to_string(), fingerprint::file_id(tokenizer)?);
+    }
+    let header = serde_json::json!({ "input": input_name, "windows": windows.count() });
+    Ok(Job {
+        windows,
+        model,
+        fingerprint,
+        header,
+    })
 }
 
 /// The windows of the selected sequences of the `.idx` input.
@@ -216,9 +250,8 @@ fn check_and_hash(windows: &TrainingWindows, config: &ModelConfig) -> Result<Fil
                 ids[k]
             ));
         }
-        for id in &ids {
-            hasher.update(id.to_le_bytes());
-        }
+        let bytes: Vec<u8> = ids.iter().flat_map(|id| id.to_le_bytes()).collect();
+        hasher.update(&bytes);
         start = end;
     }
     Ok(FileId {
@@ -230,7 +263,7 @@ fn check_and_hash(windows: &TrainingWindows, config: &ModelConfig) -> Result<Fil
 /// Options and model of a run; the caller adds its inputs.
 fn fingerprint_of(
     args: &ExtractArgs,
-    files: &crate::model::ModelFiles,
+    files: &ModelFiles,
     stride: Option<usize>,
 ) -> Result<Fingerprint> {
     let device = runtime::parse_device(&args.model.device)?;
