@@ -153,6 +153,11 @@ fn prepare_training(args: &ExtractArgs, files: &ModelFiles) -> Result<Job> {
     let mut fingerprint = fingerprint_of(args, files, args.stride)?;
     fingerprint.inputs.insert("windows".into(), windows_id);
     let sequences = windows.sequences();
+    // The index file names sequences by number, so the range is part of the result too.
+    fingerprint.params.insert(
+        "sequences".into(),
+        serde_json::json!([sequences.start, sequences.end - 1]),
+    );
     let header = serde_json::json!({
         "input": args.input.display().to_string(),
         "sequences": [sequences.start, sequences.end - 1],

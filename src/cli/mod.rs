@@ -41,10 +41,12 @@ pub enum Command {
     ///
     /// Example: llm-mem memorize --model-path EleutherAI/pythia-160m --dataset-path memorized.npy --prefix-len 32
     Memorize(MemorizeArgs),
-    /// Find the windows of a corpus that the model reproduces verbatim; write them as a .npy
-    /// for `memorize`.
+    /// Find the windows of a corpus, or of training data (a Megatron .idx such as Pythia's
+    /// Pile), that the model reproduces verbatim; write them as a .npy for `memorize`.
     ///
     /// Example: llm-mem extract --model-path EleutherAI/pythia-160m --input corpus.jsonl --output memorized.npy
+    ///
+    /// Example: llm-mem extract --model-path EleutherAI/pythia-160m --input pile/document.idx --steps 1000 --output step1000.npy
     Extract(ExtractArgs),
     /// Zero-shot lm-evaluation-harness tasks under the base model and each bypass setting.
     ///

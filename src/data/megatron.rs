@@ -84,17 +84,6 @@ impl TokenType {
         }
     }
 
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::U8 => "uint8",
-            Self::I8 => "int8",
-            Self::I16 => "int16",
-            Self::I32 => "int32",
-            Self::I64 => "int64",
-            Self::U16 => "uint16",
-        }
-    }
-
     /// One little-endian value of this type (`bytes.len() == self.size()`).
     fn decode(self, bytes: &[u8]) -> i64 {
         match self {
@@ -520,7 +509,7 @@ mod tests {
             let mut out = Vec::new();
             dataset.read(1, 1, 3, &mut out).unwrap();
             let want: Vec<u32> = tokens[4..7].iter().map(|&v| v as u32).collect();
-            assert_eq!(out, want, "{}", ty.name());
+            assert_eq!(out, want, "{ty:?}");
         }
     }
 
