@@ -1,14 +1,176 @@
-//! `llm-mem extract`: reading a corpus and cutting it into windows (the driver, which keeps the
-//! windows a model reproduces verbatim, is `cli::extract`),
-//! to build memorized-sample files for `memorize`.
+//! `llm-mem extract`: reading a corpus or training data and cutting it into windows (the
+//! driver, which keeps the windows a model reproduces verbatim, is `cli::extract`), to build
+//! memorized-sample files for `memorize`.
 
+use std::borrow::Cow;
+use std::ops::Range;
 use std::path::Path;
 
 use anyhow::Result;
 
 use crate::bad_input;
+use crate::data::megatron::IndexedDataset;
 use crate::error::BadInputContext;
 use crate::memorize::npy::{read_token_stream_or_rows, TokenRows};
+
+/// The windows `extract` scores, in order; each knows the sequence and offset it starts at.
+pub enum Windows {
+    /// Cut from a corpus read whole (`.npy`, text): every row's windows, `stride` apart.
+    Corpus {
+        windows: TokenRows,
+        per_row: usize,
+        stride: usize,
+    },
+    /// Read on demand from a Megatron dataset.
+    Training(TrainingWindows),
+}
+
+impl Windows {
+    /// The windows of `corpus`, `len` tokens every `stride`.
+    pub fn of_corpus(corpus: &TokenRows, len: usize, stride: usize) -> Self {
+        let per_row = match corpus.cols.checked_sub(len) {
+            Some(room) => room / stride + 1,
+            None => 0,
+        };
+        Self::Corpus {
+            windows: cut_windows(corpus, len, stride),
+            per_row,
+            stride,
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        match self {
+            Self::Corpus { windows, .. } => windows.rows,
+            Self::Training(t) => t.count(),
+        }
+    }
+
+    /// Tokens per window.
+    pub fn window_len(&self) -> usize {
+        match self {
+            Self::Corpus { windows, .. } => windows.cols,
+            Self::Training(t) => t.len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count() == 0
+    }
+
+    /// Windows `range`, row-major.
+    pub fn tokens(&self, range: Range<usize>) -> Result<Cow<'_, [u32]>> {
+        match self {
+            Self::Corpus { windows, .. } => {
+                Ok(Cow::Borrowed(windows.rows_slice(range.start, range.len())))
+            }
+            Self::Training(t) => Ok(Cow::Owned(t.read(range)?)),
+        }
+    }
+
+    /// (sequence, token offset) where window `i` starts: for a corpus the row and offset in
+    /// it (a 1-D stream or a text is row 0), for training data the sequence's index in the
+    /// whole dataset.
+    pub fn origin(&self, i: usize) -> (u64, u64) {
+        match self {
+            Self::Corpus {
+                per_row, stride, ..
+            } => ((i / per_row) as u64, ((i % per_row) * stride) as u64),
+            Self::Training(t) => t.origin(i),
+        }
+    }
+}
+
+/// The windows of a range of training sequences: by default each sequence's first `len`
+/// tokens (Biderman et al.'s setup: one sample per sequence); with a stride every window that
+/// fits. Sequences shorter than one window give none. Only the window counts per sequence are
+/// held (8 bytes a sequence); the tokens are read from the mapped `.bin` when asked for.
+pub struct TrainingWindows {
+    data: IndexedDataset,
+    sequences: Range<u64>,
+    len: usize,
+    stride: Option<usize>,
+    /// `ends[k]`: windows in the first `k + 1` sequences of the range.
+    ends: Vec<u64>,
+    /// Tokens in the range's sequences (a u64: the Pile has ~300 G).
+    pub tokens_total: u64,
+}
+
+impl TrainingWindows {
+    pub fn new(
+        data: IndexedDataset,
+        sequences: Range<u64>,
+        len: usize,
+        stride: Option<usize>,
+    ) -> Result<Self> {
+        let mut ends = Vec::with_capacity((sequences.end - sequences.start) as usize);
+        let (mut windows, mut tokens_total) = (0u64, 0u64);
+        for seq in sequences.clone() {
+            let size = data.size(seq)?;
+            tokens_total += size;
+            windows += match (size.checked_sub(len as u64), stride) {
+                (None, _) => 0,
+                (Some(_), None) => 1,
+                (Some(room), Some(stride)) => room / stride as u64 + 1,
+            };
+            ends.push(windows);
+        }
+        Ok(Self {
+            data,
+            sequences,
+            len,
+            stride,
+            ends,
+            tokens_total,
+        })
+    }
+
+    pub fn count(&self) -> usize {
+        self.ends.last().copied().unwrap_or(0) as usize
+    }
+
+    /// Tokens per window.
+    pub fn window_len(&self) -> usize {
+        self.len
+    }
+
+    /// The range of sequences read.
+    pub fn sequences(&self) -> Range<u64> {
+        self.sequences.clone()
+    }
+
+    /// Sequences in the range.
+    pub fn sequence_count(&self) -> u64 {
+        self.sequences.end - self.sequences.start
+    }
+
+    /// How many of the range's sequences have all their windows among the first `windows`.
+    pub fn sequences_done(&self, windows: usize) -> u64 {
+        self.ends.partition_point(|&end| end <= windows as u64) as u64
+    }
+
+    pub fn origin(&self, i: usize) -> (u64, u64) {
+        let k = self.ends.partition_point(|&end| end <= i as u64);
+        let first = if k == 0 { 0 } else { self.ends[k - 1] };
+        let offset = (i as u64 - first) * self.stride.unwrap_or(0) as u64;
+        (self.sequences.start + k as u64, offset)
+    }
+
+    /// Tokens of windows `range`, row-major.
+    pub fn read(&self, range: Range<usize>) -> Result<Vec<u32>> {
+        let mut out = Vec::with_capacity(range.len() * self.len);
+        for i in range {
+            let (seq, offset) = self.origin(i);
+            self.data.read(seq, offset, self.len, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// The dataset's `.idx`, for messages.
+    pub fn idx_path(&self) -> &Path {
+        self.data.idx_path()
+    }
+}
 
 /// Cut every row of `data` into windows of `len` tokens starting every `stride` tokens (a
 /// tail shorter than `len` is dropped).
@@ -43,7 +205,7 @@ pub fn read_corpus(path: &Path, tokenizer: Option<&Path>) -> Result<TokenRows> {
     }
     if extension != "txt" && extension != "jsonl" {
         return Err(bad_input!(
-            "--input {}: expected a .npy, .txt or .jsonl file",
+            "--input {}: expected a .npy, .txt, .jsonl or Megatron .idx file",
             path.display()
         ));
     }

@@ -6,6 +6,7 @@
 
 pub mod benchmark;
 pub mod cli;
+pub mod data;
 pub mod default_model;
 pub mod error;
 pub mod extract;

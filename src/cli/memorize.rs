@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::long_run::{self, parse_shard, ResumeArgs, RunHeader};
 use super::{load_model, model_id, progress_bar, resolve_model, ModelArgs};
+use crate::data::{self, SampleOrigin};
 use crate::memorize::stored::StoredSample;
 use crate::memorize::{self, TokenRows};
 use crate::model::{BypassSet, Model, ModelConfig};
@@ -21,9 +22,11 @@ use crate::{bad_input, default_model, runtime};
 pub struct MemorizeArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// 2-D .npy of token ids, one memorized sample (prefix + suffix) per row; any integer
-    /// dtype. Default (only without --model-path): the built-in model's memorized samples.
-    #[arg(long, value_name = "FILE.npy")]
+    /// 2-D .npy of token ids, one memorized sample (prefix + suffix) per row, any integer
+    /// dtype; or a parquet table with a `tokens` list column (and optionally `index`), the
+    /// format of EleutherAI's pythia-memorized-evals. Default (only without --model-path): the
+    /// built-in model's memorized samples.
+    #[arg(long, value_name = "FILE.npy|FILE.parquet")]
     pub dataset_path: Option<PathBuf>,
     /// Tokens of each row given as the prompt; the rest is the suffix to reproduce.
     #[arg(long, default_value_t = 32)]
@@ -37,7 +40,9 @@ pub struct MemorizeArgs {
     /// ..._prefix<P>.shard-K-of-N.json with --shard).
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Also store every sample's scores in the JSON.
+    /// Also store every sample's scores in the JSON, each with its `index` (and `offset`)
+    /// when known: from the parquet `index` column, or from the STEM.index.npy that
+    /// `extract` writes beside STEM.npy.
     #[arg(long)]
     pub per_sample: bool,
     #[command(flatten)]
@@ -56,6 +61,9 @@ pub struct Header {
     pub model: ModelInfo,
     pub data: DataInfo,
     pub per_sample: bool,
+    /// Where each sample came from, kept only with `per_sample`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origins: Option<Vec<SampleOrigin>>,
 }
 
 impl RunHeader for Header {
@@ -80,6 +88,7 @@ impl RunHeader for Header {
 /// Everything checked and read before the model is loaded.
 struct Job {
     data: TokenRows,
+    origins: Option<Vec<SampleOrigin>>,
     data_name: String,
     sweep: Vec<BypassSet>,
     /// Indices into `sweep` this run computes (all of them unless sharded).
@@ -169,6 +178,7 @@ fn header(args: &MemorizeArgs, model: &Model, job: &Job) -> Header {
             suffix_len: job.data.cols - args.prefix_len,
         },
         per_sample: args.per_sample,
+        origins: job.origins.clone(),
     }
 }
 
@@ -199,7 +209,10 @@ fn prepare(
         Some(path) => path.display().to_string(),
         None => format!("{} (built in)", default_model::NAME),
     };
-    let data = memorize::npy::read_token_rows(&dataset_path)?;
+    let data::Samples {
+        rows: data,
+        origins,
+    } = data::read_samples(&dataset_path, args.per_sample)?;
     memorize::validate_config(config, &data, args.prefix_len, &data_name)?;
     let layers = config.num_layers();
     let sweep = args.sweep.settings(layers)?;
@@ -216,6 +229,7 @@ fn prepare(
     };
     Ok(Job {
         data,
+        origins,
         data_name,
         sweep,
         mine,
@@ -247,6 +261,7 @@ pub fn write_report(output: &Path, file: &SweepFile<StoredSample>, header: &Head
         header.data.clone(),
         &results,
         header.per_sample,
+        header.origins.as_deref(),
     );
     report.fingerprint = Some(file.fingerprint.clone());
     sweep::atomic::write_json_pretty(output, &report)?;

@@ -42,10 +42,12 @@ pub enum Command {
     ///
     /// Example: llm-mem memorize --model-path EleutherAI/pythia-160m --dataset-path memorized.npy --prefix-len 32
     Memorize(MemorizeArgs),
-    /// Find the windows of a corpus that the model reproduces verbatim; write them as a .npy
-    /// for `memorize`.
+    /// Find the windows of a corpus, or of training data (a Megatron .idx such as Pythia's
+    /// Pile), that the model reproduces verbatim; write them as a .npy for `memorize`.
     ///
     /// Example: llm-mem extract --model-path EleutherAI/pythia-160m --input corpus.jsonl --output memorized.npy
+    ///
+    /// Example: llm-mem extract --model-path EleutherAI/pythia-160m --input pile/document.idx --steps 1000 --output step1000.npy
     Extract(ExtractArgs),
     /// Zero-shot lm-evaluation-harness tasks under the base model and each bypass setting.
     ///
@@ -177,13 +179,19 @@ pub fn load_model(args: &ModelArgs, files: &ModelFiles) -> Result<Model> {
 
 /// A bar in tokens on stderr (hidden when stderr is not a terminal), with rate and ETA.
 pub fn progress_bar(total_tokens: u64) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(total_tokens), ProgressDrawTarget::stderr());
+    progress_bar_in(total_tokens, "tokens")
+}
+
+/// [`progress_bar`] counting `unit`, e.g. "12/40 sequences, 3.1/s".
+pub fn progress_bar_in(total: u64, unit: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    let template = format!(
+        "{{elapsed_precise}} [{{bar:40}}] {{pos}}/{{len}} {unit}, {{per_sec}}, ETA {{eta}}"
+    );
     bar.set_style(
-        ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:40}] {pos}/{len} tokens, {per_sec}, ETA {eta}",
-        )
-        .expect("static template")
-        .progress_chars("=> "),
+        ProgressStyle::with_template(&template)
+            .expect("static template")
+            .progress_chars("=> "),
     );
     bar
 }

@@ -7,6 +7,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::bad_input;
+use crate::data::SampleOrigin;
 use crate::memorize::{MeanScores, SampleScores, SettingResult};
 use crate::sweep::{atomic, Fingerprint};
 
@@ -49,7 +50,17 @@ pub struct MemorizeEntry {
     #[serde(flatten)]
     pub scores: MeanScores,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub per_sample: Option<Vec<SampleScores>>,
+    pub per_sample: Option<Vec<SampleEntry>>,
+}
+
+/// One sample's scores, led by where it came from when that is known (`index`: its sequence,
+/// `offset`: the token offset in it).
+#[derive(Debug, Serialize)]
+pub struct SampleEntry {
+    #[serde(flatten)]
+    pub origin: Option<SampleOrigin>,
+    #[serde(flatten)]
+    pub scores: SampleScores,
 }
 
 #[derive(Debug, Serialize)]
@@ -65,18 +76,31 @@ pub struct MemorizeReport {
 }
 
 impl MemorizeReport {
+    /// With `per_sample`, every sample's scores too, each with its entry of `origins` if given
+    /// (one per sample).
     pub fn new(
         model: ModelInfo,
         data: DataInfo,
         results: &[SettingResult],
         per_sample: bool,
+        origins: Option<&[SampleOrigin]>,
     ) -> Self {
+        let entries = |samples: &[SampleScores]| -> Vec<SampleEntry> {
+            samples
+                .iter()
+                .enumerate()
+                .map(|(i, scores)| SampleEntry {
+                    origin: origins.map(|o| o[i].clone()),
+                    scores: scores.clone(),
+                })
+                .collect()
+        };
         let results = results
             .iter()
             .map(|r| MemorizeEntry {
                 bypass: r.bypass.layers().to_vec(),
                 scores: r.mean.clone(),
-                per_sample: per_sample.then(|| r.samples.clone()),
+                per_sample: per_sample.then(|| entries(&r.samples)),
             })
             .collect();
         Self {
