@@ -267,6 +267,9 @@ fn compare_rows(
     })
 }
 
+/// One setting of `llm-mem memorize`'s output: its bypass list and per-sample scores.
+type CliSetting = (Vec<usize>, Vec<SampleScores>);
+
 /// `llm-mem memorize --per-sample` on the device: per setting (by bypass list) its rows.
 fn run_cli(
     dir: &Path,
@@ -275,7 +278,7 @@ fn run_cli(
     device: &str,
     dtype: &str,
     out: &Path,
-) -> Result<Vec<(Vec<usize>, Vec<SampleScores>)>, String> {
+) -> Result<Vec<CliSetting>, String> {
     let mut cmd = Command::new(llm_mem_bin());
     cmd.arg("memorize")
         .arg("--model-path")
