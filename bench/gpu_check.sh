@@ -62,6 +62,8 @@ done
 
 if [ "$MODE" = gpu ]; then
     PACK=${PACK:-target/gpu-pack}
+    # candle's kernels are PTX the driver compiles at start: let its cache keep them all.
+    export CUDA_CACHE_MAXSIZE=${CUDA_CACHE_MAXSIZE:-1073741824}
     DEVICE=${DEVICE:-cuda}
     # pythia-1.4b: 24 layers, hidden 2048, 16 heads, intermediate 8192, vocab 50304
     LAYERS=24 HIDDEN=2048 HEADS=16 INTER=8192 VOCAB=50304 ROWS=1000 SEQ=64 PREFIX=32 BATCH=64
@@ -108,8 +110,10 @@ jstr() {
 # The JSON in file $1, or null.
 jfile() { if [ -s "$1" ]; then cat "$1"; else printf null; fi; }
 # Seconds left for a step that would like $1: never past the whole run's budget less $2.
+# At least 10 s, so a late step still reports how it failed.
 limit_for() {
     local left=$((BUDGET - SECONDS - ${2:-0}))
+    if [ "$left" -lt 10 ]; then left=10; fi
     if [ "$left" -lt "$1" ]; then echo "$left"; else echo "$1"; fi
 }
 status_of() { sed -n 's/^{"status": *"\([a-z_-]*\)".*/\1/p' "$WORK/steps/$1.json" 2>/dev/null | head -1; }
@@ -256,7 +260,7 @@ if [ -x "$BIN" ] && command -v ldd >/dev/null; then
                 for d in "$site"/nvidia/*/lib "$site"/nvidia/cu*/lib "$site"/torch/lib; do candidates+=("$d"); done
             done < <("$PY" -c 'import site; print("\n".join(site.getsitepackages()))' 2>/dev/null)
         fi
-        for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-*/lib64 /usr/lib/x86_64-linux-gnu; do
+        for d in /usr/local/nvidia/lib64 /usr/local/nvidia/lib /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-*/lib64 /usr/lib/x86_64-linux-gnu; do
             candidates+=("$d")
         done
         for lib in $missing; do
@@ -294,7 +298,7 @@ for n in "${pre_notes[@]}"; do echo "preflight: $n"; done
     printf '{"status": "%s", "llm_mem_bin": %s, "parity_exe": %s, "llm_mem_version": %s, ' \
         "$pre_status" "$(jstr "$BIN")" "$(jstr "$PARITY_EXE")" "$(jstr "$VERSION")"
     printf '"llm_mem_bin_bytes": %s, "gpu": %s, "driver_cuda_version": %s, "pack_manifest": %s, ' \
-        "$(wc -c <"$BIN" 2>/dev/null || echo null)" "$(jstr "$SMI_LINE")" "$(jstr "$DRIVER_CUDA")" "$(jfile "$MANIFEST")"
+        "$(if [ -f "$BIN" ]; then wc -c <"$BIN"; else echo null; fi)" "$(jstr "$SMI_LINE")" "$(jstr "$DRIVER_CUDA")" "$(jfile "$MANIFEST")"
     printf '"ld_library_path_added": ['
     sep=""
     for d in "${CUDA_LIB_DIRS[@]}"; do printf '%s%s' "$sep" "$(jstr "$d")"; sep=", "; done
@@ -449,7 +453,9 @@ if [ -s "$HF_ENV" ]; then
     hf_n=$(kv "$HF_ENV" HF_SETTINGS_RUN)
     hf_all=$(kv "$HF_ENV" HF_SETTINGS_ALL)
     hf_ext=$(kv "$HF_ENV" HF_SECONDS_EXTRAPOLATED)
-    echo "  HF pipeline: $hf_sec s measured on $hf_n of $hf_all settings -> $hf_ext s for all $hf_all (extrapolated by the mean time per setting$([ "$hf_n" = "$hf_all" ] && echo ': all ran, nothing extrapolated'))"
+    how="EXTRAPOLATED from $hf_n settings by the mean time per setting"
+    if [ "$hf_n" = "$hf_all" ]; then how="all ran, nothing extrapolated"; fi
+    echo "  HF pipeline: $hf_sec s measured on $hf_n of $hf_all settings -> $hf_ext s for all $hf_all ($how)"
     if [ "$(kv "$HF_ENV" HF_MAX_MEMORY_ALLOCATED_MIB)" != n/a ]; then
         echo "  HF GPU memory peak: $(kv "$HF_ENV" HF_MAX_MEMORY_ALLOCATED_MIB) MiB (torch.cuda.max_memory_allocated); $(sed -n 's/.*"gpu_mem_peak_mib_nvidia_smi": \([0-9a-z]*\).*/\1/p' "$WORK/steps/hf_pipeline.json") MiB used on the GPU (nvidia-smi, as for llm-mem)"
     fi

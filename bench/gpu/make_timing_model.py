@@ -111,7 +111,7 @@ def main():
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         **{k: round(v, 3) for k, v in times.items()},
     }
-    print(f"timing model: {params / 1e9:.3f} B parameters ({args.layers} layers, hidden {args.hidden}, "
+    print(f"timing model: {params / 1e6:.1f} M parameters ({args.layers} layers, hidden {args.hidden}, "
           f"vocab {args.vocab}), {args.dtype} on {device}; {rows.shape[0]} rows x {rows.shape[1]} tokens "
           f"(prefix {args.prefix}); init {times['init_s']:.1f} s, save {times['save_s']:.1f} s, "
           f"generate {times['generate_s']:.1f} s")
