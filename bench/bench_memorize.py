@@ -170,6 +170,8 @@ def main():
     parser.add_argument("model", nargs="?", default="pythia-70m")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--binary", default=str(ROOT / "target/debug/llm-mem"))
+    parser.add_argument("--num-layers", type=int, default=None,
+                        help="sweep only layers 0..N (both sides), to fit deep models in minutes")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model_dir = ROOT / "bench/models" / args.model
@@ -178,7 +180,8 @@ def main():
     model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="eager").eval()
     model.generation_config.eos_token_id = None
     layers = model.config.num_hidden_layers
-    settings = [[]] + [[i] for i in range(layers)]
+    swept = layers if args.num_layers is None else min(args.num_layers, layers)
+    settings = [[]] + [[i] for i in range(swept)]
 
     peak = sgemm_peak()
     py_time = timed(lambda: globals().__setitem__("_ref", python_pipeline(model, rows, prefix, settings, batch)))
@@ -188,7 +191,7 @@ def main():
         out = Path(tmp) / "scores.json"
         cmd = [args.binary, "memorize", "--model-path", str(model_dir), "--dataset-path",
                str(model_dir / "memorized.npy"), "--prefix-len", str(prefix), "--batch-size", str(batch),
-               "--per-sample", "--output", str(out)]
+               "--per-sample", "--num-layers", str(swept), "--output", str(out)]
         env = {"RAYON_NUM_THREADS": str(args.threads), "PATH": "/usr/bin:/bin"}
         rust_time, peak_rss_mb = run_measured(cmd, env)
         report = json.loads(out.read_text())
