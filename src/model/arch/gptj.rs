@@ -196,7 +196,7 @@ impl Attention {
             .contiguous()?;
         let (k, v) = kv.append(k, split_heads(&own, self.heads)?.contiguous()?)?;
         let mixed = ops::attend(&q, &k, &v, pos.mask(false), Some(self.scale))?;
-        let mixed = bypass_rows(bypass, &own, mixed)?;
+        let mixed = bypass_rows(bypass, || Ok(own), mixed)?;
         self.out_proj.forward(&mixed)
     }
 }

@@ -201,7 +201,7 @@ impl Attention {
         let k = split_heads(&self.k_proj.forward(x)?, self.heads)?.contiguous()?;
         let (k, v) = kv.append(k, split_heads(&own, self.heads)?.contiguous()?)?;
         let mixed = ops::attend(&q, &k, &v, pos.mask(false), None)?;
-        let mixed = bypass_rows(bypass, &own, mixed)?;
+        let mixed = bypass_rows(bypass, || Ok(own), mixed)?;
         self.out_proj.forward(&mixed)
     }
 }
