@@ -9,6 +9,8 @@ pub mod gpt2;
 pub mod gpt_neo;
 pub mod gpt_neox;
 pub mod llama;
+pub mod olmo;
+pub mod olmo2;
 
 use std::any::Any;
 
@@ -68,6 +70,9 @@ pub const REGISTRY: &[Architecture] = &[
     llama::QWEN2,
     llama::QWEN3,
     gpt2::ARCHITECTURE,
+    olmo::ARCHITECTURE,
+    olmo2::OLMO2,
+    olmo2::OLMO3,
 ];
 
 /// The registry entry named `name` (an `architectures` entry).
