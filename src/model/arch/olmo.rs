@@ -167,7 +167,7 @@ pub(super) fn check_head_dim(
 
 /// Rotary pairs dimension i with i + ndims/2, so the rotated part must be even.
 pub(super) fn check_rotary(rope: &RopeSpec, head_dim: usize) -> anyhow::Result<()> {
-    if rope.ndims(head_dim) % 2 != 0 {
+    if !rope.ndims(head_dim).is_multiple_of(2) {
         return Err(bad_input!(
             "rotary dimensions of head_dim {head_dim} must be even"
         ));
