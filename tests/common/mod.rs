@@ -12,8 +12,9 @@ use ndarray_npy::ReadNpyExt;
 use serde::Deserialize;
 
 /// The tiny random checkpoints made by `scripts/make_fixtures.py` (GPT-NeoX, GPT-Neo) and
-/// `scripts/make_family_fixtures.py` (the other families).
-pub const FIXTURE_MODELS: [&str; 9] = [
+/// `scripts/make_family_fixtures.py` (Llama, Mistral, Qwen, GPT-2) and
+/// `scripts/make_olmo_fixtures.py` (OLMo 1, 2, 3).
+pub const FIXTURE_MODELS: [&str; 12] = [
     "neox-parallel",
     "neox-sequential",
     "neo-local",
@@ -23,6 +24,9 @@ pub const FIXTURE_MODELS: [&str; 9] = [
     "qwen2",
     "qwen3",
     "gpt2",
+    "olmo",
+    "olmo2",
+    "olmo3",
 ];
 
 /// Both kernel paths: the fast CPU kernels and the portable tensor ops a GPU runs.
