@@ -273,7 +273,9 @@ impl Attention {
             return self.o_proj.forward(&self.heads.own_values(&v)?);
         }
         let q = self.project(&self.q_proj, x)?.reshape((b, t, query, dim))?;
-        let k = self.project(&self.k_proj, x)?.reshape((b, t, kv_heads, dim))?;
+        let k = self
+            .project(&self.k_proj, x)?
+            .reshape((b, t, kv_heads, dim))?;
         // [b, heads, t, dim]
         let q = rotary.apply(&q.transpose(1, 2)?, &pos.query)?;
         let k = rotary

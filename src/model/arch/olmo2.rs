@@ -219,12 +219,15 @@ impl Olmo2Config {
     /// The rotary of a layer type. OLMo's rotary always spans the whole head: HF's OLMo
     /// rotary ignores `partial_rotary_factor`.
     pub fn rope(&self, layer_type: LayerType) -> anyhow::Result<RopeSpec> {
-        let keys = match (&self.olmo3_rope, layer_type) {
-            (Some([full, _]), LayerType::Full) => full,
-            (Some([_, sliding]), LayerType::Sliding) => sliding,
-            (None, _) => &self.rope,
+        let spec = match (&self.olmo3_rope, layer_type) {
+            (None, _) => self.rope.resolve(None, None)?,
+            (Some([full, _]), LayerType::Full) => full
+                .resolve(None, None)
+                .map_err(|err| bad_input!("rotary of the {FULL} layers: {err}"))?,
+            (Some([_, sliding]), LayerType::Sliding) => sliding
+                .resolve(None, None)
+                .map_err(|err| bad_input!("rotary of the {SLIDING} layers: {err}"))?,
         };
-        let spec = keys.resolve(None, None)?;
         Ok(RopeSpec {
             fraction: 1.0,
             ..spec
@@ -484,5 +487,95 @@ impl CausalLm for Olmo2 {
 
     fn lm_head(&self) -> &Linear {
         &self.lm_head
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::rotary::RopeScaling;
+
+    /// A small OLMo 3 config plus `extra` keys.
+    fn olmo3(extra: Value) -> Olmo2Config {
+        let mut config = serde_json::json!({
+            "vocab_size": 96, "hidden_size": 64, "intermediate_size": 128,
+            "num_hidden_layers": 6, "num_attention_heads": 4, "max_position_embeddings": 64,
+        });
+        config
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let family = parse(&config.to_string(), Variant::Olmo3).unwrap();
+        family
+            .as_any()
+            .downcast_ref::<Olmo2Config>()
+            .unwrap()
+            .clone()
+    }
+
+    fn rope(config: &Olmo2Config, layer_type: LayerType) -> (f64, RopeScaling) {
+        let spec = config.rope(layer_type).unwrap();
+        (spec.base, spec.scaling)
+    }
+
+    /// What transformers 5.24's `Olmo3Config` makes of each style of rotary keys.
+    #[test]
+    fn olmo3_rotary_per_layer_type_as_hf_assembles_it() {
+        use LayerType::{Full, Sliding};
+        let linear = RopeScaling::Linear { factor: 2.0 };
+        // 4.x style: the top-level keys reach the full-attention layers only.
+        let c = olmo3(serde_json::json!({
+            "rope_theta": 1234.0, "rope_scaling": {"rope_type": "linear", "factor": 2.0}
+        }));
+        assert_eq!(rope(&c, Full), (1234.0, linear));
+        assert_eq!(rope(&c, Sliding), (OLMO3_THETA, RopeScaling::None));
+        // keyed by layer type (what 5.x writes)
+        let c = olmo3(serde_json::json!({"rope_parameters": {
+            "full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1234.0},
+            "sliding_attention": {"rope_type": "default", "rope_theta": 99.0},
+        }}));
+        assert_eq!(rope(&c, Full), (1234.0, linear));
+        assert_eq!(rope(&c, Sliding), (99.0, RopeScaling::None));
+        // a flat rope_parameters is not read; nothing at all: 500000 everywhere
+        for extra in [
+            serde_json::json!({"rope_parameters": {"rope_type": "default", "rope_theta": 1234.0}}),
+            serde_json::json!({}),
+        ] {
+            let c = olmo3(extra);
+            assert_eq!(rope(&c, Full), (OLMO3_THETA, RopeScaling::None));
+            assert_eq!(rope(&c, Sliding), (OLMO3_THETA, RopeScaling::None));
+        }
+    }
+
+    #[test]
+    fn olmo3_layer_types_and_window_defaults() {
+        use LayerType::{Full, Sliding};
+        let c = olmo3(serde_json::json!({}));
+        assert_eq!(
+            c.layer_types(),
+            [Sliding, Sliding, Sliding, Full, Sliding, Sliding]
+        );
+        assert_eq!(c.shape().local_window, Some(OLMO3_WINDOW));
+        let c = olmo3(serde_json::json!({"sliding_window": null}));
+        assert_eq!(c.shape().local_window, None);
+        let c = olmo3(
+            serde_json::json!({"layer_types": vec!["full_attention"; 6], "sliding_window": 8}),
+        );
+        assert_eq!(c.shape().local_window, None);
+    }
+
+    /// OLMo 2 reads the rotary keys like every other family, and never has a window.
+    #[test]
+    fn olmo2_rotary_and_no_window() {
+        let text = serde_json::json!({
+            "vocab_size": 96, "hidden_size": 64, "intermediate_size": 128,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": 64,
+            "rope_theta": 77.0, "sliding_window": 4,
+        });
+        let family = parse(&text.to_string(), Variant::Olmo2).unwrap();
+        let c = family.as_any().downcast_ref::<Olmo2Config>().unwrap();
+        assert_eq!(rope(c, LayerType::Full), (77.0, RopeScaling::None));
+        assert_eq!(c.shape().local_window, None);
+        assert_eq!(c.shape().norm_eps, 1e-5);
     }
 }
