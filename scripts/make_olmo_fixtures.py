@@ -29,12 +29,17 @@ gated MLP (down(silu(gate(x)) * up(x)), no MLP biases).
 * ``olmo3/``  Olmo3ForCausalLM, 4 layers, 4 heads = 4 kv heads, sliding_window 5, layer_types
   left to the default (every fourth layer full_attention: [sliding, sliding, sliding, full]; the
   key is removed from config.json), untied.  config.json in the 4.x style of the published Olmo 3
-  configs: top-level ``rope_theta`` 10000 and ``rope_scaling`` {rope_type: linear, factor: 2}.
-  transformers 5.24's ``Olmo3Config`` gives both to the full-attention layers only: the sliding
-  layers get ``{rope_type: default, rope_theta: 500000}`` (``convert_rope_params_to_dict`` pops
-  the top-level rope_theta for the full layers, the sliding ones fall back to default_theta);
-  the script checks that a loader giving the sliding layers the top-level keys gets different
-  logits.  Sharded bfloat16 safetensors.  ``data.npy``: int64, C order.
+  configs: top-level ``rope_theta`` 1000 and ``rope_scaling`` {rope_type: yarn, factor: 4,
+  original_max_position_embeddings: 16, attention_factor: 1.2, beta_fast: 32, beta_slow: 1,
+  truncate: false} (the long-context Olmo 3 keys, scaled down; theta 1000 so that the truncated
+  band differs from the untruncated one at head_dim 16).  transformers 5.24's
+  ``Olmo3Config`` gives both to the full-attention layers only: the sliding layers get
+  ``{rope_type: default, rope_theta: 500000}`` (``convert_rope_params_to_dict`` pops the
+  top-level rope_theta for the full layers, the sliding ones fall back to default_theta).  YaRN:
+  inv_freq blended between the plain frequencies and them / factor, cos and sin times
+  attention_factor; ``truncate`` is never read (``_compute_yarn_parameters`` looks it up in the
+  keyed ``config.rope_parameters``), so the band is truncated anyway.  Sharded bfloat16
+  safetensors.  ``data.npy``: int64, C order.
 
 Per model, as in make_fixtures.py: ``config.json``, ``generation_config.json``, the weights,
 ``data.npy`` (6 rows x 24 tokens, prefix_len 8: make_fixtures.py's row recipe), and
@@ -60,8 +65,8 @@ Checks beyond make_fixtures.py's (all asserted; the numbers go into reference.js
 * Each quirk matters (flipping it moves some logit by > 1e-3): OLMo 1 without clip_qkv, and with
   q and k clipped but not v (bypass settings, where only v is used); OLMo 2 with the q/k norm per
   head (Qwen3's) instead of over the whole projection, with pre-norms instead of post-norms, the
-  GQA mapping h % kv_heads; OLMo 3 without the window, and with the sliding layers' rotary
-  taken from the top-level keys.
+  GQA mapping h % kv_heads; OLMo 3 without the window, without YaRN, with YaRN's truncate
+  honoured, and with the sliding layers' rotary taken from the top-level keys.
 
 How to run (from the repository root; about a minute on 2 cores)::
 
@@ -77,6 +82,7 @@ numpy 2.4.6, safetensors 0.8.0.
 
 import copy
 import json
+import math
 import shutil
 import sys
 import types
@@ -177,6 +183,42 @@ def layer_types_of(cfg):
     ]
 
 
+def inv_freq_f64(p, head_dim):
+    """make_family_fixtures.py's formulas, plus YaRN (_compute_yarn_parameters in float64)."""
+    if p["rope_type"] != "yarn":
+        return mff.inv_freq_f64(p, head_dim)
+    dim, base, factor = head_dim, float(p["rope_theta"]), p["factor"]
+    beta_fast, beta_slow = p.get("beta_fast") or 32, p.get("beta_slow") or 1
+
+    def correction_dim(rotations):
+        return dim * math.log(p["original_max_position_embeddings"] / (rotations * 2 * math.pi)) / (2 * math.log(base))
+
+    low, high = correction_dim(beta_fast), correction_dim(beta_slow)
+    if p.get("truncate", True):
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, dim - 1)
+    if low == high:
+        high += 0.001
+    pos = base ** (np.arange(0, dim, 2, dtype=np.float64) / dim)
+    keep = 1 - np.clip((np.arange(dim // 2, dtype=np.float64) - low) / (high - low), 0, 1)
+    return (1 / (factor * pos)) * (1 - keep) + (1 / pos) * keep
+
+
+def attention_factor(p):
+    """YaRN's cos/sin factor (1 for every other type)."""
+    if p["rope_type"] != "yarn":
+        return 1.0
+    if p.get("attention_factor") is not None:
+        return p["attention_factor"]
+
+    def mscale(scale, m=1.0):
+        return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
+
+    if p.get("mscale") and p.get("mscale_all_dim"):
+        return mscale(p["factor"], p["mscale"]) / mscale(p["factor"], p["mscale_all_dim"])
+    return mscale(p["factor"])
+
+
 def hf_inv_freq(model, layer_type):
     rot = model.model.rotary_emb
     if isinstance(model, Olmo3ForCausalLM):
@@ -184,9 +226,20 @@ def hf_inv_freq(model, layer_type):
     return rot.inv_freq
 
 
+def hf_attention_scaling(model, layer_type):
+    rot = model.model.rotary_emb
+    if isinstance(model, Olmo3ForCausalLM):
+        return getattr(rot, f"{layer_type}_attention_scaling")
+    return rot.attention_scaling
+
+
 def hf_rope_params(model, layer_type):
+    """The rotary parameters HF's rotary uses: Olmo3's yarn reads `truncate` from the keyed
+    config.rope_parameters (never there), so drop a layer entry's own."""
     rp = model.config.rope_parameters
-    return dict(rp[layer_type]) if isinstance(model, Olmo3ForCausalLM) else dict(rp)
+    if not isinstance(model, Olmo3ForCausalLM):
+        return dict(rp)
+    return {k: v for k, v in rp[layer_type].items() if k != "truncate"}
 
 
 # --------------------------------------------------------------------------------------
@@ -201,7 +254,8 @@ def _olmo_ln_f64(self, hidden_states):
 def _olmo3_rotary_f64(self, x, position_ids, layer_type):
     freqs = position_ids[..., None].to(torch.float64) * self.llm_mem_inv_freq_f64[layer_type]
     emb = torch.cat((freqs, freqs), dim=-1)
-    return emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+    scale = self.llm_mem_attention_factor[layer_type]
+    return (emb.cos() * scale).to(x.dtype), (emb.sin() * scale).to(x.dtype)
 
 
 def float64_copy(model, pure):
@@ -214,12 +268,13 @@ def float64_copy(model, pure):
         name = type(mod).__name__
         if name == "Olmo3RotaryEmbedding":
             mod.llm_mem_inv_freq_f64 = {
-                t: torch.tensor(mff.inv_freq_f64(hf_rope_params(model, t), hd), dtype=torch.float64)
+                t: torch.tensor(inv_freq_f64(hf_rope_params(model, t), hd), dtype=torch.float64)
                 for t in set(cfg.layer_types)
             }
+            mod.llm_mem_attention_factor = {t: attention_factor(hf_rope_params(model, t)) for t in set(cfg.layer_types)}
             mod.forward = types.MethodType(_olmo3_rotary_f64, mod)
         elif name.endswith("RotaryEmbedding"):
-            mod.llm_mem_inv_freq_f64 = torch.tensor(mff.inv_freq_f64(hf_rope_params(model, None), hd),
+            mod.llm_mem_inv_freq_f64 = torch.tensor(inv_freq_f64(hf_rope_params(model, None), hd),
                                                     dtype=torch.float64)
             mod.forward = types.MethodType(mff._rotary_forward_f64, mod)
         elif name.endswith("RMSNorm"):
@@ -259,7 +314,7 @@ def np_layer_norm_plain(x, eps):
 def np_forward(mdir, rows, bypass, variant=None):
     """Logits [B, T, V] in float64 from mdir's config.json and safetensors only.  `variant`
     flips one quirk: no_clip, no_v_clip (OLMo 1); qk_norm_per_head, pre_norm, gqa_interleaved
-    (OLMo 2); no_window, sliding_rope_from_top (OLMo 3)."""
+    (OLMo 2); no_window, sliding_rope_from_top, yarn_truncate_honoured (OLMo 3)."""
     cfg = json.loads((mdir / "config.json").read_text())
     W = mff.load_checkpoint_f64(mdir)
     arch = cfg["architectures"][0]
@@ -282,12 +337,15 @@ def np_forward(mdir, rows, bypass, variant=None):
         if arch == "Olmo3ForCausalLM":
             t = "full_attention" if variant == "sliding_rope_from_top" else layer_type
             p = olmo3_rope_params(cfg, t)
+            if variant != "yarn_truncate_honoured":
+                p.pop("truncate", None)  # Olmo3's yarn never finds it (see hf_rope_params)
         else:
             p = mff.rope_params_from_config_json(cfg)
         p.pop("partial_rotary_factor", None)  # OLMo's rotary spans the whole head
-        ang = np.arange(T, dtype=np.float64)[:, None] * mff.inv_freq_f64(p, hd)[None, :]
+        ang = np.arange(T, dtype=np.float64)[:, None] * inv_freq_f64(p, hd)[None, :]
         ang = np.concatenate([ang, ang], axis=-1)  # rotate_half pairs j with j + hd/2
-        return np.cos(ang)[None, :, None, :], np.sin(ang)[None, :, None, :]
+        scale = attention_factor(p)
+        return scale * np.cos(ang)[None, :, None, :], scale * np.sin(ang)[None, :, None, :]
 
     tables = {t: rope_tables(t) for t in set(types_)}
 
@@ -391,8 +449,11 @@ def olmo3_config(**over):
         num_hidden_layers=4,
         num_key_value_heads=4,
         rms_norm_eps=1e-6,
-        rope_theta=10000.0,
-        rope_scaling={"rope_type": "linear", "factor": 2.0},
+        rope_theta=1000.0,
+        # the published long-context Olmo 3 keys (factor 8 over 8192 there), and `truncate`,
+        # which Olmo3's yarn never reads
+        rope_scaling={"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16,
+                      "attention_factor": 1.2, "beta_fast": 32, "beta_slow": 1, "truncate": False},
         sliding_window=5,
         attention_bias=False,
         tie_word_embeddings=False,
@@ -438,7 +499,7 @@ def save_olmo3(model, spec, mdir):
         return cfg
 
     cfg = mff.edit_config(mdir, fn)
-    assert cfg["rope_theta"] == 10000.0 and cfg["rope_scaling"] == {"rope_type": "linear", "factor": 2.0}
+    assert cfg["rope_theta"] == 1000.0 and cfg["rope_scaling"]["rope_type"] == "yarn", cfg["rope_scaling"]
 
 
 # --------------------------------------------------------------------------------------
@@ -451,10 +512,14 @@ def rope_note(model, layer_type=None):
     hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     hf = hf_inv_freq(model, layer_type).numpy().astype(np.float64)
     p = hf_rope_params(model, layer_type)
-    ours = mff.inv_freq_f64(p, hd)
+    ours = inv_freq_f64(p, hd)
     rel = float(np.abs(hf / ours - 1).max())
     assert rel < 1e-6, f"inv_freq formula off by {rel}"
-    return {"rope_parameters_as_loaded": p, "inv_freq_formula_max_rel_err": rel}
+    scaling = hf_attention_scaling(model, layer_type)
+    assert abs(scaling - attention_factor(p)) < 1e-12, (scaling, p)
+    rp = model.config.rope_parameters
+    loaded = dict(rp[layer_type] if layer_type else rp)
+    return {"rope_parameters_as_loaded": loaded, "inv_freq_formula_max_rel_err": rel, "attention_scaling": scaling}
 
 
 def clipped_fractions(model, rows):
@@ -532,15 +597,21 @@ def checks_olmo3(model, spec, rows, mdir, settings):
     w = model.config.sliding_window
     mff.check_masks(model, rows, lambda i: w if model.config.layer_types[i] == "sliding_attention" else None)
     full, sliding = rope_note(model, "full_attention"), rope_note(model, "sliding_attention")
-    assert full["rope_parameters_as_loaded"] == {"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0}, full
+    loaded = full["rope_parameters_as_loaded"]
+    assert loaded["rope_type"] == "yarn" and loaded["rope_theta"] == 1000.0 and loaded["truncate"] is False, full
+    assert full["attention_scaling"] == 1.2
     assert sliding["rope_parameters_as_loaded"] == {"rope_type": "default", "rope_theta": OLMO3_THETA}, sliding
+    assert sliding["attention_scaling"] == 1.0
     re = Olmo3ForCausalLM.from_pretrained(mdir, dtype=torch.float32, attn_implementation="eager").eval()
     assert re.config.rope_parameters == model.config.rope_parameters, re.config.rope_parameters
     assert re.config.layer_types == model.config.layer_types
     assert mff.logit_diff(model, re, rows) == 0.0
     no_window = np_all_settings_diff(mdir, rows, settings, "no_window")
     top = np_all_settings_diff(mdir, rows, settings, "sliding_rope_from_top")
-    assert no_window > QUIRK_MATTERS and top > QUIRK_MATTERS, (no_window, top)
+    truncate = np_all_settings_diff(mdir, rows, settings, "yarn_truncate_honoured")
+    plain = mff.variant_model(model, spec, rope_scaling=None)
+    no_yarn = mff.logit_diff(model, plain, rows)
+    assert min(no_window, top, truncate, no_yarn) > QUIRK_MATTERS, (no_window, top, truncate, no_yarn)
     return {
         "layer_types": "absent from config.json: Olmo3Config's default, sliding_attention except every fourth "
                        "layer ([sliding, sliding, sliding, full])",
@@ -548,10 +619,17 @@ def checks_olmo3(model, spec, rows, mdir, settings):
         "no_window_numpy_max_abs_logit_diff": no_window,
         "rope_full_attention": full,
         "rope_sliding_attention": sliding,
-        "rope_per_layer_type": "config.json has top-level rope_theta 10000 and rope_scaling {linear, factor 2}; "
-                               "Olmo3Config gives them to the full-attention layers only, the sliding layers get "
-                               "{rope_type: default, rope_theta: 500000} (default_theta)",
+        "rope_per_layer_type": "config.json has top-level rope_theta 1000 and rope_scaling {yarn, factor 4, "
+                               "original_max_position_embeddings 16, attention_factor 1.2, beta_fast 32, beta_slow 1, "
+                               "truncate false}; Olmo3Config gives them to the full-attention layers only, the "
+                               "sliding layers get {rope_type: default, rope_theta: 500000} (default_theta)",
         "sliding_rope_from_top_level_keys_numpy_max_abs_logit_diff": top,
+        "yarn": "full-attention layers: inv_freq blended between base^(-2i/d) and it / factor over the band "
+                "[floor(low), ceil(high)] of _compute_yarn_parameters; cos and sin times attention_factor 1.2",
+        "yarn_vs_no_scaling_max_abs_logit_diff": no_yarn,
+        "yarn_truncate": "truncate false is in the full-attention entry, but _compute_yarn_parameters reads "
+                         "config.rope_parameters.get('truncate', True) from the keyed dict: always truncated",
+        "yarn_truncate_honoured_numpy_max_abs_logit_diff": truncate,
     }
 
 
@@ -567,7 +645,7 @@ FAMILIES = [
          init={"tok_emb": 0.4}),
     dict(name="olmo2", cls=Olmo2ForCausalLM, config=olmo2_config, seed=11008, disk_dtype=torch.bfloat16,
          data_dtype=np.uint16, fortran=True, save=save_olmo2, checks=checks_olmo2),
-    dict(name="olmo3", cls=Olmo3ForCausalLM, config=olmo3_config, seed=12022, disk_dtype=torch.bfloat16,
+    dict(name="olmo3", cls=Olmo3ForCausalLM, config=olmo3_config, seed=12051, disk_dtype=torch.bfloat16,
          data_dtype=np.int64, fortran=False, save=save_olmo3, checks=checks_olmo3),
 ]
 

@@ -124,8 +124,8 @@ fn olmo_configs_with_missing_or_absurd_fields() {
             "clip_qkv 0 must be a positive number",
         ),
         (
-            Edit::Set("rope_scaling", json!({"type": "yarn", "factor": 4.0})),
-            "rope_scaling type \"yarn\" is not supported",
+            Edit::Set("rope_scaling", json!({"type": "dynamic", "factor": 4.0})),
+            "rope_scaling type \"dynamic\" is not supported",
         ),
     ]);
     for (i, (edit, needle)) in cases.into_iter().enumerate() {
@@ -181,23 +181,29 @@ fn olmo3_configs_with_missing_or_absurd_fields() {
             "sliding_window must be a non-negative integer, found -5",
         ),
         (
-            Edit::Set("layer_types", json!(["full_attention", "full_attention", "full_attention"])),
+            Edit::Set(
+                "layer_types",
+                json!(["full_attention", "full_attention", "full_attention"]),
+            ),
             "layer_types lists 3 layers but num_hidden_layers is 4",
         ),
         (
             Edit::Set(
                 "layer_types",
-                json!(["sliding_attention", "chunked_attention", "full_attention", "full_attention"]),
+                json!([
+                    "sliding_attention",
+                    "chunked_attention",
+                    "full_attention",
+                    "full_attention"
+                ]),
             ),
             "layer_types: unknown layer type \"chunked_attention\"",
         ),
         (
-            // The published Olmo 3 configs extend the full-attention layers with YaRN.
-            Edit::Set(
-                "rope_scaling",
-                json!({"rope_type": "yarn", "factor": 8.0, "original_max_position_embeddings": 8192}),
-            ),
-            "rotary of the full_attention layers: rope_parameters type \"yarn\" is not supported",
+            // YaRN without its original context length
+            Edit::Set("rope_scaling", json!({"rope_type": "yarn", "factor": 8.0})),
+            "rotary of the full_attention layers: \
+             rope_parameters.original_max_position_embeddings must be a positive integer",
         ),
         (
             Edit::Set(

@@ -24,6 +24,9 @@
 //!   top-level `rope_theta` for them, so the sliding layers take the default theta 500000
 //!   (and a flat 5.x `rope_parameters`, not keyed by layer type, is ignored for both). The
 //!   published checkpoints use 500000 everywhere, so this matters only for other configs.
+//!   Long-context checkpoints give the full-attention layers YaRN, whose `truncate` is never
+//!   read for OLMo 3 (HF looks it up in the keyed `rope_parameters`, not in the layer type's
+//!   entry), so its band is always truncated.
 //!
 //! The bypass of block L gives each query head its own position's value vector
 //! (`v_proj(x)` of the un-normed residual, its key/value group's), then `o_proj`; the post-norm
@@ -152,7 +155,7 @@ fn parse(text: &str, variant: Variant) -> anyhow::Result<Box<dyn Family>> {
 /// The rotary keys of one OLMo 3 layer type, assembled as `Olmo3Config` does: the entry of a
 /// `rope_parameters` keyed by layer type (else `{rope_type: default}`), for full-attention
 /// layers updated by a top-level `rope_scaling`, then `rope_theta` defaulted (full: the
-/// top-level `rope_theta`, else 500000; sliding: 500000).
+/// top-level `rope_theta`, else 500000; sliding: 500000); YaRN's `truncate` dropped.
 fn olmo3_rope_keys(raw: &Value, layer_type: &str) -> anyhow::Result<RopeKeys> {
     let mut params = raw
         .get("rope_parameters")
@@ -164,6 +167,8 @@ fn olmo3_rope_keys(raw: &Value, layer_type: &str) -> anyhow::Result<RopeKeys> {
     if let (true, Some(Value::Object(scaling))) = (full, raw.get("rope_scaling")) {
         params.extend(scaling.clone());
     }
+    // YaRN's `truncate` is read from the outer, keyed `rope_parameters`, so never found.
+    params.remove("truncate");
     let top_theta = raw.get("rope_theta").filter(|_| full).cloned();
     params
         .entry("rope_theta")
