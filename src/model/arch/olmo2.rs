@@ -169,7 +169,10 @@ fn olmo3_rope_keys(raw: &Value, layer_type: &str) -> anyhow::Result<RopeKeys> {
     }
     // YaRN's `truncate` is read from the outer, keyed `rope_parameters`, so never found.
     params.remove("truncate");
-    let top_theta = raw.get("rope_theta").filter(|_| full).cloned();
+    let top_theta = raw
+        .get("rope_theta")
+        .filter(|theta| full && !theta.is_null())
+        .cloned();
     params
         .entry("rope_theta")
         .or_insert_with(|| top_theta.unwrap_or(OLMO3_THETA.into()));
