@@ -1,6 +1,6 @@
 //! Rotary position embeddings, as HF transformers computes them: frequencies
-//! `base^(-2i / ndims)` in f32, optionally rescaled (`linear`, `llama3`), angles
-//! `position · inv_freq` in f32, applied to the first `ndims` dimensions of each head either
+//! `base^(-2i / ndims)` in f32, optionally rescaled (`linear`, `llama3`, `yarn`), angles
+//! `position · inv_freq` in f32, cos/sin times YaRN's attention factor, applied to the first `ndims` dimensions of each head either
 //! in the "rotate half" form (GPT-NeoX, Llama) or to interleaved pairs (GPT-J).
 //!
 //! Both config styles of the hub are read: transformers 4.x writes `rope_theta` and
@@ -45,6 +45,19 @@ pub struct RopeParameters {
     pub high_freq_factor: Option<f64>,
     #[serde(default)]
     pub original_max_position_embeddings: Option<usize>,
+    /// YaRN's keys.
+    #[serde(default)]
+    pub attention_factor: Option<f64>,
+    #[serde(default)]
+    pub beta_fast: Option<f64>,
+    #[serde(default)]
+    pub beta_slow: Option<f64>,
+    #[serde(default)]
+    pub mscale: Option<f64>,
+    #[serde(default)]
+    pub mscale_all_dim: Option<f64>,
+    #[serde(default)]
+    pub truncate: Option<bool>,
 }
 
 /// How the frequencies are rescaled.
@@ -62,6 +75,18 @@ pub enum RopeScaling {
         low_freq_factor: f64,
         high_freq_factor: f64,
         original_max_positions: usize,
+    },
+    /// YaRN: each frequency blended between itself (high frequencies, more than `beta_fast`
+    /// rotations over `original_max_positions`) and itself divided by `factor` (fewer than
+    /// `beta_slow`), linearly in between; cos and sin are multiplied by `attention_factor`.
+    Yarn {
+        factor: f64,
+        original_max_positions: usize,
+        attention_factor: f64,
+        beta_fast: f64,
+        beta_slow: f64,
+        /// Round the blend's band outwards to whole dimensions.
+        truncate: bool,
     },
 }
 
@@ -129,6 +154,15 @@ impl RopeParameters {
                 .filter(|v| v.is_finite() && *v > 0.0)
                 .ok_or_else(|| bad_input!("{field}.{name} must be a positive number"))
         };
+        let original_max_positions = || {
+            self.original_max_position_embeddings
+                .filter(|&n| n > 0)
+                .ok_or_else(|| {
+                    bad_input!(
+                        "{field}.original_max_position_embeddings must be a positive integer"
+                    )
+                })
+        };
         match self.kind() {
             None | Some("default") => Ok(RopeScaling::None),
             Some("linear") => Ok(RopeScaling::Linear {
@@ -146,18 +180,44 @@ impl RopeParameters {
                     factor: number("factor", self.factor)?,
                     low_freq_factor: low,
                     high_freq_factor: high,
-                    original_max_positions: self
-                        .original_max_position_embeddings
-                        .filter(|&n| n > 0)
-                        .ok_or_else(|| {
-                            bad_input!(
-                                "{field}.original_max_position_embeddings must be a positive integer"
-                            )
-                        })?,
+                    original_max_positions: original_max_positions()?,
+                })
+            }
+            Some("yarn") => {
+                let factor = number("factor", self.factor)?;
+                // HF: attention_factor, else from mscale / mscale_all_dim, else 0.1 ln(factor) + 1
+                let mscale = |m: f64| match factor <= 1.0 {
+                    true => 1.0,
+                    false => 0.1 * m * factor.ln() + 1.0,
+                };
+                let nonzero = |v: Option<f64>| v.filter(|&v| v != 0.0);
+                let attention_factor = match (
+                    self.attention_factor,
+                    nonzero(self.mscale),
+                    nonzero(self.mscale_all_dim),
+                ) {
+                    (Some(given), _, _) => number("attention_factor", Some(given))?,
+                    (None, Some(m), Some(all)) => mscale(m) / mscale(all),
+                    (None, _, _) => mscale(1.0),
+                };
+                let finite = |name: &str, value: Option<f64>, default: f64| {
+                    let value = nonzero(value).unwrap_or(default);
+                    match value.is_finite() {
+                        true => Ok(value),
+                        false => Err(bad_input!("{field}.{name} must be a number")),
+                    }
+                };
+                Ok(RopeScaling::Yarn {
+                    factor,
+                    original_max_positions: original_max_positions()?,
+                    attention_factor,
+                    beta_fast: finite("beta_fast", self.beta_fast, 32.0)?,
+                    beta_slow: finite("beta_slow", self.beta_slow, 1.0)?,
+                    truncate: self.truncate.unwrap_or(true),
                 })
             }
             Some(other) => Err(bad_input!(
-                "{field} type {other:?} is not supported (supported: default, linear, llama3)"
+                "{field} type {other:?} is not supported (supported: default, linear, llama3, yarn)"
             )),
         }
     }
@@ -167,6 +227,16 @@ impl RopeSpec {
     /// Rotated dimensions per head, as HF computes them: `int(head_dim * fraction)`.
     pub fn ndims(&self, head_dim: usize) -> usize {
         (head_dim as f64 * self.fraction) as usize
+    }
+
+    /// The factor cos and sin are multiplied by (HF's `attention_scaling`; 1 but for YaRN).
+    pub fn attention_factor(&self) -> f64 {
+        match self.scaling {
+            RopeScaling::Yarn {
+                attention_factor, ..
+            } => attention_factor,
+            _ => 1.0,
+        }
     }
 
     /// The `ndims / 2` frequencies, in f32 as HF computes them.
@@ -203,9 +273,45 @@ impl RopeSpec {
                     })
                     .collect()
             }
+            RopeScaling::Yarn {
+                factor,
+                original_max_positions,
+                beta_fast,
+                beta_slow,
+                truncate,
+                ..
+            } => {
+                // HF's `_compute_yarn_parameters`: the band in f64, the blend in f32.
+                let dims = ndims as f64;
+                let correction_dim = |rotations: f64| {
+                    let wavelengths = original_max_positions as f64 / (rotations * 2.0 * PI64);
+                    dims * wavelengths.ln() / (2.0 * self.base.ln())
+                };
+                let (mut low, mut high) = (correction_dim(beta_fast), correction_dim(beta_slow));
+                if truncate {
+                    (low, high) = (low.floor(), high.ceil());
+                }
+                let (low, mut high) = (low.max(0.0), high.min(dims - 1.0));
+                if low == high {
+                    high += 0.001;
+                }
+                let (low, span, factor) = (low as f32, (high - low) as f32, factor as f32);
+                (0..ndims / 2)
+                    .map(|i| {
+                        let pos_freq = base.powf((2 * i) as f32 / ndims as f32);
+                        let (extrapolated, interpolated) =
+                            (1.0 / pos_freq, 1.0 / (factor * pos_freq));
+                        let ramp = ((i as f32 - low) / span).clamp(0.0, 1.0);
+                        let keep = 1.0 - ramp;
+                        interpolated * (1.0 - keep) + extrapolated * keep
+                    })
+                    .collect()
+            }
         }
     }
 }
+
+const PI64: f64 = std::f64::consts::PI;
 
 /// How rotated dimensions pair up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,9 +347,11 @@ impl Rotary {
             .unsqueeze(1)?;
         // Angles in f32, as HF computes them, so they agree to the last bit where possible.
         let angles = positions.broadcast_mul(&inv_freq)?;
+        let factor = spec.attention_factor();
+        let scaled = |t: Tensor| if factor == 1.0 { Ok(t) } else { t * factor };
         Ok(Self {
-            cos: angles.cos()?.to_dtype(dtype)?,
-            sin: angles.sin()?.to_dtype(dtype)?,
+            cos: scaled(angles.cos()?)?.to_dtype(dtype)?,
+            sin: scaled(angles.sin()?)?.to_dtype(dtype)?,
             ndims,
             style,
         })
@@ -308,10 +416,11 @@ mod tests {
 
     #[test]
     fn unsupported_scaling_names_field_and_value() {
-        let yarn = keys(serde_json::json!({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}));
-        let err = yarn.resolve(None, None).unwrap_err().to_string();
+        let dynamic =
+            keys(serde_json::json!({"rope_scaling": {"rope_type": "dynamic", "factor": 4.0}}));
+        let err = dynamic.resolve(None, None).unwrap_err().to_string();
         assert!(
-            err.contains("rope_scaling type \"yarn\" is not supported"),
+            err.contains("rope_scaling type \"dynamic\" is not supported"),
             "{err}"
         );
         let missing = keys(serde_json::json!({
@@ -320,6 +429,62 @@ mod tests {
         }));
         let err = missing.resolve(None, None).unwrap_err().to_string();
         assert!(err.contains("original_max_position_embeddings"), "{err}");
+    }
+
+    /// YaRN as transformers 5.24 computes it (head_dim 64, base 10000, factor 8, original 16):
+    /// frequencies and attention factor printed by HF's `_compute_yarn_parameters`.
+    #[test]
+    fn yarn_matches_hf() {
+        let yarn = |extra: serde_json::Value| {
+            let mut params = serde_json::json!({"rope_type": "yarn", "rope_theta": 10000.0,
+                "factor": 8.0, "original_max_position_embeddings": 16});
+            params
+                .as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            keys(serde_json::json!({ "rope_parameters": params }))
+                .resolve(None, None)
+                .unwrap()
+        };
+        let picks = |spec: &RopeSpec| {
+            let inv = spec.inv_freq(64);
+            [0, 1, 2, 3, 4, 5, 31].map(|i| inv[i])
+        };
+        // HF's float32 values, printed to 9 digits
+        let close = |ours: [f32; 7], hf: [f64; 7]| {
+            for (o, h) in ours.iter().zip(hf) {
+                assert!((f64::from(*o) / h - 1.0).abs() < 1e-6, "{ours:?} vs {hf:?}");
+            }
+        };
+        let truncated = [
+            1.0,
+            0.585854888,
+            0.316316992,
+            0.144958168,
+            0.0395284705,
+            0.0296421703,
+            1.66690188e-05,
+        ];
+        let spec = yarn(serde_json::json!({}));
+        close(picks(&spec), truncated);
+        assert!((spec.attention_factor() - 1.2079441541679836).abs() < 1e-12);
+        let untruncated = [
+            1.0,
+            0.547845483,
+            0.259310991,
+            0.0808354765,
+            0.0395284705,
+            0.0296421703,
+            1.66690188e-05,
+        ];
+        close(
+            picks(&yarn(serde_json::json!({"truncate": false}))),
+            untruncated,
+        );
+        let given = yarn(serde_json::json!({"attention_factor": 1.5}));
+        assert_eq!(given.attention_factor(), 1.5);
+        let ratio = yarn(serde_json::json!({"mscale": 1.0, "mscale_all_dim": 0.5}));
+        assert!((ratio.attention_factor() - 1.094179988101349).abs() < 1e-12);
     }
 
     /// Llama 3's bands: high frequencies (short wavelengths) unchanged, low ones divided by

@@ -12,9 +12,9 @@ use ndarray_npy::ReadNpyExt;
 use serde::Deserialize;
 
 /// The tiny random checkpoints made by `scripts/make_fixtures.py` (GPT-NeoX, GPT-Neo),
-/// `scripts/make_family_fixtures.py` (Llama-style, GPT-2) and
-/// `scripts/make_gptj_opt_fixtures.py` (GPT-J, OPT).
-pub const FIXTURE_MODELS: [&str; 12] = [
+/// `scripts/make_family_fixtures.py` (Llama-style, GPT-2), `scripts/make_gptj_opt_fixtures.py`
+/// (GPT-J, OPT) and `scripts/make_olmo_fixtures.py` (OLMo 1, 2, 3).
+pub const FIXTURE_MODELS: [&str; 15] = [
     "neox-parallel",
     "neox-sequential",
     "neo-local",
@@ -27,6 +27,9 @@ pub const FIXTURE_MODELS: [&str; 12] = [
     "gptj",
     "opt-125m-style",
     "opt-350m-style",
+    "olmo",
+    "olmo2",
+    "olmo3",
 ];
 
 /// Both kernel paths: the fast CPU kernels and the portable tensor ops a GPU runs.

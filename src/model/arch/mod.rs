@@ -11,6 +11,8 @@ pub mod gpt_neox;
 pub mod gptj;
 pub mod llama;
 pub mod opt;
+pub mod olmo;
+pub mod olmo2;
 
 use std::any::Any;
 
@@ -72,6 +74,9 @@ pub const REGISTRY: &[Architecture] = &[
     gpt2::ARCHITECTURE,
     gptj::ARCHITECTURE,
     opt::ARCHITECTURE,
+    olmo::ARCHITECTURE,
+    olmo2::OLMO2,
+    olmo2::OLMO3,
 ];
 
 /// The registry entry named `name` (an `architectures` entry).

@@ -1,0 +1,394 @@
+//! OLMo 1 (`OlmoForCausalLM`: allenai/OLMo-1B-hf, OLMo-7B-hf, OLMo-7B-0424-hf, and every
+//! intermediate training checkpoint published as a revision of those).
+//!
+//! A Llama-shaped block, `h = x + attn(ln(x)); out = h + mlp(ln(h))`, with a SwiGLU MLP
+//! `down(silu(gate(x)) · up(x))`, rotary on every head dimension in the "rotate half" form and
+//! grouped-query attention when `num_key_value_heads` < heads.
+//!
+//! Quirks worth knowing (transformers 5.24):
+//! - the norms (both per block and the final one) are LayerNorms *without parameters*: no
+//!   weight, no bias, nothing in the checkpoint, and their epsilon is fixed at 1e-5 whatever
+//!   the config says (OLMo 1 has no epsilon field);
+//! - `clip_qkv`, when set, clamps the q, k AND v projections to `[-clip_qkv, clip_qkv]` right
+//!   after the projection (bias included), before the heads are split and the rotary applied
+//!   (OLMo-7B-0424 uses 8). The value is clipped in a bypassed block too, since the bypass
+//!   changes only the attention weights;
+//! - `attention_bias` gives q, k, v AND o_proj a bias; the MLP never has one;
+//! - the LM head is untied (`lm_head.weight`) unless `tie_word_embeddings` (OLMo-1B is tied);
+//! - `head_dim` is hidden / heads unless the config names one.
+//!
+//! The bypass of block L gives each query head its own position's (clipped) value vector, its
+//! key/value group's, then `o_proj`: no q, k, rotary, mask or cache.
+
+use std::any::Any;
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{Embedding, VarBuilder};
+use serde::Deserialize;
+
+use super::{Architecture, Family, Shape};
+use crate::bad_input;
+use crate::model::attention::{bypass_rows, Heads, LayerKv, Positions};
+use crate::model::config::check_heads_divide;
+use crate::model::linear::Linear;
+use crate::model::norm::Norm;
+use crate::model::rotary::{RopeKeys, RopeSpec, Rotary, RotaryStyle};
+use crate::model::{Activation, CausalLm, LayerBypass};
+use crate::ops;
+
+pub const ARCHITECTURE: Architecture = Architecture {
+    name: "OlmoForCausalLM",
+    model_type: "olmo",
+    size_fields: &[
+        "vocab_size",
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "max_position_embeddings",
+    ],
+    parse: super::parse_json::<OlmoConfig>,
+};
+
+/// OLMo's LayerNorm epsilon, fixed in `OlmoLayerNorm`.
+pub const LAYER_NORM_EPS: f64 = 1e-5;
+
+/// OLMo 1's `config.json`, with HF's field names.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OlmoConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    #[serde(default)]
+    pub num_key_value_heads: Option<usize>,
+    #[serde(default)]
+    pub head_dim: Option<usize>,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    pub max_position_embeddings: usize,
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    #[serde(default)]
+    pub attention_bias: bool,
+    /// Clamp q, k and v to `[-clip_qkv, clip_qkv]`; `null` / absent: no clamp.
+    #[serde(default)]
+    pub clip_qkv: Option<f64>,
+    #[serde(flatten)]
+    pub rope: RopeKeys,
+}
+
+pub(super) fn default_act() -> String {
+    "silu".into()
+}
+
+impl OlmoConfig {
+    pub fn heads(&self) -> Heads {
+        Heads {
+            query: self.num_attention_heads,
+            kv: self.num_key_value_heads.unwrap_or(self.num_attention_heads),
+            dim: self
+                .head_dim
+                .unwrap_or(self.hidden_size / self.num_attention_heads.max(1)),
+        }
+    }
+
+    /// The rotary. It always spans the whole head: HF's OLMo rotary ignores
+    /// `partial_rotary_factor`.
+    pub fn rope(&self) -> anyhow::Result<RopeSpec> {
+        let spec = self.rope.resolve(None, None)?;
+        Ok(RopeSpec {
+            fraction: 1.0,
+            ..spec
+        })
+    }
+}
+
+impl Family for OlmoConfig {
+    fn shape(&self) -> Shape {
+        Shape {
+            num_layers: self.num_hidden_layers,
+            hidden_size: self.hidden_size,
+            heads: self.num_attention_heads,
+            kv_heads: self.heads().kv,
+            intermediate_size: self.intermediate_size,
+            vocab_size: self.vocab_size,
+            max_positions: self.max_position_embeddings,
+            norm_eps: LAYER_NORM_EPS,
+            local_window: None,
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        check_head_dim(
+            self.hidden_size,
+            self.num_attention_heads,
+            self.head_dim,
+            self.heads().dim,
+        )?;
+        check_rotary(&self.rope()?, self.heads().dim)?;
+        if let Some(clip) = self.clip_qkv {
+            if !(clip.is_finite() && clip > 0.0) {
+                return Err(bad_input!("clip_qkv {clip} must be a positive number"));
+            }
+        }
+        Activation::from_name(&self.hidden_act)?;
+        Ok(())
+    }
+
+    fn build(&self, vb: VarBuilder) -> Result<Box<dyn CausalLm>> {
+        Ok(Box::new(Olmo::new(self, vb)?))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// The head-size checks OLMo 1 and 2 share: without an explicit `head_dim` the heads must
+/// split the hidden size; the head size must be plausible.
+pub(super) fn check_head_dim(
+    hidden: usize,
+    heads: usize,
+    explicit: Option<usize>,
+    head_dim: usize,
+) -> anyhow::Result<()> {
+    if explicit.is_none() {
+        check_heads_divide(hidden, heads)?;
+    }
+    if head_dim == 0 || head_dim > 1 << 16 {
+        return Err(bad_input!("head_dim {head_dim} must be in 1..=65536"));
+    }
+    Ok(())
+}
+
+/// Rotary pairs dimension i with i + ndims/2, so the rotated part must be even.
+pub(super) fn check_rotary(rope: &RopeSpec, head_dim: usize) -> anyhow::Result<()> {
+    if !rope.ndims(head_dim).is_multiple_of(2) {
+        return Err(bad_input!(
+            "rotary dimensions of head_dim {head_dim} must be even"
+        ));
+    }
+    Ok(())
+}
+
+/// The SwiGLU MLP of OLMo 1, 2 and 3: `down(act(gate(x)) · up(x))`, no biases.
+pub(super) struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+    act: Activation,
+}
+
+impl Mlp {
+    pub(super) fn new(hidden: usize, inner: usize, act: &str, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            gate_proj: Linear::load(hidden, inner, false, vb.pp("gate_proj"))?,
+            up_proj: Linear::load(hidden, inner, false, vb.pp("up_proj"))?,
+            down_proj: Linear::load(inner, hidden, false, vb.pp("down_proj"))?,
+            act: Activation::from_name(act).map_err(candle_core::Error::wrap)?,
+        })
+    }
+
+    pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let gated = self
+            .act
+            .gated(&self.gate_proj.forward(x)?, &self.up_proj.forward(x)?)?;
+        self.down_proj.forward(&gated)
+    }
+}
+
+/// The LM head: `lm_head.weight`, or the token embedding when tied.
+pub(super) fn lm_head(
+    embed_tokens: &Embedding,
+    tied: bool,
+    hidden: usize,
+    vocab: usize,
+    vb: VarBuilder,
+) -> Result<Linear> {
+    if tied {
+        Linear::new(embed_tokens.embeddings().clone(), None)
+    } else {
+        Linear::load(hidden, vocab, false, vb.pp("lm_head"))
+    }
+}
+
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    clip_qkv: Option<f64>,
+    heads: Heads,
+}
+
+impl Attention {
+    fn new(cfg: &OlmoConfig, vb: VarBuilder) -> Result<Self> {
+        let heads = cfg.heads();
+        let (hidden, q_width, kv_width, bias) = (
+            cfg.hidden_size,
+            heads.query * heads.dim,
+            heads.kv * heads.dim,
+            cfg.attention_bias,
+        );
+        Ok(Self {
+            q_proj: Linear::load(hidden, q_width, bias, vb.pp("q_proj"))?,
+            k_proj: Linear::load(hidden, kv_width, bias, vb.pp("k_proj"))?,
+            v_proj: Linear::load(hidden, kv_width, bias, vb.pp("v_proj"))?,
+            o_proj: Linear::load(q_width, hidden, bias, vb.pp("o_proj"))?,
+            clip_qkv: cfg.clip_qkv,
+            heads,
+        })
+    }
+
+    /// A projection of `x`, clamped to `[-clip_qkv, clip_qkv]` when the config says so.
+    fn project(&self, proj: &Linear, x: &Tensor) -> Result<Tensor> {
+        let y = proj.forward(x)?;
+        match self.clip_qkv {
+            Some(clip) => y.clamp(-clip, clip),
+            None => Ok(y),
+        }
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        bypass: LayerBypass<'_>,
+        rotary: &Rotary,
+        pos: &Positions,
+        kv: &mut LayerKv,
+    ) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let Heads {
+            query,
+            kv: kv_heads,
+            dim,
+        } = self.heads;
+        let v = self.project(&self.v_proj, x)?; // [b, t, kv_heads * dim], clipped
+        if let LayerBypass::On = bypass {
+            // Identity attention weights: each head gets its own position's value vector.
+            return self.o_proj.forward(&self.heads.own_values(&v)?);
+        }
+        let q = self.project(&self.q_proj, x)?.reshape((b, t, query, dim))?;
+        let k = self
+            .project(&self.k_proj, x)?
+            .reshape((b, t, kv_heads, dim))?;
+        // [b, heads, t, dim]
+        let q = rotary.apply(&q.transpose(1, 2)?, &pos.query)?;
+        let k = rotary
+            .apply(&k.transpose(1, 2)?, &pos.query)?
+            .contiguous()?;
+        let v_heads = v
+            .reshape((b, t, kv_heads, dim))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let (k, v_all) = kv.append(k, v_heads)?;
+        let scale = 1.0 / (dim as f64).sqrt();
+        let mixed = ops::attend(&q, &k, &v_all, &pos.causal_mask, Some(scale))?;
+        let mixed = bypass_rows(bypass, &self.heads.own_values(&v)?, mixed)?;
+        self.o_proj.forward(&mixed)
+    }
+}
+
+struct Layer {
+    /// `input_layernorm` and `post_attention_layernorm` in HF: parameter-free, so one serves both.
+    norm: Norm,
+    self_attn: Attention,
+    mlp: Mlp,
+}
+
+impl Layer {
+    fn forward(
+        &self,
+        x: &Tensor,
+        bypass: LayerBypass<'_>,
+        rotary: &Rotary,
+        pos: &Positions,
+        kv: &mut LayerKv,
+    ) -> Result<Tensor> {
+        let h = (x + self
+            .self_attn
+            .forward(&self.norm.forward(x)?, bypass, rotary, pos, kv)?)?;
+        &h + self.mlp.forward(&self.norm.forward(&h)?)?
+    }
+}
+
+pub struct Olmo {
+    embed_tokens: Embedding,
+    layers: Vec<Layer>,
+    norm: Norm,
+    lm_head: Linear,
+    rotary: Rotary,
+}
+
+impl Olmo {
+    pub fn new(cfg: &OlmoConfig, vb: VarBuilder) -> Result<Self> {
+        let body = vb.pp("model");
+        let embed_tokens =
+            candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, body.pp("embed_tokens"))?;
+        let norm = Norm::layer_without_parameters(cfg.hidden_size, LAYER_NORM_EPS, &vb)?;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| {
+                let vb = body.pp("layers").pp(i);
+                Ok(Layer {
+                    norm: norm.clone(),
+                    self_attn: Attention::new(cfg, vb.pp("self_attn"))?,
+                    mlp: Mlp::new(
+                        cfg.hidden_size,
+                        cfg.intermediate_size,
+                        &cfg.hidden_act,
+                        vb.pp("mlp"),
+                    )?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            lm_head: lm_head(
+                &embed_tokens,
+                cfg.tie_word_embeddings,
+                cfg.hidden_size,
+                cfg.vocab_size,
+                vb.clone(),
+            )?,
+            layers,
+            norm,
+            rotary: Rotary::new(
+                &cfg.rope().map_err(candle_core::Error::wrap)?,
+                cfg.heads().dim,
+                RotaryStyle::Half,
+                cfg.max_position_embeddings,
+                vb.dtype(),
+                vb.device(),
+            )?,
+            embed_tokens,
+        })
+    }
+}
+
+impl CausalLm for Olmo {
+    fn embed(&self, ids: &Tensor, _pos: &Positions) -> Result<Tensor> {
+        self.embed_tokens.forward(ids)
+    }
+
+    fn block(
+        &self,
+        layer: usize,
+        x: &Tensor,
+        bypass: LayerBypass<'_>,
+        pos: &Positions,
+        kv: &mut LayerKv,
+    ) -> Result<Tensor> {
+        self.layers[layer].forward(x, bypass, &self.rotary, pos, kv)
+    }
+
+    fn final_norm(&self, x: &Tensor) -> Result<Tensor> {
+        self.norm.forward(x)
+    }
+
+    fn lm_head(&self) -> &Linear {
+        &self.lm_head
+    }
+}
