@@ -14,7 +14,7 @@ steps of diverged rows after divergence) next to the sgemm peak timed in the sam
 
 Run (after bench/make_bench_models.py and `cargo build`; the dev profile builds dependencies
 at opt-level 3 and llm-mem at 2, see Cargo.toml):
-    venv/bin/python bench/bench_memorize.py [pythia-70m|gpt-neo-125m|smollm-135m|gpt2-124m] [--threads 2]
+    venv/bin/python bench/bench_memorize.py [pythia-70m|gpt-neo-125m|smollm-135m|gpt2-124m|olmo2-small] [--threads 2]
 """
 
 import argparse
@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 from make_fixtures import set_bypass  # noqa: E402  (the bypass patch the parity fixtures use)
 import make_family_fixtures  # noqa: E402,F401  (registers the Llama/GPT-2 bypass patches)
+import make_olmo_fixtures  # noqa: E402,F401  (registers the OLMo bypass patches)
 
 
 def sgemm_peak(repeats=7):
@@ -119,7 +120,7 @@ def necessary_flops(cfg, rows, seq, prefix, settings, per_sample):
     """FLOPs of the work a setting needs (see module docstring)."""
     hidden, layers, vocab = cfg.hidden_size, cfg.num_hidden_layers, cfg.vocab_size
     inter = getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None) or 4 * hidden
-    gated = cfg.model_type == "llama"  # gate, up and down projections
+    gated = cfg.model_type in ("llama", "olmo2")  # gate, up and down projections
     heads = cfg.num_attention_heads
     kv = hidden * getattr(cfg, "num_key_value_heads", heads) // heads  # k or v width
     mlp = (3 if gated else 2) * hidden * inter

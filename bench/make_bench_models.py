@@ -1,6 +1,6 @@
 """Random-weight checkpoints with the real shapes of EleutherAI/pythia-70m,
 EleutherAI/gpt-neo-125m, HuggingFaceTB/SmolLM-135M (Llama: 30 layers, GQA 9/3 heads, tied) and
-openai-community/gpt2 (124M), plus 64 rows x 64 tokens that each model "memorizes" (its own greedy
+openai-community/gpt2 (124M) and a narrowed allenai/OLMo-2-0425-1B (16 layers, hidden 512), plus 64 rows x 64 tokens that each model "memorizes" (its own greedy
 continuation of a random 32-token prefix), for the speed benchmarks in bench/.
 
 Run: venv/bin/python bench/make_bench_models.py   (writes bench/models/, git-ignored; ~1 min)
@@ -22,6 +22,8 @@ from transformers import (
     GPTNeoXForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
+    Olmo2Config,
+    Olmo2ForCausalLM,
 )
 
 OUT = Path(__file__).resolve().parent / "models"
@@ -56,8 +58,18 @@ def gpt2_124m():
         activation_function="gelu_new"))
 
 
+def olmo2_small():
+    """OLMo-2-0425-1B's block and vocabulary (16 layers, post-norms, q/k norm, 100k vocab),
+    hidden 2048 -> 512 so a sweep fits 2 cores in minutes."""
+    return Olmo2ForCausalLM(Olmo2Config(
+        vocab_size=100352, hidden_size=512, num_hidden_layers=16, num_attention_heads=8,
+        num_key_value_heads=8, intermediate_size=2048, max_position_embeddings=4096,
+        rms_norm_eps=1e-6, tie_word_embeddings=False,
+        rope_parameters={"rope_type": "default", "rope_theta": 500000.0}))
+
+
 MODELS = {"pythia-70m": pythia_70m, "gpt-neo-125m": gpt_neo_125m, "smollm-135m": smollm_135m,
-          "gpt2-124m": gpt2_124m}
+          "gpt2-124m": gpt2_124m, "olmo2-small": olmo2_small}
 
 
 def scale_up(model):

@@ -288,7 +288,7 @@ impl Attention {
         let (k, v_all) = kv.append(k, v_heads)?;
         let scale = 1.0 / (dim as f64).sqrt();
         let mixed = ops::attend(&q, &k, &v_all, &pos.causal_mask, Some(scale))?;
-        let mixed = bypass_rows(bypass, &self.heads.own_values(&v)?, mixed)?;
+        let mixed = bypass_rows(bypass, || self.heads.own_values(&v), mixed)?;
         self.o_proj.forward(&mixed)
     }
 }
