@@ -226,8 +226,6 @@ pub fn build(files: &TokenizerFiles) -> Result<HfTokenizer> {
         config.get("tokenizer_class").and_then(Value::as_str),
         raw_text.as_deref(),
     )?;
-    let flag = |key: &str, default: bool| tc.get(key).and_then(Value::as_bool).unwrap_or(default);
-
     let raw: Option<Value> = match (&raw_text, &files.tokenizer_json) {
         (Some(text), Some(path)) => Some(
             serde_json::from_str(text)
@@ -235,6 +233,55 @@ pub fn build(files: &TokenizerFiles) -> Result<HfTokenizer> {
         ),
         _ => None,
     };
+    let source = files.tokenizer_json.as_ref().unwrap_or(&files.config);
+    let backend = backend_json(class, files, &tc, raw.as_ref())?;
+    let mut tokenizer = Tokenizer::from_str(&backend.to_string())
+        .map_err(|err| bad_input!("{}: not a readable tokenizer ({err})", source.display()))?;
+
+    let specials = special_tokens(class, &tc, files.special_tokens_map.as_deref())?;
+    let mut added = added_tokens(class, &tc, raw.as_ref())?;
+    added.extend(specials.named.iter().flatten().cloned());
+    added.extend(specials.extra.iter().cloned());
+    add_missing(&mut tokenizer, added)?;
+
+    let id_of = |key: &str| {
+        let content = specials.content(key)?;
+        tokenizer.token_to_id(&content).map(|id| (content, id))
+    };
+    let (bos, eos) = (id_of("bos_token"), id_of("eos_token"));
+    let post_processor_unset = raw.as_ref().is_none_or(|r| r["post_processor"].is_null());
+    if class == TokenizerClass::GptNeoX || post_processor_unset {
+        // update_post_processor; add_bos_token/add_eos_token count only without tokenizer.json
+        let flag = |key: &str| raw.is_none() && tc.get(key).and_then(Value::as_bool) == Some(true);
+        let template = template(
+            bos.clone().filter(|_| flag("add_bos_token")),
+            eos.clone().filter(|_| flag("add_eos_token")),
+        )?;
+        tokenizer.with_post_processor(Some(template));
+    }
+    let model_max_length = tc
+        .get("model_max_length")
+        .or_else(|| tc.get("max_len"))
+        .and_then(Value::as_f64)
+        .filter(|&n| n != 1e30 && n >= 0.0)
+        .map(|n| n as u64);
+    Ok(HfTokenizer {
+        tokenizer,
+        class,
+        bos: bos.map(|(_, id)| id),
+        eos: eos.map(|(_, id)| id),
+        model_max_length,
+    })
+}
+
+/// The backend's `tokenizer.json` before added tokens: the file as it is for the plain backend,
+/// else what the class builds around the file's (or `vocab.json` + `merges.txt`'s) vocab.
+fn backend_json(
+    class: TokenizerClass,
+    files: &TokenizerFiles,
+    tc: &Value,
+    raw: Option<&Value>,
+) -> Result<Value> {
     let missing = || {
         bad_input!(
             "{}: no tokenizer.json{}, from which transformers' {} builds the tokenizer lm-eval uses",
@@ -248,72 +295,62 @@ pub fn build(files: &TokenizerFiles) -> Result<HfTokenizer> {
             class.name()
         )
     };
-    let mut tokenizer_json = match (class, &raw) {
-        (TokenizerClass::Backend, Some(raw)) => raw.clone(),
-        (TokenizerClass::Backend | TokenizerClass::Llama, None) => return Err(missing()),
+    match (class, raw) {
+        (TokenizerClass::Backend, Some(raw)) => Ok(raw.clone()),
+        (TokenizerClass::Backend | TokenizerClass::Llama, None) => Err(missing()),
         (_, Some(raw)) => {
             let path = files.tokenizer_json.as_deref().unwrap_or(Path::new(""));
             let (vocab, merges) = bpe_of(raw, path)?;
-            rebuilt(
-                class,
-                vocab,
-                merges,
-                raw.get("post_processor").cloned(),
-                &tc,
-            )
+            let post_processor = raw.get("post_processor").cloned();
+            Ok(rebuilt(class, vocab, merges, post_processor, tc))
         }
         (_, None) => match (&files.vocab_json, &files.merges_txt) {
             (Some(vocab), Some(merges)) => {
                 let (vocab, merges) = read_vocab_merges(vocab, merges)?;
-                rebuilt(class, vocab, merges, None, &tc)
+                Ok(rebuilt(class, vocab, merges, None, tc))
             }
-            _ => return Err(missing()),
+            _ => Err(missing()),
         },
-    };
-    // The rebuilt backends get their added tokens below, not from tokenizer.json.
-    if class != TokenizerClass::Backend {
-        tokenizer_json["added_tokens"] = json!([]);
     }
-    let source = files.tokenizer_json.as_ref().unwrap_or(&files.config);
-    let mut tokenizer = Tokenizer::from_str(&tokenizer_json.to_string())
-        .map_err(|err| bad_input!("{}: not a readable tokenizer ({err})", source.display()))?;
+}
 
-    let specials = special_tokens(class, &tc, files.special_tokens_map.as_deref())?;
-    let mut added: Vec<AddedToken> = match tc.get("added_tokens_decoder") {
-        Some(Value::Object(decoder)) => {
-            let mut entries: Vec<(u64, AddedToken)> = Vec::new();
-            for (id, token) in decoder {
-                let id = id.parse().map_err(|_| {
-                    bad_input!("tokenizer_config.json: added_tokens_decoder key {id:?} is no id")
-                })?;
-                entries.push((
-                    id,
-                    added_token(token, false).ok_or_else(|| {
-                        bad_input!(
-                            "tokenizer_config.json: added_tokens_decoder {id} has no content"
-                        )
-                    })?,
-                ));
-            }
-            entries.sort_by_key(|(id, _)| *id);
-            entries.into_iter().map(|(_, t)| t).collect()
+/// The added tokens the class is given before the special ones: `added_tokens_decoder` of
+/// `tokenizer_config.json` in id order, else (rebuilt backends only: the plain one has them
+/// already) `tokenizer.json`'s `added_tokens`.
+fn added_tokens(class: TokenizerClass, tc: &Value, raw: Option<&Value>) -> Result<Vec<AddedToken>> {
+    if let Some(Value::Object(decoder)) = tc.get("added_tokens_decoder") {
+        let mut entries: Vec<(u64, AddedToken)> = Vec::new();
+        for (id, token) in decoder {
+            let what = || format!("tokenizer_config.json: added_tokens_decoder entry {id:?}");
+            let index = id
+                .parse()
+                .map_err(|_| bad_input!("{}: not an id", what()))?;
+            let token = added_token(token, false)
+                .ok_or_else(|| bad_input!("{}: no \"content\"", what()))?;
+            entries.push((index, token));
         }
-        _ if class != TokenizerClass::Backend => raw
-            .as_ref()
-            .and_then(|r| r.get("added_tokens"))
-            .and_then(Value::as_array)
-            .map(|tokens| {
-                tokens
-                    .iter()
-                    .filter_map(|t| added_token(t, false))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        _ => Vec::new(),
-    };
-    added.extend(specials.named.iter().flatten().cloned());
-    added.extend(specials.extra.iter().cloned());
-    for token in added {
+        entries.sort_by_key(|(id, _)| *id);
+        return Ok(entries.into_iter().map(|(_, t)| t).collect());
+    }
+    if class == TokenizerClass::Backend {
+        return Ok(Vec::new());
+    }
+    let tokens = raw
+        .and_then(|r| r.get("added_tokens"))
+        .and_then(Value::as_array);
+    Ok(tokens
+        .map(|tokens| {
+            tokens
+                .iter()
+                .filter_map(|t| added_token(t, false))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Add the tokens whose text is not an added token yet (`add_tokens` in transformers).
+fn add_missing(tokenizer: &mut Tokenizer, tokens: Vec<AddedToken>) -> Result<()> {
+    for token in tokens {
         let present = tokenizer
             .get_added_tokens_decoder()
             .values()
@@ -329,41 +366,7 @@ pub fn build(files: &TokenizerFiles) -> Result<HfTokenizer> {
         };
         added.map_err(|err| bad_input!("adding the token {content:?}: {err}"))?;
     }
-
-    let id_of = |key: &str| -> Option<u32> {
-        let index = NAMED_SPECIAL.iter().position(|k| *k == key)?;
-        let token = specials.named[index].as_ref()?;
-        tokenizer.token_to_id(&token.content)
-    };
-    let (bos, eos) = (id_of("bos_token"), id_of("eos_token"));
-    let post_processor_unset = raw.as_ref().is_none_or(|r| r["post_processor"].is_null());
-    if class == TokenizerClass::GptNeoX || post_processor_unset {
-        // update_post_processor: add_bos_token/add_eos_token count only without tokenizer.json
-        let (add_bos, add_eos) = match raw {
-            Some(_) => (false, false),
-            None => (flag("add_bos_token", false), flag("add_eos_token", false)),
-        };
-        let bos = add_bos
-            .then(|| specials.content("bos_token").zip(bos))
-            .flatten();
-        let eos = add_eos
-            .then(|| specials.content("eos_token").zip(eos))
-            .flatten();
-        tokenizer.with_post_processor(Some(template(bos, eos)?));
-    }
-    let model_max_length = tc
-        .get("model_max_length")
-        .or_else(|| tc.get("max_len"))
-        .and_then(Value::as_f64)
-        .filter(|&n| n != 1e30 && n >= 0.0)
-        .map(|n| n as u64);
-    Ok(HfTokenizer {
-        tokenizer,
-        class,
-        bos,
-        eos,
-        model_max_length,
-    })
+    Ok(())
 }
 
 fn read_json(path: &Path) -> Result<Value> {
