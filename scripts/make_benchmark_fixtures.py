@@ -8,8 +8,22 @@ What it writes (all deterministic: fixed seeds, one CPU thread):
                                      vocab padded to a multiple of 64 (like Pythia)
   tests/fixtures/bench-models/neo/   GPTNeoForCausalLM, 3 layers (global, local, global),
                                      local window 8, 64 positions
+  tests/fixtures/bench-models/llama/ LlamaForCausalLM, 3 layers, hidden 32, 4 heads / 2 key-value
+                                     heads, 64 positions, with a Llama-2-style tokenizer: BPE
+                                     with byte fallback, the Llama-2 normalizer (Prepend + Replace)
+                                     and a TemplateProcessing that adds <s>, declared
+                                     LlamaTokenizer (legacy false), which transformers rebuilds
+                                     with Metaspace (prepend "first") - every context starts with
+                                     <s>, prefix_token_id is <s>, a rolling window's first target
+                                     is P(<s> | <s>)
+  tests/fixtures/bench-models/gpt2/  GPT2LMHeadModel, 3 layers, hidden 32, n_positions 64, byte-level
+                                     BPE without BOS, its tokenizer.json serialized SmolLM-style
+                                     (NFC, digits split) which GPT2Tokenizer ignores; the
+                                     tokenizer_config.json of openai-community/gpt2
+                                     ({"model_max_length": 1024}: lm-eval's max_length is
+                                     n_positions, and the special tokens the class defaults)
       each: config.json, model.safetensors (float32), tokenizer.json, tokenizer_config.json,
-      special_tokens_map.json
+      special_tokens_map.json (not gpt2)
   tests/fixtures/tasks/expected_<model>.json   lm-eval's results for the base model and two
       bypass settings ([0] and [last layer]) with the checkpoint in float64 (`results`; the
       reference free of f32 rounding) and in float32 (`results_f32`, lm-eval's default for
@@ -29,11 +43,11 @@ dense/out_proj of the token's own value vector.
 
   tests/fixtures/tasks/parquet/<task>.parquet   a few of the task files as parquet (pyarrow)
 
-Run from the repo root:   /work/venv/bin/python scripts/make_benchmark_fixtures.py
-(`--parquet-only` rewrites just the parquet files; `--reuse-models` re-runs lm-eval on the
-committed checkpoints without retraining them.)
+Run from the repo root:   /work/venv/bin/python scripts/make_benchmark_fixtures.py [MODEL ...]
+(MODEL: neox, neo, llama, gpt2; default all. `--parquet-only` rewrites just the parquet files;
+`--reuse-models` re-runs lm-eval on the committed checkpoints without retraining them.)
 Needs (PyPI): torch transformers lm_eval tokenizers safetensors numpy accelerate pyarrow.
-Runtime: ~4 min on one CPU core (mostly the two short training runs).
+Runtime: ~2 min per model on one CPU core (mostly the short training runs).
 """
 import json, math, os, random, sys, tempfile
 
@@ -53,8 +67,12 @@ from lm_eval.models.huggingface import HFLM
 from lm_eval.tasks import TaskManager
 from lm_eval import utils as lm_utils
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import (AutoTokenizer, GPTNeoConfig, GPTNeoForCausalLM, GPTNeoXConfig,
-                          GPTNeoXForCausalLM)
+from transformers import (AutoTokenizer, GPT2Config, GPT2LMHeadModel, GPTNeoConfig,
+                          GPTNeoForCausalLM, GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig,
+                          LlamaForCausalLM)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_tokenizer_fixtures import llama2_tokenizer, smollm_layout   # noqa: E402
 
 SEED, VOCAB_TARGET, MAX_POS, STEPS, BATCH, LR = 1234, 420, 64, 1500, 16, 3e-3
 LOGIT_SCALE = 0.25
@@ -73,6 +91,8 @@ TASK_DIR = "tests/fixtures/tasks"
 MODEL_DIR = "tests/fixtures/bench-models"
 EOT = "<|endoftext|>"
 MARGIN = 1e-4   # smallest accepted gap between competing scores (see check_margins)
+# A model's seed where SEED gives a score gap below MARGIN.
+MODEL_SEED = {"gpt2": 1235}
 
 random.seed(SEED); np.random.seed(SEED); torch.manual_seed(SEED)
 torch.set_num_threads(1)
@@ -125,6 +145,30 @@ def save_tokenizer(out, tokenizer_class):
         json.dump({"bos_token": EOT, "eos_token": EOT, "unk_token": EOT}, f, indent=2)
 
 
+LLAMA_VOCAB = 700
+llama_tok = llama2_tokenizer(corpus, LLAMA_VOCAB)
+LLAMA_TOKENIZER_CONFIG = {
+    "add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>",
+    "unk_token": "<unk>", "pad_token": None, "legacy": False, "clean_up_tokenization_spaces": False,
+    "model_max_length": 1000000000000000019884624838656, "tokenizer_class": "LlamaTokenizer"}
+
+
+def save_llama_tokenizer(out):
+    llama_tok.save(os.path.join(out, "tokenizer.json"))
+    with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
+        json.dump(LLAMA_TOKENIZER_CONFIG, f, indent=2)
+    with open(os.path.join(out, "special_tokens_map.json"), "w") as f:
+        json.dump({"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}, f, indent=2)
+
+
+def save_gpt2_tokenizer(out):
+    """openai-community/gpt2's tokenizer_config.json, and the byte-level tokenizer serialized
+    SmolLM-style (GPT2Tokenizer replaces the normalizer and pre-tokenizer)."""
+    smollm_layout(tok).save(os.path.join(out, "tokenizer.json"))
+    with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
+        json.dump({"model_max_length": 1024}, f, indent=2)
+
+
 # ---------------------------------------------------------------- models
 def neox_model():
     cfg = GPTNeoXConfig(
@@ -146,12 +190,38 @@ def neo_model():
     return GPTNeoForCausalLM(cfg), "GPT2Tokenizer"
 
 
-def train(model):
-    """A short run on the task text (documents joined by <|endoftext|>)."""
-    docs = [tok.encode(text).ids + [0] for text in corpus]
-    stream = torch.tensor([t for _ in range(4) for d in random.Random(SEED).sample(docs, len(docs)) for t in d])
+def llama_model():
+    cfg = LlamaConfig(
+        vocab_size=llama_tok.get_vocab_size(), hidden_size=32, intermediate_size=64,
+        num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+        max_position_embeddings=MAX_POS, rms_norm_eps=1e-5, rope_theta=10000.0,
+        initializer_range=0.1, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2,
+        attention_dropout=0.0)
+    return LlamaForCausalLM(cfg), None
+
+
+def gpt2_model():
+    cfg = GPT2Config(
+        vocab_size=n_tok, n_positions=MAX_POS, n_embd=32, n_layer=3, n_head=4,
+        activation_function="gelu_new", initializer_range=0.1, layer_norm_epsilon=1e-5,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0)
+    return GPT2LMHeadModel(cfg), None
+
+
+def training_docs(name, out_dir):
+    """Token ids of the training documents, each ended by the end-of-text token: for the new
+    fixtures as lm-eval's tokenizer gives them (the Llama ones start with <s>)."""
+    if name in ("neox", "neo"):
+        return [tok.encode(text).ids + [0] for text in corpus]
+    hf = AutoTokenizer.from_pretrained(out_dir)
+    return [hf.encode(text) + [hf.eos_token_id] for text in corpus]
+
+
+def train(model, docs, seed):
+    """A short run on the task text (documents joined by the end-of-text token)."""
+    stream = torch.tensor([t for _ in range(4) for d in random.Random(seed).sample(docs, len(docs)) for t in d])
     opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.0)
-    gen = torch.Generator().manual_seed(SEED)
+    gen = torch.Generator().manual_seed(seed)
     model.train()
     for step in range(STEPS):
         starts = torch.randint(0, len(stream) - MAX_POS - 1, (BATCH,), generator=gen)
@@ -171,20 +241,29 @@ def soften_logits(model):
     """Scale the final layer norm by LOGIT_SCALE: every logit shrinks by that factor (argmax
     and so every greedy match unchanged). Smaller logits carry smaller absolute f32 rounding,
     which is what the perplexities' 1e-6 tolerance measures."""
-    norm = model.gpt_neox.final_layer_norm if isinstance(model, GPTNeoXForCausalLM) else model.transformer.ln_f
+    if isinstance(model, GPTNeoXForCausalLM):
+        norm = model.gpt_neox.final_layer_norm
+    elif isinstance(model, LlamaForCausalLM):
+        norm = model.model.norm
+    else:
+        norm = model.transformer.ln_f
     norm.weight.mul_(LOGIT_SCALE)
-    norm.bias.mul_(LOGIT_SCALE)
+    if getattr(norm, "bias", None) is not None:
+        norm.bias.mul_(LOGIT_SCALE)
 
 
-def save_model(model, out, tokenizer_class):
+def clear_dir(out):
     os.makedirs(out, exist_ok=True)
     for f in os.listdir(out):
         os.remove(os.path.join(out, f))
+
+
+def save_model(model, out):
     model.save_pretrained(out, safe_serialization=True)
     for f in os.listdir(out):
-        if f not in ("config.json", "model.safetensors"):
+        if f not in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                     "special_tokens_map.json"):
             os.remove(os.path.join(out, f))
-    save_tokenizer(out, tokenizer_class)
 
 
 # ---------------------------------------------------------------- attention bypass
@@ -196,6 +275,14 @@ def bypass_hook(module, args, kwargs, output):
         hd = module.config.hidden_size // nh
         qkv = module.query_key_value(h).view(*h.shape[:-1], nh, 3 * hd)
         out = module.dense(qkv[..., 2 * hd:].reshape(*h.shape[:-1], nh * hd))
+    elif hasattr(module, "o_proj"):                 # Llama: query head j reads kv head j // groups
+        nh, nkv = module.config.num_attention_heads, module.config.num_key_value_heads
+        v = module.v_proj(h).view(*h.shape[:-1], nkv, module.head_dim)
+        v = v.repeat_interleave(nh // nkv, dim=-2).flatten(-2)
+        out = module.o_proj(v)
+    elif hasattr(module, "c_attn"):                 # GPT-2: Conv1D [q|k|v]
+        d = module.embed_dim
+        out = module.c_proj(module.c_attn(h)[..., 2 * d:])
     else:                                           # GPT-Neo: GPTNeoAttention wrapper
         inner = module.attention
         out = inner.out_proj(inner.v_proj(h))
@@ -205,6 +292,8 @@ def bypass_hook(module, args, kwargs, output):
 def attention_modules(model):
     if isinstance(model, GPTNeoXForCausalLM):
         return [layer.attention for layer in model.gpt_neox.layers]
+    if isinstance(model, LlamaForCausalLM):
+        return [layer.self_attn for layer in model.model.layers]
     return [block.attn for block in model.transformer.h]
 
 
@@ -257,13 +346,17 @@ class RecordingLM(HFLM):
         return answers
 
 
-def check_tokenizer(lm, out_dir):
-    """The HF tokenizer lm-eval uses must encode exactly like the raw tokenizer.json (which is
-    what llm-mem reads through the `tokenizers` crate)."""
+def raw_tokenizer_differences(lm, out_dir):
+    """How many strings the raw tokenizer.json encodes otherwise than the tokenizer lm-eval
+    uses (none for neox/neo; the new fixtures are made so that some differ)."""
     raw = Tokenizer.from_file(os.path.join(out_dir, "tokenizer.json"))
+    differ = total = 0
     for rec in lm.records:
         for s in ([rec["context"], rec["context"] + rec["continuation"]] if "context" in rec else [rec["text"]]):
-            assert lm.tok_encode(s) == raw.encode(s).ids, f"tokenizer mismatch on {s!r}"
+            total += 1
+            differ += lm.tok_encode(s) != raw.encode(s).ids
+    print(f"  raw tokenizer.json encodes {differ} of {total} strings otherwise than lm-eval")
+    return differ
 
 
 @torch.no_grad()
@@ -365,16 +458,27 @@ def main():
     write_parquet_samples()
     if "--parquet-only" in sys.argv:
         return
-    for name, make in (("neox", neox_model), ("neo", neo_model)):
+    makers = {"neox": (neox_model, GPTNeoXForCausalLM), "neo": (neo_model, GPTNeoForCausalLM),
+              "llama": (llama_model, LlamaForCausalLM), "gpt2": (gpt2_model, GPT2LMHeadModel)}
+    savers = {"llama": save_llama_tokenizer, "gpt2": save_gpt2_tokenizer}
+    chosen = [a for a in sys.argv[1:] if not a.startswith("--")] or list(makers)
+    for name in chosen:
+        make, cls = makers[name]
         print(f"\n== {name}")
         out_dir = os.path.join(MODEL_DIR, name)
         if "--reuse-models" not in sys.argv:
-            torch.manual_seed(SEED)
+            seed = MODEL_SEED.get(name, SEED)
+            torch.manual_seed(seed)
             model, tokenizer_class = make()
-            train(model)
+            clear_dir(out_dir)
+            if name in savers:
+                savers[name](out_dir)
+            else:
+                save_tokenizer(out_dir, tokenizer_class)
+            model.config.save_pretrained(out_dir)   # AutoTokenizer reads model_type
+            train(model, training_docs(name, out_dir), seed)
             soften_logits(model)
-            save_model(model, out_dir, tokenizer_class)
-        cls = GPTNeoXForCausalLM if name == "neox" else GPTNeoForCausalLM
+            save_model(model, out_dir)
         tokenizer = AutoTokenizer.from_pretrained(out_dir)
         # The reference: lm-eval with the checkpoint in float64 (HF computes GPT-Neo's
         # attention scores in f32 even then), free of f32 rounding; and lm-eval's default f32.
@@ -384,7 +488,8 @@ def main():
         settings = [[], [0], [layers - 1]]
         print(" lm-eval, float64:")
         lm, runs = evaluate(exact, tokenizer, settings)
-        check_tokenizer(lm, out_dir)
+        differ = raw_tokenizer_differences(lm, out_dir)
+        assert (differ > 0) == (name in savers), "the fixture does not test what it is for"
         print(" lm-eval, float32:")
         _, runs_f32 = evaluate(f32, tokenizer, settings)
         base_records = sorted(runs[0][2], key=request_key)

@@ -1,7 +1,8 @@
 //! Files from the Hugging Face hub through `hf-hub` and its standard cache (`HF_HOME`).
-//! With `HF_HUB_OFFLINE=1` only the cache is consulted.
+//! With `HF_HUB_OFFLINE=1` only the cache is consulted. Gated and private repositories get the
+//! token the Hugging Face tools would send ([`hub_token`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Result};
 use hf_hub::{Cache, Repo, RepoType};
@@ -42,17 +43,137 @@ impl HubRepo {
                     )
                 });
         }
+        let token = hub_token(&|key| std::env::var(key).ok(), &|path| {
+            std::fs::read_to_string(path).ok()
+        });
         let api = hf_hub::api::sync::ApiBuilder::from_env()
             .with_progress(false)
+            .with_token(token)
             .build()
             .map_err(|err| anyhow!("starting the hub client: {err}"))?;
-        api.repo(self.repo.clone())
-            .get(file)
-            .map_err(|err| anyhow!("fetching {file} of {} from the hub: {err}", self.id))
+        api.repo(self.repo.clone()).get(file).map_err(|err| {
+            let err = err.to_string();
+            let hint = if err.contains("status code 401") || err.contains("status code 403") {
+                " (a gated or private repository needs an access token: set HF_TOKEN, or log \
+                 in with `hf auth login`, and accept the model's terms on its hub page)"
+            } else {
+                ""
+            };
+            anyhow!("fetching {file} of {} from the hub: {err}{hint}", self.id)
+        })
     }
+}
+
+/// The access token, found as `huggingface_hub.get_token` finds it (the one transformers and
+/// lm-eval send): `HF_TOKEN`, else the older `HUGGING_FACE_HUB_TOKEN`, else the file
+/// `HF_TOKEN_PATH` (default `$HF_HOME/token`, with `HF_HOME` defaulting to
+/// `$XDG_CACHE_HOME/huggingface`, else `~/.cache/huggingface`); line breaks and surrounding
+/// spaces removed, empty meaning none. None at all with `HF_HUB_DISABLE_IMPLICIT_TOKEN`.
+/// (hf-hub 0.4 alone reads only `$HF_HOME/token`.) The token is sent, never printed.
+pub fn hub_token(
+    env: &dyn Fn(&str) -> Option<String>,
+    read: &dyn Fn(&Path) -> Option<String>,
+) -> Option<String> {
+    let is_true = |key: &str| {
+        env(key).is_some_and(|v| matches!(v.to_uppercase().as_str(), "1" | "ON" | "YES" | "TRUE"))
+    };
+    if is_true("HF_HUB_DISABLE_IMPLICIT_TOKEN") {
+        return None;
+    }
+    let clean = |token: String| {
+        let token = token.replace(['\r', '\n'], "").trim().to_string();
+        (!token.is_empty()).then_some(token)
+    };
+    // Python's `os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")`
+    let from_env = env("HF_TOKEN")
+        .filter(|t| !t.is_empty())
+        .or_else(|| env("HUGGING_FACE_HUB_TOKEN"));
+    if let Some(token) = from_env {
+        return clean(token);
+    }
+    let home = || env("HOME").unwrap_or_default();
+    let expand = |path: String| match path.strip_prefix('~') {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => format!("{}{rest}", home()),
+        _ => path,
+    };
+    let token_path = match env("HF_TOKEN_PATH") {
+        Some(path) => PathBuf::from(expand(path)),
+        None => {
+            let hf_home = match env("HF_HOME") {
+                Some(dir) => PathBuf::from(expand(dir)),
+                None => {
+                    let cache = env("XDG_CACHE_HOME")
+                        .map(PathBuf::from)
+                        .unwrap_or_else(|| Path::new(&home()).join(".cache"));
+                    cache.join("huggingface")
+                }
+            };
+            hf_home.join("token")
+        }
+    };
+    read(&token_path).and_then(clean)
 }
 
 fn offline() -> bool {
     std::env::var("HF_HUB_OFFLINE")
         .is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "TRUE" | "yes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn token(vars: &[(&str, &str)], files: &[(&str, &str)]) -> Option<String> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let files: HashMap<PathBuf, String> = files
+            .iter()
+            .map(|(k, v)| (PathBuf::from(k), v.to_string()))
+            .collect();
+        hub_token(&|key| vars.get(key).cloned(), &|path| {
+            files.get(path).cloned()
+        })
+    }
+
+    #[test]
+    fn token_found_as_huggingface_hub_finds_it() {
+        let file = [("/hf/token", "file-token\n")];
+        assert_eq!(
+            token(&[("HF_TOKEN", " env-token\n")], &file).as_deref(),
+            Some("env-token")
+        );
+        assert_eq!(
+            token(
+                &[("HF_TOKEN", ""), ("HUGGING_FACE_HUB_TOKEN", "old")],
+                &file
+            )
+            .as_deref(),
+            Some("old")
+        );
+        assert_eq!(
+            token(&[("HF_HOME", "/hf")], &file).as_deref(),
+            Some("file-token")
+        );
+        assert_eq!(token(&[("HF_TOKEN", "  ")], &file), None);
+        let path = [
+            ("HF_TOKEN_PATH", "~/t"),
+            ("HOME", "/home/u"),
+            ("HF_HOME", "/hf"),
+        ];
+        assert_eq!(token(&path, &[("/home/u/t", "p")]).as_deref(), Some("p"));
+        let xdg = [("XDG_CACHE_HOME", "/c")];
+        assert_eq!(
+            token(&xdg, &[("/c/huggingface/token", "x")]).as_deref(),
+            Some("x")
+        );
+        let home = [("HOME", "/home/u")];
+        let default = [("/home/u/.cache/huggingface/token", "d")];
+        assert_eq!(token(&home, &default).as_deref(), Some("d"));
+        let off = [("HF_TOKEN", "t"), ("HF_HUB_DISABLE_IMPLICIT_TOKEN", "yes")];
+        assert_eq!(token(&off, &file), None);
+        assert_eq!(token(&[], &[]), None);
+    }
 }

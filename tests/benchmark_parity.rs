@@ -1,8 +1,10 @@
 //! `llm-mem benchmark` against lm-evaluation-harness itself, on the committed fixtures made by
-//! `scripts/make_benchmark_fixtures.py`: two tiny checkpoints with tokenizers (GPT-NeoX, and
-//! GPT-Neo with a local window smaller than many requests), hand-written records for all 10
-//! tasks, and lm-eval's requests, answers and results for the base model and two bypass
-//! settings. Every prompt and token id must be lm-eval's; every acc/acc_norm equal and every
+//! `scripts/make_benchmark_fixtures.py`: four tiny checkpoints with tokenizers (GPT-NeoX;
+//! GPT-Neo with a local window smaller than many requests; Llama with grouped-query attention
+//! and a Llama-2-style tokenizer that transformers rebuilds and that adds `<s>` to every context
+//! and scores P(`<s>` | `<s>`) first in rolling windows; GPT-2 without BOS, whose tokenizer.json
+//! GPT2Tokenizer re-pre-tokenizes), hand-written records for all 10 tasks, and lm-eval's
+//! requests, answers and results for the base model and two bypass settings. Every prompt and token id must be lm-eval's; every acc/acc_norm equal and every
 //! perplexity, bits-per-byte and stderr within 1e-6 relative of lm-eval run in float64 (the
 //! exact values, up to our own f32 rounding); and acc/acc_norm equal, the rest within 5e-6,
 //! of lm-eval's default float32 run.
@@ -268,7 +270,7 @@ fn tolerance_of(key: &str, value: f64) -> f64 {
 fn parity(model_name: &str) {
     let expected = load_expected(model_name);
     let (model, tok) = load(model_name);
-    assert_eq!(model.config.max_positions(), expected.max_length);
+    assert_eq!(tok.max_length(), expected.max_length);
     assert_eq!(tok.prefix_token().unwrap(), expected.prefix_token_id);
     let tasks = all_tasks();
     let requests = check_requests(&tok, &tasks, &expected);
@@ -359,6 +361,16 @@ fn neox_matches_lm_eval() {
 #[test]
 fn neo_matches_lm_eval() {
     parity("neo");
+}
+
+#[test]
+fn llama_matches_lm_eval() {
+    parity("llama");
+}
+
+#[test]
+fn gpt2_matches_lm_eval() {
+    parity("gpt2");
 }
 
 /// How requests are batched (and which choices share a context pass) must not change a score.

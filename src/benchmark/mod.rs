@@ -9,6 +9,7 @@
 
 pub mod data;
 pub mod engine;
+pub mod hf_tokenizer;
 pub mod metrics;
 pub mod pyrandom;
 pub mod requests;
@@ -22,6 +23,7 @@ use anyhow::Result;
 
 use crate::model::{BypassSet, Model};
 pub use engine::{Progress, Scored};
+pub use hf_tokenizer::TokenizerFiles;
 pub use metrics::{TaskMetrics, Value};
 pub use requests::{LmTokenizer, TokenRequest};
 pub use tasks::{Doc, TaskSpec};
@@ -123,7 +125,7 @@ pub fn evaluate(
     batch_size: usize,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Vec<SettingScores>> {
-    let max_len = model.config.max_positions();
+    let max_len = tok.max_length();
     let suite = Suite::new(tok, tasks, max_len)?;
     let answers = engine::score_requests(
         model,

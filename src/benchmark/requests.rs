@@ -3,21 +3,24 @@
 //! whose tokens are the tail of the joint encoding), the prefix token for empty contexts, and
 //! disjoint rolling windows of the model's max length for `loglikelihood_rolling`.
 
-use std::path::{Path, PathBuf};
-
 use anyhow::Result;
+use serde_json::Value;
 use tokenizers::Tokenizer;
 
+use super::hf_tokenizer::{self, TokenizerClass, TokenizerFiles};
 use super::tasks::Doc;
 use super::text::py_rstrip;
 use crate::bad_input;
 use crate::error::BadInputContext;
 
-/// The model's tokenizer plus the prefix token lm-eval conditions empty contexts on
-/// (`bos_token`, else `eos_token`, as named in `tokenizer_config.json`).
+/// The tokenizer lm-eval's HF backend uses (as transformers builds it, see [`hf_tokenizer`]),
+/// the prefix token it conditions empty contexts on and its max length.
 pub struct LmTokenizer {
     tok: Tokenizer,
+    class: TokenizerClass,
+    /// `prefix_token_id` (`bos_token`, else `eos_token`) and its decoded text.
     prefix: Option<(u32, String)>,
+    max_length: usize,
 }
 
 /// One scored span: `continuation` tokens conditioned on `context` tokens.
@@ -28,42 +31,41 @@ pub struct TokenRequest {
 }
 
 impl LmTokenizer {
-    /// `tokenizer.json`, with the special tokens named in `tokenizer_config.json` or
-    /// `special_tokens_map.json` from `side_files` (the first that names one wins).
-    pub fn load(tokenizer_json: &Path, side_files: &[PathBuf]) -> Result<Self> {
-        let tok = Tokenizer::from_file(tokenizer_json).map_err(|err| {
-            bad_input!(
-                "{}: not a readable tokenizer ({err})",
-                tokenizer_json.display()
-            )
-        })?;
-        let mut prefix = None;
-        for key in ["bos_token", "eos_token"] {
-            for file in side_files.iter().filter(|f| f.is_file()) {
-                if let Some(name) = special_token(file, key)? {
-                    let id = tok.token_to_id(&name).ok_or_else(|| {
-                        bad_input!(
-                            "{}: {key} {name:?} is not in {}",
-                            file.display(),
-                            tokenizer_json.display()
-                        )
-                    })?;
-                    prefix = Some((id, tok.decode(&[id], false).unwrap_or(name)));
-                    break;
-                }
-            }
-            if prefix.is_some() {
-                break;
-            }
-        }
-        Ok(Self { tok, prefix })
+    /// Build the tokenizer transformers builds from `files`, and lm-eval's max length.
+    pub fn load(files: &TokenizerFiles) -> Result<Self> {
+        let built = hf_tokenizer::build(files)?;
+        let prefix = built.bos.or(built.eos).map(|id| {
+            let text = built.tokenizer.decode(&[id], false).unwrap_or_default();
+            (id, text)
+        });
+        let config_text = std::fs::read_to_string(&files.config)
+            .bad_input(|| format!("reading {}", files.config.display()))?;
+        let config: Value = serde_json::from_str(&config_text)
+            .bad_input(|| format!("{}: not valid JSON", files.config.display()))?;
+        Ok(Self {
+            tok: built.tokenizer,
+            class: built.class,
+            prefix,
+            max_length: lm_eval_max_length(&config, built.model_max_length),
+        })
+    }
+
+    /// The tokenizer class transformers instantiates (what this tokenizer reproduces).
+    pub fn class(&self) -> &'static str {
+        self.class.name()
+    }
+
+    /// lm-eval's `max_length`: the window of rolling loglikelihoods and the left-truncation
+    /// of every request.
+    pub fn max_length(&self) -> usize {
+        self.max_length
     }
 
     pub fn prefix_token(&self) -> Result<u32> {
         self.prefix
             .as_ref()
             .map(|(id, _)| *id)
-            .ok_or_else(|| bad_input!("the tokenizer names no bos_token or eos_token (tokenizer_config.json), needed for empty contexts"))
+            .ok_or_else(|| bad_input!("the tokenizer has no bos_token or eos_token (tokenizer_config.json), needed for empty contexts"))
     }
 
     /// lm-eval's `tok_encode`: the tokenizer's default special-token handling, except that
@@ -115,6 +117,9 @@ impl LmTokenizer {
     /// `text` scored once, each window conditioned on up to `max_len` preceding tokens.
     pub fn rolling_windows(&self, text: &str, max_len: usize) -> Result<Vec<TokenRequest>> {
         let tokens = self.encode(text)?;
+        if tokens.is_empty() {
+            return Ok(Vec::new());
+        }
         let prefix = self.prefix_token()?;
         let mut windows = Vec::new();
         let first = max_len.min(tokens.len());
@@ -155,18 +160,46 @@ impl LmTokenizer {
     }
 }
 
-/// The `bos_token`/`eos_token` entry of a tokenizer config file: a string, or an object with
-/// `content`; `None` when absent or null.
-fn special_token(file: &Path, key: &str) -> Result<Option<String>> {
-    let text = std::fs::read_to_string(file).bad_input(|| format!("reading {}", file.display()))?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).bad_input(|| format!("{}: not valid JSON", file.display()))?;
-    Ok(match json.get(key) {
-        Some(serde_json::Value::String(s)) => Some(s.clone()),
-        Some(obj @ serde_json::Value::Object(_)) => obj
-            .get("content")
-            .and_then(|c| c.as_str())
-            .map(str::to_string),
-        _ => None,
-    })
+/// `resolve_max_length` of lm-eval's HF backend: `n_positions`, `max_position_embeddings`,
+/// `n_ctx` (the first that is set) of `text_config` if the config has one, else of the config;
+/// then the tokenizer's `model_max_length`; then 2048.
+pub fn lm_eval_max_length(config: &Value, model_max_length: Option<u64>) -> usize {
+    let cfg = match config.get("text_config") {
+        Some(text) if text.is_object() => text,
+        _ => config,
+    };
+    ["n_positions", "max_position_embeddings", "n_ctx"]
+        .iter()
+        .find_map(|key| cfg.get(*key).and_then(Value::as_f64))
+        .map(|n| n as usize)
+        .or(model_max_length.map(|n| n as usize))
+        .unwrap_or(2048)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_length_in_lm_evals_order() {
+        let max = |config: Value, tok| lm_eval_max_length(&config, tok);
+        let config =
+            serde_json::json!({"n_ctx": 3, "max_position_embeddings": 2, "n_positions": 1});
+        assert_eq!(max(config, Some(9)), 1);
+        assert_eq!(
+            max(
+                serde_json::json!({"n_ctx": 3, "max_position_embeddings": 2}),
+                None
+            ),
+            2
+        );
+        assert_eq!(
+            max(serde_json::json!({"n_positions": null, "n_ctx": 3}), None),
+            3
+        );
+        let nested = serde_json::json!({"max_position_embeddings": 8, "text_config": {"n_ctx": 5}});
+        assert_eq!(max(nested, None), 5);
+        assert_eq!(max(serde_json::json!({}), Some(77)), 77);
+        assert_eq!(max(serde_json::json!({}), None), 2048);
+    }
 }

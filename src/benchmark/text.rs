@@ -26,28 +26,35 @@ pub fn py_rstrip(s: &str) -> &str {
     s.trim_end_matches(py_isspace)
 }
 
-/// Python's `str.capitalize()`: the first character in title case, the rest lower-cased.
+/// Python's `str.capitalize()`: the first character in title case (full mappings: `ß` → `Ss`,
+/// `ﬅ` → `St`, `ᾳ` → `ᾼ`, Georgian Mkhedruli unchanged), the rest lower-cased in the
+/// context of the whole string (a final `Σ` after the first letter becomes `ς`).
 pub fn py_capitalize(s: &str) -> String {
     let mut chars = s.chars();
     let Some(first) = chars.next() else {
         return String::new();
     };
     let mut out = title_case(first);
-    out.push_str(&chars.as_str().to_lowercase());
+    // Lower-case the whole string so that the final-sigma rule sees the first character, then
+    // drop what the first character became (at the start, `Σ` is never final: no context).
+    let lower = s.to_lowercase();
+    let first_lower: usize = first.to_lowercase().map(char::len_utf8).sum();
+    out.push_str(&lower[first_lower..]);
     out
 }
 
-/// Title case of one character: upper case, except the characters whose title case differs
-/// (the Latin digraphs and `ß`).
+/// Title case of one character, from the Unicode character database (UnicodeData.txt's
+/// titlecase mapping with SpecialCasing.txt's full mappings), which std does not expose.
 fn title_case(c: char) -> String {
-    match c {
-        '\u{1c4}'..='\u{1c6}' => "\u{1c5}".into(),
-        '\u{1c7}'..='\u{1c9}' => "\u{1c8}".into(),
-        '\u{1ca}'..='\u{1cc}' => "\u{1cb}".into(),
-        '\u{1f1}'..='\u{1f3}' => "\u{1f2}".into(),
-        'ß' => "Ss".into(),
-        _ => c.to_uppercase().collect(),
+    let mapped = unicode_case_mapping::to_titlecase(c);
+    if mapped == [0; 3] {
+        return c.to_string();
     }
+    mapped
+        .iter()
+        .take_while(|&&u| u != 0)
+        .filter_map(|&u| char::from_u32(u))
+        .collect()
 }
 
 /// `len(re.split(r"\s+", text))`: whitespace runs plus one (empty edge fields count).
@@ -146,6 +153,29 @@ mod tests {
         assert_eq!(py_capitalize("él SALTA"), "Él salta");
         assert_eq!(py_capitalize("ǆemal"), "ǅemal");
         assert_eq!(py_capitalize(""), "");
+    }
+
+    /// Against Python's own `str.capitalize` (scripts/make_capitalize_fixture.py): every
+    /// character whose title case is not its upper case, and context-dependent strings.
+    #[test]
+    fn capitalize_matches_python() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/text/capitalize.json"
+        );
+        let fixture: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let cases = fixture["cases"].as_array().unwrap();
+        assert!(cases.len() > 135, "{}", cases.len());
+        let wrong: Vec<String> = cases
+            .iter()
+            .filter_map(|case| {
+                let (input, python) = (case[0].as_str().unwrap(), case[1].as_str().unwrap());
+                let ours = py_capitalize(input);
+                (ours != python).then(|| format!("{input:?}: {ours:?}, Python {python:?}"))
+            })
+            .collect();
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::benchmark::engine::Schedule;
 use crate::benchmark::stored::{self, StoredScore};
 use crate::benchmark::{
     load_task, tasks, LmTokenizer, Scored, SettingScores, Suite, TaskDocs, TaskMetrics,
+    TokenizerFiles,
 };
 use crate::hub::HubRepo;
 use crate::model::{weights, BypassSet, Model, ModelConfig, ModelFiles};
@@ -36,7 +37,8 @@ use crate::sweep::{self, Fingerprint, OutputPlan, Shard, SweepFile};
 /// Example: llm-mem benchmark --model-path EleutherAI/pythia-160m --tasks lambada,piqa,arc_easy
 #[derive(clap::Args, Debug)]
 pub struct BenchmarkArgs {
-    /// The model (it needs a tokenizer.json); default: the built-in tiny Pythia.
+    /// The model (with its tokenizer: tokenizer.json, or vocab.json + merges.txt for GPT-2-style
+    /// ones); default: the built-in tiny Pythia.
     #[command(flatten)]
     pub model: super::ModelArgs,
     /// Comma-separated tasks (default: all): lambada_openai (or lambada), piqa, arc_easy,
@@ -189,7 +191,7 @@ fn prepare(args: &BenchmarkArgs) -> Result<Job> {
     let model_path = args.model.path()?;
     let files = weights::resolve(&model_path, args.model.revision.as_deref())?;
     let tokenizer = tokenizer_files(&files, &model_path, args.model.revision.as_deref())?;
-    let tok = LmTokenizer::load(&tokenizer[0], &tokenizer[1..])?;
+    let tok = LmTokenizer::load(&tokenizer)?;
     let tasks = specs
         .iter()
         .map(|spec| load_task(spec, args.data_dir.as_deref(), args.limit))
@@ -200,7 +202,7 @@ fn prepare(args: &BenchmarkArgs) -> Result<Job> {
     let mine = long_run::settings_to_run(args.shard, sweep.len(), || {
         crate::benchmark::setting_costs(&sweep, layers)
     })?;
-    let max_len = config.max_positions();
+    let max_len = tok.max_length();
     let suite = Suite::new(&tok, &tasks, max_len)?;
     let schedule = Schedule::new(&suite.requests, max_len)?;
     let names: Vec<&str> = tasks.iter().map(|t| t.spec.name).collect();
@@ -245,7 +247,7 @@ fn prepare(args: &BenchmarkArgs) -> Result<Job> {
 
 /// The fingerprint's inputs, by content: every task's data files (under the task's name) and
 /// the tokenizer's files (under their own).
-fn inputs(tasks: &[TaskDocs], tokenizer: &[PathBuf]) -> Result<BTreeMap<String, FileId>> {
+fn inputs(tasks: &[TaskDocs], tokenizer: &TokenizerFiles) -> Result<BTreeMap<String, FileId>> {
     let mut inputs = BTreeMap::new();
     for task in tasks {
         for (i, file) in task.files.iter().enumerate() {
@@ -256,7 +258,7 @@ fn inputs(tasks: &[TaskDocs], tokenizer: &[PathBuf]) -> Result<BTreeMap<String, 
             inputs.insert(key, fingerprint::file_id(file)?);
         }
     }
-    for file in tokenizer.iter().filter(|f| f.is_file()) {
+    for file in tokenizer.used() {
         let name = file.file_name().unwrap_or_default().to_string_lossy();
         inputs.insert(name.into_owned(), fingerprint::file_id(file)?);
     }
@@ -352,38 +354,43 @@ fn task_info(task: &TaskDocs) -> TaskInfo {
     }
 }
 
-/// The model's `tokenizer.json` plus the config files that name its special tokens (fetched
-/// from the hub beside it for hub ids).
+/// The tokenizer lm-eval would use for the model (its files fetched from the hub beside the
+/// weights for hub ids).
 pub fn model_tokenizer(
     files: &ModelFiles,
     model_path: &str,
     revision: Option<&str>,
 ) -> Result<LmTokenizer> {
-    let paths = tokenizer_files(files, model_path, revision)?;
-    LmTokenizer::load(&paths[0], &paths[1..])
+    LmTokenizer::load(&tokenizer_files(files, model_path, revision)?)
 }
 
-/// `tokenizer.json`, then the side files [`LmTokenizer::load`] reads if they exist.
+/// The files transformers builds the tokenizer from: those of the checkpoint directory, or
+/// those of the hub repository that exist (`vocab.json` + `merges.txt` only without a
+/// `tokenizer.json`).
 fn tokenizer_files(
     files: &ModelFiles,
     model_path: &str,
     revision: Option<&str>,
-) -> Result<Vec<PathBuf>> {
-    let Some(tokenizer) = &files.tokenizer else {
-        return Err(bad_input!(
-            "--model-path {model_path}: no tokenizer.json (llm-mem benchmark needs the model's tokenizer)"
-        ));
-    };
-    let mut paths = vec![tokenizer.clone()];
-    for name in ["tokenizer_config.json", "special_tokens_map.json"] {
-        let beside = tokenizer.with_file_name(name);
-        if beside.is_file() || Path::new(model_path).is_dir() {
-            paths.push(beside);
-        } else if let Ok(path) = HubRepo::model(model_path, revision).get(name) {
-            paths.push(path);
-        }
+) -> Result<TokenizerFiles> {
+    let dir = Path::new(model_path);
+    if dir.is_dir() {
+        return Ok(TokenizerFiles::in_dir(dir));
     }
-    Ok(paths)
+    let repo = HubRepo::model(model_path, revision);
+    let get = |name: &str| repo.get(name).ok();
+    let tokenizer_json = files.tokenizer.clone();
+    let (vocab_json, merges_txt) = match tokenizer_json {
+        Some(_) => (None, None),
+        None => (get("vocab.json"), get("merges.txt")),
+    };
+    Ok(TokenizerFiles {
+        config: files.config.clone(),
+        tokenizer_json,
+        tokenizer_config: get("tokenizer_config.json"),
+        special_tokens_map: get("special_tokens_map.json"),
+        vocab_json,
+        merges_txt,
+    })
 }
 
 /// `benchmark_scores/<model-id>.json` (`.shard-K-of-N.json` with `--shard`): a hub id with
