@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::engine::Schedule;
 use super::stored::{self, StoredScore};
-use super::{load_task, tasks, LmTokenizer, Scored, SettingScores, Suite, TaskDocs, TaskMetrics};
+use super::{load_task, LmTokenizer, Scored, SettingScores, Suite, TaskDocs, TaskMetrics};
 use crate::bad_input;
 use crate::cli::long_run::{self, parse_shard, ResumeArgs, RunHeader};
 use crate::cli::progress_bar;
@@ -37,8 +37,10 @@ pub struct BenchmarkArgs {
     /// The model (it needs a tokenizer.json); default: the built-in tiny Pythia.
     #[command(flatten)]
     pub model: crate::cli::ModelArgs,
-    /// Comma-separated tasks (default: all): lambada_openai (or lambada), piqa, arc_easy,
-    /// arc_challenge, hellaswag, winogrande, sciq, openbookqa, boolq, wikitext.
+    /// Comma-separated tasks (default: all ten hub tasks; on the built-in model without
+    /// --data-dir, its own tiny_storycloze,tiny_lambada): lambada_openai (or lambada), piqa,
+    /// arc_easy, arc_challenge, hellaswag, winogrande, sciq, openbookqa, boolq, wikitext,
+    /// tiny_storycloze, tiny_lambada.
     #[arg(long, value_name = "A,B,...")]
     pub tasks: Option<String>,
     /// Read DIR/<task>.jsonl or DIR/<task>.parquet (records in the hub dataset's own field
@@ -181,7 +183,11 @@ pub fn run(args: BenchmarkArgs) -> Result<()> {
 /// Read and check the model files, tokenizer and tasks, build the requests and the sweep, and
 /// fingerprint it all.
 fn prepare(args: &BenchmarkArgs) -> Result<Job> {
-    let specs = tasks::parse_list(args.tasks.as_deref())?;
+    let specs = super::builtin::task_list(
+        args.tasks.as_deref(),
+        args.model.model_path.is_none(),
+        args.data_dir.as_deref(),
+    )?;
     let device = runtime::parse_device(&args.model.device)?;
     let dtype = runtime::parse_dtype(&args.model.dtype, &device)?;
     let model_path = args.model.path()?;
@@ -387,11 +393,16 @@ fn tokenizer_files(
 /// `benchmark_scores/<model-id>.json` (`.shard-K-of-N.json` with `--shard`): a hub id with
 /// `/` → `_`, or a directory's own name.
 fn output_path(args: &BenchmarkArgs) -> PathBuf {
-    args.output.clone().unwrap_or_else(|| {
-        let id = crate::cli::model_id(&args.model.display_name());
-        let shard = long_run::shard_suffix(args.shard);
-        PathBuf::from("benchmark_scores").join(format!("{id}{shard}.json"))
-    })
+    args.output
+        .clone()
+        .unwrap_or_else(|| default_output(&args.model.display_name(), args.shard))
+}
+
+/// Where a run on `model` writes without `--output`.
+pub fn default_output(model: &str, shard: Option<Shard>) -> PathBuf {
+    let id = crate::cli::model_id(model);
+    let shard = long_run::shard_suffix(shard);
+    PathBuf::from("benchmark_scores").join(format!("{id}{shard}.json"))
 }
 
 /// Rows = settings; columns = each task's metrics (stderrs are in the JSON).
