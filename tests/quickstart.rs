@@ -113,28 +113,19 @@ fn default_benchmark_equals_the_explicit_run_on_the_shipped_files() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let model = repo.join("tests/fixtures/tiny-pythia");
     let tasks = model.join("tasks");
-    offline(
-        dir,
-        &["benchmark", "--output", "default.json", "--num-layers", "2"],
-    );
-    offline(
-        dir,
-        &[
-            "benchmark",
-            "--output",
-            "explicit.json",
-            "--num-layers",
-            "1",
-            "--limit",
-            "50",
-            "--model-path",
-            model.to_str().unwrap(),
-            "--data-dir",
-            tasks.to_str().unwrap(),
-            "--tasks",
-            "tiny_storycloze,tiny_lambada",
-        ],
-    );
+    let few = ["--num-layers", "1", "--limit", "50"];
+    let named = [
+        "--model-path",
+        model.to_str().unwrap(),
+        "--data-dir",
+        tasks.to_str().unwrap(),
+        "--tasks",
+        "tiny_storycloze,tiny_lambada",
+    ];
+    let default: &[&str] = &["benchmark", "--output", "default.json"];
+    let explicit: &[&str] = &["benchmark", "--output", "explicit.json"];
+    offline(dir, &[default, &few].concat());
+    offline(dir, &[explicit, &few, &named].concat());
     let default = read_json(&dir.join("default.json"));
     let explicit = read_json(&dir.join("explicit.json"));
     assert_eq!(default["results"], explicit["results"]);
