@@ -21,8 +21,8 @@ Corpus: the training stream mixes two kinds of documents, joined by <|endoftext|
   - memorized: the 40 hand-written paragraphs of scripts/tiny_corpus/memorized.txt,
     each repeated REPEATS times;
   - general: N_STORIES short stories from the generator in scripts/tiny_corpus/stories.py
-    (names, an object, places, pets in sentence templates; see its docstring), each seen
-    about once. The benchmark tasks are built from stories drawn from another seed of the
+    (names, an object, places, pets in sentence templates; see its docstring), each
+    appearing once; training reads the stream about 1.3 times over. The benchmark tasks are built from stories drawn from another seed of the
     same generator and checked to be absent from the training stream.
 
 Tokenizer: byte-level BPE (HF `tokenizers`; ByteLevel pre-tokenizer, decoder and
