@@ -3,14 +3,16 @@
 `llm-mem benchmark` on the built-in model runs two tasks of its own (src/benchmark/builtin.rs).
 This script defines the same two tasks as lm-eval task YAMLs — tiny_storycloze as a
 `multiple_choice` task (acc, acc_norm), tiny_lambada as lambada_openai's YAML with the data
-replaced — runs lm-eval 0.4.13's HF backend on the built-in checkpoint (float32, base model)
-and compares its numbers with the base entry of an `llm-mem benchmark` result:
+replaced — runs lm-eval 0.4.13's HF backend on the built-in checkpoint (float32, base model),
+writes lm-eval's metrics to tests/fixtures/tasks/expected_tiny.json (which
+tests/quickstart.rs compares `llm-mem benchmark` with) and, given the result of an
+`llm-mem benchmark` run, compares its base entry too:
 
   llm-mem benchmark --output /tmp/tiny.json --num-layers 0
-  /work/venv/bin/python scripts/check_tiny_tasks.py /tmp/tiny.json
+  /work/venv/bin/python scripts/check_tiny_tasks.py [/tmp/tiny.json]
 
-Prints both and exits 1 if a metric differs by more than 1e-4 (relative) — llm-mem computes in
-float32 with other kernels, so the last digits may differ.
+Exits 1 if a metric differs by more than 1e-4 (relative) — llm-mem computes in float32 with
+other kernels, so the last digits may differ.
 Needs (PyPI): torch transformers lm_eval accelerate. Runs offline, in about a minute.
 """
 import json, math, os, sys, tempfile
@@ -27,6 +29,7 @@ from lm_eval.tasks import TaskManager
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = os.path.join(REPO, "tests/fixtures/tiny-pythia")
 DATA = os.path.join(MODEL, "tasks")
+EXPECTED = os.path.join(REPO, "tests/fixtures/tasks/expected_tiny.json")
 YAMLS = {
     "tiny_storycloze": """task: tiny_storycloze
 dataset_path: json
@@ -61,9 +64,7 @@ test_split: test
 }
 
 
-def main(result_path):
-    with open(result_path) as f:
-        ours = next(r for r in json.load(f)["results"] if r["bypass"] == [])["tasks"]
+def main(result_path=None):
     torch.set_num_threads(1)
     tasks_root = os.path.join(os.path.dirname(lm_eval.__file__), "tasks")
     with tempfile.TemporaryDirectory() as yamls:
@@ -76,20 +77,29 @@ def main(result_path):
             task_manager=manager, device="cpu", batch_size=16, bootstrap_iters=100000,
             log_samples=False, random_seed=0, numpy_random_seed=0, torch_random_seed=0,
             fewshot_random_seed=0)
+    theirs = {task: {k: v for k, v in res["results"][task].items() if isinstance(v, float)}
+              for task in YAMLS}
+    with open(EXPECTED, "w") as f:
+        json.dump({"lm_eval_version": lm_eval.__version__, "model_dtype": "float32",
+                   "bypass": [], "results": theirs}, f, indent=2)
+        f.write("\n")
+    print(f"wrote {os.path.relpath(EXPECTED, REPO)}")
+    if result_path is None:
+        return 0
+    with open(result_path) as f:
+        ours = next(r for r in json.load(f)["results"] if r["bypass"] == [])["tasks"]
     worst = 0.0
-    for task in YAMLS:
-        for key, theirs in res["results"][task].items():
-            if not isinstance(theirs, float):
-                continue
+    for task, metrics in theirs.items():
+        for key, value in metrics.items():
             mine = ours[task][key]
-            diff = abs(mine - theirs) / max(abs(theirs), 1e-12)
+            diff = abs(mine - value) / max(abs(value), 1e-12)
             worst = max(worst, diff)
-            print(f"{task:16s} {key:24s} lm-eval {theirs:.6f}  llm-mem {mine:.6f}  rel diff {diff:.1e}")
+            print(f"{task:16s} {key:24s} lm-eval {value:.6f}  llm-mem {mine:.6f}  rel diff {diff:.1e}")
     print(f"largest relative difference: {worst:.1e}")
     return 0 if worst <= 1e-4 else 1
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
+    if len(sys.argv) > 2:
         sys.exit(__doc__)
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(*sys.argv[1:]))

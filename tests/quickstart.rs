@@ -144,3 +144,32 @@ fn report_without_arguments_needs_the_default_outputs() {
         ],
     );
 }
+
+/// The built-in tasks are scored as lm-eval scores them: its numbers for the base model
+/// (`scripts/check_tiny_tasks.py`, lm-eval's HF backend in float32) are ours.
+#[test]
+fn builtin_tasks_match_lm_eval() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    offline(
+        dir,
+        &["benchmark", "--num-layers", "0", "--output", "base.json"],
+    );
+    let ours = read_json(&dir.join("base.json"));
+    let ours = &ours["results"][0]["tasks"];
+    let expected = read_json(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tasks/expected_tiny.json"),
+    );
+    let mut compared = 0;
+    for (task, metrics) in expected["results"].as_object().unwrap() {
+        for (key, theirs) in metrics.as_object().unwrap() {
+            let (mine, theirs) = (ours[task][key].as_f64().unwrap(), theirs.as_f64().unwrap());
+            assert!(
+                (mine - theirs).abs() <= 1e-5 * theirs.abs().max(1e-3),
+                "{task} {key}: llm-mem {mine}, lm-eval {theirs}"
+            );
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 8);
+}
