@@ -1,6 +1,7 @@
-//! The tiny Pythia shipped inside the binary, with samples it has memorized, so that
-//! `llm-mem memorize` with no arguments runs the real experiment with no download and no GPU.
-//! Made by `scripts/train_tiny.py`.
+//! The tiny Pythia shipped inside the binary, with samples it has memorized and the records
+//! of its own benchmark tasks, so that `llm-mem memorize` and `llm-mem benchmark` with no
+//! arguments run the real experiment with no download and no GPU. Made by
+//! `scripts/train_tiny.py`.
 //!
 //! The bytes are compiled in; on first use they are unpacked into a directory in the
 //! system's temporary folder named after their content hash, so every other code path reads an
@@ -12,7 +13,10 @@ use anyhow::{Context, Result};
 
 pub const NAME: &str = "tiny-pythia";
 
-const FILES: [(&str, &[u8]); 4] = [
+/// Subdirectory of [`unpack`]'s directory with the built-in tasks' `<task>.jsonl`.
+pub const TASKS_DIR: &str = "tasks";
+
+const FILES: [(&str, &[u8]); 6] = [
     (
         "config.json",
         include_bytes!("../tests/fixtures/tiny-pythia/config.json"),
@@ -29,6 +33,14 @@ const FILES: [(&str, &[u8]); 4] = [
         "memorized.npy",
         include_bytes!("../memorized_data/tiny-pythia.npy"),
     ),
+    (
+        "tasks/tiny_storycloze.jsonl",
+        include_bytes!("../tests/fixtures/tiny-pythia/tasks/tiny_storycloze.jsonl"),
+    ),
+    (
+        "tasks/tiny_lambada.jsonl",
+        include_bytes!("../tests/fixtures/tiny-pythia/tasks/tiny_lambada.jsonl"),
+    ),
 ];
 
 /// Name of the unpacked samples file inside [`unpack`]'s directory.
@@ -43,7 +55,7 @@ pub fn unpack() -> Result<PathBuf> {
     // Unpack into a private directory, then rename: concurrent runs never see half a model.
     let staging = dir.with_extension(format!("tmp-{}", std::process::id()));
     let write = || -> std::io::Result<()> {
-        std::fs::create_dir_all(&staging)?;
+        std::fs::create_dir_all(staging.join(TASKS_DIR))?;
         for (name, bytes) in FILES {
             std::fs::write(staging.join(name), bytes)?;
         }

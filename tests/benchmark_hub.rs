@@ -29,7 +29,7 @@ fn reads_the_parquet_export_from_the_hub_cache() {
     let from_file = benchmark::load_task(spec, Some(&fixtures()), None).unwrap();
     assert_eq!(from_hub.docs, from_file.docs);
     assert_eq!(from_hub.source, "allenai/ai2_arc (ARC-Easy, test)");
-    let records = data::read_hub(spec.name, &spec.hub).unwrap();
+    let records = data::read_hub(spec.name, spec.hub().unwrap()).unwrap();
     assert!(records[1].source.ends_with("ARC-Easy/test/0000.parquet") && records[1].line == 2);
 
     // a task whose dataset is not in the cache: the message says how to run offline

@@ -7,6 +7,7 @@
 //! ([`requests`]); one batched engine scores all requests of all tasks under every setting
 //! ([`engine`]); [`metrics`] turns the answers into lm-eval's metrics and stderrs.
 
+pub mod builtin;
 pub mod data;
 pub mod engine;
 pub mod hf_tokenizer;
@@ -26,7 +27,7 @@ pub use engine::{Progress, Scored};
 pub use hf_tokenizer::TokenizerFiles;
 pub use metrics::{TaskMetrics, Value};
 pub use requests::{LmTokenizer, TokenRequest};
-pub use tasks::{Doc, TaskSpec};
+pub use tasks::{Doc, Source, TaskSpec};
 
 /// A task with its documents, ready to run.
 pub struct TaskDocs {
@@ -38,31 +39,33 @@ pub struct TaskDocs {
     pub docs: Vec<Doc>,
 }
 
-/// Read a task's records (from `data_dir`, else the hub) and build its documents; with
-/// `limit`, only the first `limit` records (lm-eval's `--limit`).
+/// Read a task's records (from `data_dir`, else the hub or the built-in files) and build its
+/// documents; with `limit`, only the first `limit` records (lm-eval's `--limit`).
 pub fn load_task(
     spec: &'static TaskSpec,
     data_dir: Option<&Path>,
     limit: Option<usize>,
 ) -> Result<TaskDocs> {
-    let (files, mut records) = match data_dir {
-        Some(dir) => (
-            vec![data::dir_file(spec.name, dir)?],
-            data::read_dir(spec.name, dir)?,
-        ),
-        None => {
-            let files = data::hub_files(spec.name, &spec.hub)?;
-            let records = data::read_hub_files(spec.name, &spec.hub, &files)?;
-            (files, records)
+    let (files, mut records, source) = match (data_dir, spec.source) {
+        (Some(dir), _) => {
+            let records = data::read_dir(spec.name, dir)?;
+            let source = records
+                .first()
+                .map_or_else(|| dir.display().to_string(), |r| r.source.clone());
+            (vec![data::dir_file(spec.name, dir)?], records, source)
         }
-    };
-    let source = match (data_dir, records.first()) {
-        (Some(_), Some(r)) => r.source.clone(),
-        (Some(dir), None) => dir.display().to_string(),
-        (None, _) => format!(
-            "{} ({}, {})",
-            spec.hub.repo, spec.hub.config, spec.hub.split
-        ),
+        (None, Source::BuiltIn) => {
+            let dir = builtin::tasks_dir()?;
+            let records = data::read_dir(spec.name, &dir)?;
+            let source = format!("{} (built in)", spec.name);
+            (vec![data::dir_file(spec.name, &dir)?], records, source)
+        }
+        (None, Source::Hub(hub)) => {
+            let files = data::hub_files(spec.name, &hub)?;
+            let records = data::read_hub_files(spec.name, &hub, &files)?;
+            let source = format!("{} ({}, {})", hub.repo, hub.config, hub.split);
+            (files, records, source)
+        }
     };
     if let Some(limit) = limit {
         records.truncate(limit);

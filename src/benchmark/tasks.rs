@@ -1,7 +1,8 @@
-//! The task table: each lm-eval task as data — its hub dataset, its request type, its
-//! metrics, and a function from a record to the document lm-eval builds (prompt, choices,
-//! gold). Prompts follow lm-eval's YAML templates exactly (0-shot, no description, target
-//! delimiter `" "`); see `shared/LM_EVAL_TASKS.md`.
+//! The task table: each lm-eval task as data — where its records come from, its request
+//! type, its metrics, and a function from a record to the document lm-eval builds (prompt,
+//! choices, gold). Prompts follow lm-eval's YAML templates exactly (0-shot, no description,
+//! target delimiter `" "`); see `shared/LM_EVAL_TASKS.md`. The two built-in tasks of the
+//! built-in model ([`super::builtin`]) are entries like any other.
 
 use anyhow::Result;
 
@@ -10,6 +11,15 @@ use super::text::{
     count_words, hellaswag_preprocess, py_capitalize, py_lstrip, py_strip, wikitext_detokenize,
 };
 use crate::bad_input;
+
+/// Where a task's documents come from when `--data-dir` is not given.
+#[derive(Debug, Clone, Copy)]
+pub enum Source {
+    /// The hub dataset lm-eval uses.
+    Hub(HubSource),
+    /// `<task>.jsonl` shipped inside the binary with the built-in model.
+    BuiltIn,
+}
 
 /// A metric as lm-eval reports it (`<name>,none`, `<name>_stderr,none`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,91 +74,101 @@ pub enum Doc {
 #[derive(Debug)]
 pub struct TaskSpec {
     pub name: &'static str,
-    pub hub: HubSource,
+    pub source: Source,
     pub version: f64,
     pub metrics: &'static [Metric],
     pub doc: fn(&Record) -> Result<Doc>,
 }
 
-const MC: &[Metric] = &[Metric::Acc, Metric::AccNorm];
-const ACC: &[Metric] = &[Metric::Acc];
-
-const fn hub(repo: &'static str, config: &'static str, split: &'static str) -> HubSource {
-    HubSource {
-        repo,
-        config,
-        split,
+impl TaskSpec {
+    /// The hub dataset of a hub task.
+    pub fn hub(&self) -> Option<&HubSource> {
+        match &self.source {
+            Source::Hub(hub) => Some(hub),
+            Source::BuiltIn => None,
+        }
     }
 }
 
-/// Every task llm-mem runs, in lm-eval's names.
-pub static TASKS: [TaskSpec; 10] = [
+const MC: &[Metric] = &[Metric::Acc, Metric::AccNorm];
+const ACC: &[Metric] = &[Metric::Acc];
+
+const fn hub(repo: &'static str, config: &'static str, split: &'static str) -> Source {
+    Source::Hub(HubSource {
+        repo,
+        config,
+        split,
+    })
+}
+
+/// Every task llm-mem runs, in lm-eval's names, then the built-in model's own tasks.
+pub static TASKS: [TaskSpec; 12] = [
     TaskSpec {
         name: "lambada_openai",
-        hub: hub("EleutherAI/lambada_openai", "default", "test"),
+        source: hub("EleutherAI/lambada_openai", "default", "test"),
         version: 1.0,
         metrics: &[Metric::Perplexity, Metric::Acc],
         doc: lambada,
     },
     TaskSpec {
         name: "piqa",
-        hub: hub("baber/piqa", "default", "validation"),
+        source: hub("baber/piqa", "default", "validation"),
         version: 1.0,
         metrics: MC,
         doc: piqa,
     },
     TaskSpec {
         name: "arc_easy",
-        hub: hub("allenai/ai2_arc", "ARC-Easy", "test"),
+        source: hub("allenai/ai2_arc", "ARC-Easy", "test"),
         version: 1.0,
         metrics: MC,
         doc: arc,
     },
     TaskSpec {
         name: "arc_challenge",
-        hub: hub("allenai/ai2_arc", "ARC-Challenge", "test"),
+        source: hub("allenai/ai2_arc", "ARC-Challenge", "test"),
         version: 1.0,
         metrics: MC,
         doc: arc,
     },
     TaskSpec {
         name: "hellaswag",
-        hub: hub("Rowan/hellaswag", "default", "validation"),
+        source: hub("Rowan/hellaswag", "default", "validation"),
         version: 1.0,
         metrics: MC,
         doc: hellaswag,
     },
     TaskSpec {
         name: "winogrande",
-        hub: hub("allenai/winogrande", "winogrande_xl", "validation"),
+        source: hub("allenai/winogrande", "winogrande_xl", "validation"),
         version: 1.0,
         metrics: ACC,
         doc: winogrande,
     },
     TaskSpec {
         name: "sciq",
-        hub: hub("allenai/sciq", "default", "test"),
+        source: hub("allenai/sciq", "default", "test"),
         version: 1.0,
         metrics: MC,
         doc: sciq,
     },
     TaskSpec {
         name: "openbookqa",
-        hub: hub("allenai/openbookqa", "main", "test"),
+        source: hub("allenai/openbookqa", "main", "test"),
         version: 1.0,
         metrics: MC,
         doc: openbookqa,
     },
     TaskSpec {
         name: "boolq",
-        hub: hub("aps/super_glue", "boolq", "validation"),
+        source: hub("aps/super_glue", "boolq", "validation"),
         version: 2.0,
         metrics: ACC,
         doc: boolq,
     },
     TaskSpec {
         name: "wikitext",
-        hub: hub(
+        source: hub(
             "EleutherAI/wikitext_document_level",
             "wikitext-2-raw-v1",
             "test",
@@ -160,6 +180,22 @@ pub static TASKS: [TaskSpec; 10] = [
             Metric::BitsPerByte,
         ],
         doc: wikitext,
+    },
+    // The built-in model's tasks, from held-out stories of its training corpus
+    // (`scripts/train_tiny.py`); their lm-eval YAML would be `dataset_path: json`.
+    TaskSpec {
+        name: "tiny_storycloze",
+        source: Source::BuiltIn,
+        version: 1.0,
+        metrics: MC,
+        doc: storycloze,
+    },
+    TaskSpec {
+        name: "tiny_lambada",
+        source: Source::BuiltIn,
+        version: 1.0,
+        metrics: &[Metric::Perplexity, Metric::Acc],
+        doc: lambada,
     },
 ];
 
@@ -182,10 +218,14 @@ pub fn lookup(name: &str) -> Result<&'static TaskSpec> {
     })
 }
 
-/// Parse a comma list of task names; `None` means every task. Duplicates are dropped.
+/// Parse a comma list of task names; `None` means every hub task (the ten the paper's code
+/// runs). Duplicates are dropped.
 pub fn parse_list(list: Option<&str>) -> Result<Vec<&'static TaskSpec>> {
     let Some(list) = list else {
-        return Ok(TASKS.iter().collect());
+        return Ok(TASKS
+            .iter()
+            .filter(|t| matches!(t.source, Source::Hub(_)))
+            .collect());
     };
     let mut tasks: Vec<&'static TaskSpec> = Vec::new();
     for name in list.split(',').filter(|n| !n.trim().is_empty()) {
@@ -342,6 +382,15 @@ fn boolq(r: &Record) -> Result<Doc> {
     ))
 }
 
+/// `doc_to_text: context`, `doc_to_choice: choices`, `doc_to_target: label` (all columns).
+fn storycloze(r: &Record) -> Result<Doc> {
+    Ok(choice(
+        r.str("context")?.to_string(),
+        owned(r.str_list("choices")?),
+        r.int("label")?,
+    ))
+}
+
 fn wikitext(r: &Record) -> Result<Doc> {
     let page = r.str("page")?;
     Ok(Doc::Rolling {
@@ -392,6 +441,26 @@ mod tests {
             Doc::Loglikelihood {
                 context: "a b ".into(),
                 target: " c".into()
+            }
+        );
+    }
+
+    #[test]
+    fn storycloze_scores_each_ending_after_the_story() {
+        let r = record(
+            "tiny_storycloze",
+            json!({"context": "Tom had a kite.", "choices": ["He flew it.", "Ann sang."], "label": 0}),
+        );
+        let doc = storycloze(&r).unwrap();
+        assert_eq!(
+            doc,
+            Doc::Choice {
+                requests: vec![
+                    ("Tom had a kite.".into(), " He flew it.".into()),
+                    ("Tom had a kite.".into(), " Ann sang.".into())
+                ],
+                choices: vec!["He flew it.".into(), "Ann sang.".into()],
+                gold: 0
             }
         );
     }

@@ -41,8 +41,10 @@ pub struct BenchmarkArgs {
     /// ones); default: the built-in tiny Pythia.
     #[command(flatten)]
     pub model: super::ModelArgs,
-    /// Comma-separated tasks (default: all): lambada_openai (or lambada), piqa, arc_easy,
-    /// arc_challenge, hellaswag, winogrande, sciq, openbookqa, boolq, wikitext.
+    /// Comma-separated tasks (default: all ten hub tasks; on the built-in model without
+    /// --data-dir, its own tiny_storycloze,tiny_lambada): lambada_openai (or lambada), piqa,
+    /// arc_easy, arc_challenge, hellaswag, winogrande, sciq, openbookqa, boolq, wikitext,
+    /// tiny_storycloze, tiny_lambada.
     #[arg(long, value_name = "A,B,...")]
     pub tasks: Option<String>,
     /// Read DIR/<task>.jsonl or DIR/<task>.parquet (records in the hub dataset's own field
@@ -185,7 +187,11 @@ pub fn run(args: BenchmarkArgs) -> Result<()> {
 /// Read and check the model files, tokenizer and tasks, build the requests and the sweep, and
 /// fingerprint it all.
 fn prepare(args: &BenchmarkArgs) -> Result<Job> {
-    let specs = tasks::parse_list(args.tasks.as_deref())?;
+    let specs = super::builtin::task_list(
+        args.tasks.as_deref(),
+        args.model.model_path.is_none(),
+        args.data_dir.as_deref(),
+    )?;
     let device = runtime::parse_device(&args.model.device)?;
     let dtype = runtime::parse_dtype(&args.model.dtype, &device)?;
     let model_path = args.model.path()?;
@@ -396,11 +402,16 @@ fn tokenizer_files(
 /// `benchmark_scores/<model-id>.json` (`.shard-K-of-N.json` with `--shard`): a hub id with
 /// `/` → `_`, or a directory's own name.
 fn output_path(args: &BenchmarkArgs) -> PathBuf {
-    args.output.clone().unwrap_or_else(|| {
-        let id = super::model_id(&args.model.display_name());
-        let shard = long_run::shard_suffix(args.shard);
-        PathBuf::from("benchmark_scores").join(format!("{id}{shard}.json"))
-    })
+    args.output
+        .clone()
+        .unwrap_or_else(|| default_output(&args.model.display_name(), args.shard))
+}
+
+/// Where a run on `model` writes without `--output`.
+pub fn default_output(model: &str, shard: Option<Shard>) -> PathBuf {
+    let id = super::model_id(model);
+    let shard = long_run::shard_suffix(shard);
+    PathBuf::from("benchmark_scores").join(format!("{id}{shard}.json"))
 }
 
 /// Rows = settings; columns = each task's metrics (stderrs are in the JSON).

@@ -18,6 +18,9 @@ use crate::report::{plot, table};
 use crate::sweep::{self, fingerprint, Fingerprint, OutputPlan, Shard, SweepFile};
 use crate::{bad_input, default_model, runtime};
 
+/// `--prefix-len` when not given.
+pub const DEFAULT_PREFIX_LEN: usize = 32;
+
 #[derive(Args)]
 pub struct MemorizeArgs {
     #[command(flatten)]
@@ -29,7 +32,7 @@ pub struct MemorizeArgs {
     #[arg(long, value_name = "FILE.npy|FILE.parquet")]
     pub dataset_path: Option<PathBuf>,
     /// Tokens of each row given as the prompt; the rest is the suffix to reproduce.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = DEFAULT_PREFIX_LEN)]
     pub prefix_len: usize,
     /// Rows per forward pass (and per checkpoint). Changes the results only by float rounding.
     #[arg(long, default_value_t = 64)]
@@ -183,14 +186,18 @@ fn header(args: &MemorizeArgs, model: &Model, job: &Job) -> Header {
 }
 
 fn output_path(args: &MemorizeArgs) -> PathBuf {
-    args.output.clone().unwrap_or_else(|| {
-        let shard = long_run::shard_suffix(args.shard);
-        PathBuf::from("memorization_scores").join(format!(
-            "{}_prefix{}{shard}.json",
-            model_id(&args.model.display_name()),
-            args.prefix_len
-        ))
-    })
+    args.output
+        .clone()
+        .unwrap_or_else(|| default_output(&args.model.display_name(), args.prefix_len, args.shard))
+}
+
+/// Where a run on `model` writes without `--output`.
+pub fn default_output(model: &str, prefix_len: usize, shard: Option<Shard>) -> PathBuf {
+    let shard = long_run::shard_suffix(shard);
+    PathBuf::from("memorization_scores").join(format!(
+        "{}_prefix{prefix_len}{shard}.json",
+        model_id(model)
+    ))
 }
 
 /// Read and check the data, build the sweep and this run's share of it, and fingerprint it

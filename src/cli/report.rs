@@ -5,24 +5,27 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::Args;
 
-use crate::bad_input;
 use crate::report::join::{self, Kind, ResultFile};
 use crate::report::{figure, json, svg};
+use crate::{bad_input, default_model};
 
 #[derive(Args)]
 #[command(after_help = "Examples:
+  llm-mem report        (after `llm-mem memorize` and `llm-mem benchmark` with no arguments)
   llm-mem report memorization_scores/pythia-160m_prefix32.json benchmark_scores/EleutherAI_pythia-160m.json
   llm-mem report mem.json bench.json -o tradeoff.svg --metric acc_norm --tasks piqa,arc_easy,hellaswag
 
 The markdown table (one row per setting: bypass, exact_match, mean metric, each task's metric)
 goes to stdout. Settings found in only one file are named on stderr and left out.")]
 pub struct ReportArgs {
-    /// Result of `llm-mem memorize` (gives exact_match, the y axis).
-    #[arg(value_name = "MEM.json")]
-    pub memorize: PathBuf,
+    /// Result of `llm-mem memorize` (gives exact_match, the y axis). Without MEM.json and
+    /// BENCH.json: the outputs of `llm-mem memorize` and `llm-mem benchmark` run with no
+    /// arguments in this directory (the built-in model).
+    #[arg(value_name = "MEM.json", requires = "benchmark")]
+    pub memorize: Option<PathBuf>,
     /// Result of `llm-mem benchmark` on the same model (gives the x axis).
     #[arg(value_name = "BENCH.json")]
-    pub benchmark: PathBuf,
+    pub benchmark: Option<PathBuf>,
     /// Where to write: FILE.html is a self-contained page (figure, table, both per-layer
     /// figures; no scripts, nothing fetched), FILE.svg the figure alone.
     /// Default: <MEM stem>_report.html beside MEM.json.
@@ -42,11 +45,11 @@ enum Format {
     Svg,
 }
 
-fn output_of(args: &ReportArgs) -> Result<(PathBuf, Format)> {
+fn output_of(args: &ReportArgs, memorize: &Path) -> Result<(PathBuf, Format)> {
     let path = args
         .output
         .clone()
-        .unwrap_or_else(|| default_output(&args.memorize));
+        .unwrap_or_else(|| default_output(memorize));
     let ext = path
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase());
@@ -72,10 +75,30 @@ fn default_output(mem: &Path) -> PathBuf {
     mem.with_file_name(format!("{stem}_report.html"))
 }
 
+/// The two result files: as given, or the built-in model's default outputs, which must exist.
+fn inputs(args: &ReportArgs) -> Result<(PathBuf, PathBuf)> {
+    if let (Some(mem), Some(bench)) = (&args.memorize, &args.benchmark) {
+        return Ok((mem.clone(), bench.clone()));
+    }
+    let model = default_model::NAME;
+    let mem = super::memorize::default_output(model, super::memorize::DEFAULT_PREFIX_LEN, None);
+    let bench = super::benchmark::default_output(model, None);
+    for (path, command) in [(&mem, "memorize"), (&bench, "benchmark")] {
+        if !path.is_file() {
+            return Err(bad_input!(
+                "{}: not found; run `llm-mem {command}` here first, or name the two result files (llm-mem report MEM.json BENCH.json)",
+                path.display()
+            ));
+        }
+    }
+    Ok((mem, bench))
+}
+
 pub fn run(args: ReportArgs) -> Result<()> {
-    let (output, format) = output_of(&args)?;
-    let mem = ResultFile::load(&args.memorize, Kind::Memorize)?;
-    let bench = ResultFile::load(&args.benchmark, Kind::Benchmark)?;
+    let (mem_path, bench_path) = inputs(&args)?;
+    let (output, format) = output_of(&args, &mem_path)?;
+    let mem = ResultFile::load(&mem_path, Kind::Memorize)?;
+    let bench = ResultFile::load(&bench_path, Kind::Benchmark)?;
     let tasks: Option<Vec<String>> = args.tasks.as_deref().map(|t| {
         t.split(',')
             .map(|s| s.trim().to_string())
