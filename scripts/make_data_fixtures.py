@@ -17,7 +17,8 @@ What it writes (deterministic: fixed seed; a few KB each):
   tests/fixtures/megatron/planted.json
       where the memorized rows were planted: [sequence, token offset, row of
       memorized_data/tiny-pythia.npy], for the default windows (each sequence's first 64
-      tokens) and for --stride 16 (which also finds a row planted at offset 48).
+      tokens) and for --stride 48 (which also finds a row planted at offset 48; a stride of 16 would also
+      keep the window at 32, whose 16 planted prefix tokens the 8-block model recognizes).
   tests/fixtures/memorized-evals/evals.parquet, evals.npy
       the first 64 tokens of every fixture sequence that has 64, in the shape of EleutherAI's
       pythia-memorized-evals splits (columns `index`: int64 sequence index, `tokens`:
@@ -25,7 +26,7 @@ What it writes (deterministic: fixed seed; a few KB each):
   tests/fixtures/memorized-evals/no_tokens.parquet   columns `index` and `text` only
   tests/fixtures/memorized-evals/ragged.parquet      one `tokens` row a token short
 
-Every token not planted is uniform in [8, 704) (the tiny model's vocab_size is 704): the tiny
+Every token not planted is uniform in [8, 704) (within the tiny model's vocabulary): the tiny
 model reproduces no 32 of those, so extract keeps exactly the planted windows.
 
 Run from the repo root:  /work/venv/bin/python scripts/make_data_fixtures.py
@@ -43,7 +44,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 MEGATRON = os.path.join(ROOT, "tests", "fixtures", "megatron")
 EVALS = os.path.join(ROOT, "tests", "fixtures", "memorized-evals")
 WINDOW = 64  # prefix 32 + suffix 32, the rows of memorized_data/tiny-pythia.npy
-STRIDE = 16
+STRIDE = 48
 NUM_SEQUENCES = 24
 DTYPE = np.uint16
 DTYPE_CODE = 8  # GPT-NeoX: 1 uint8, 2 int8, 3 int16, 4 int32, 5 int64, 6 float, 7 double, 8 uint16

@@ -89,8 +89,10 @@ fn missing_or_absurd_fields_are_named() {
         (
             "llama-tied",
             json!({"rope_scaling": {"rope_type": "dynamic", "factor": 4.0}}),
-            &["rope_scaling type \"dynamic\" is not supported (supported: default, linear, \
-               llama3, yarn)"],
+            &[
+                "rope_scaling type \"dynamic\" is not supported (supported: default, linear, \
+               llama3, yarn)",
+            ],
         ),
         (
             "llama-gqa",

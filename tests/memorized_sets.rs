@@ -42,7 +42,7 @@ fn parquet_scores_exactly_as_the_same_rows_in_npy() {
         parquet["results"].as_array().unwrap(),
         npy["results"].as_array().unwrap(),
     );
-    assert_eq!(with_index.len(), 5, "base and 4 single-layer settings");
+    assert_eq!(with_index.len(), 9, "base and 8 single-layer settings");
     assert_eq!(with_index.len(), plain.len());
     for (a, b) in with_index.iter().zip(plain) {
         // Same computation on the same tokens: the means are bit-identical.

@@ -20,8 +20,7 @@ use crate::bad_input;
 use crate::benchmark::engine::Schedule;
 use crate::benchmark::stored::{self, StoredScore};
 use crate::benchmark::{
-    load_task, tasks, LmTokenizer, Scored, SettingScores, Suite, TaskDocs, TaskMetrics,
-    TokenizerFiles,
+    load_task, LmTokenizer, Scored, SettingScores, Suite, TaskDocs, TaskMetrics, TokenizerFiles,
 };
 use crate::hub::HubRepo;
 use crate::model::{weights, BypassSet, Model, ModelConfig, ModelFiles};
@@ -187,7 +186,7 @@ pub fn run(args: BenchmarkArgs) -> Result<()> {
 /// Read and check the model files, tokenizer and tasks, build the requests and the sweep, and
 /// fingerprint it all.
 fn prepare(args: &BenchmarkArgs) -> Result<Job> {
-    let specs = super::builtin::task_list(
+    let specs = crate::benchmark::builtin::task_list(
         args.tasks.as_deref(),
         args.model.model_path.is_none(),
         args.data_dir.as_deref(),

@@ -10,9 +10,9 @@ pub mod gpt_neo;
 pub mod gpt_neox;
 pub mod gptj;
 pub mod llama;
-pub mod opt;
 pub mod olmo;
 pub mod olmo2;
+pub mod opt;
 
 use std::any::Any;
 
