@@ -6,8 +6,9 @@ mod common;
 
 use candle_core::{Device, Tensor};
 use common::*;
+use llm_mem::intervene::Setting;
 use llm_mem::memorize::{self, SampleScores};
-use llm_mem::model::{sequence_positions, BypassSet};
+use llm_mem::model::sequence_positions;
 
 #[test]
 fn kv_cache_decoding_equals_full_recompute() {
@@ -15,7 +16,8 @@ fn kv_cache_decoding_equals_full_recompute() {
         let model = load_model(name);
         let data = load_data(name);
         let row = data.row(3);
-        for bypass in [BypassSet::none(), BypassSet::new(vec![1])] {
+        for bypass in [Setting::base(), Setting::bypass(&[1])] {
+            let edits = model.edits(&bypass, None).unwrap();
             let mut cache = model.new_cache();
             // Prompt of 5 tokens in one call, then one token per call.
             let mut fed = 5;
@@ -28,7 +30,14 @@ fn kv_cache_decoding_equals_full_recompute() {
             let ids = Tensor::from_slice(&row[..fed], (1, fed), &Device::Cpu).unwrap();
             let x = model.embed(&ids, &pos).unwrap();
             let x = model
-                .run_layers(x, 0..model.num_layers(), &bypass, &pos, &mut cache)
+                .run_layers(
+                    x,
+                    0..model.num_layers(),
+                    &edits,
+                    &pos,
+                    &mut cache,
+                    &mut |_, _| Ok(()),
+                )
                 .unwrap();
             let mut last = model.logits(&x.narrow(1, fed - 1, 1).unwrap()).unwrap();
             while fed <= row.len() {
@@ -50,7 +59,7 @@ fn kv_cache_decoding_equals_full_recompute() {
                 assert!(
                     diff < 1e-4,
                     "{name} {:?} after {fed} tokens: {diff}",
-                    bypass.layers()
+                    bypass.label()
                 );
                 if fed == row.len() {
                     break;
@@ -67,7 +76,14 @@ fn kv_cache_decoding_equals_full_recompute() {
                 last = model
                     .logits(
                         &model
-                            .run_layers(x, 0..model.num_layers(), &bypass, &pos, &mut cache)
+                            .run_layers(
+                                x,
+                                0..model.num_layers(),
+                                &edits,
+                                &pos,
+                                &mut cache,
+                                &mut |_, _| Ok(()),
+                            )
                             .unwrap(),
                     )
                     .unwrap();
@@ -77,10 +93,10 @@ fn kv_cache_decoding_equals_full_recompute() {
     }
 }
 
-fn all_settings(layers: usize) -> Vec<BypassSet> {
-    let mut settings = vec![BypassSet::none()];
-    settings.extend((0..layers).map(|l| BypassSet::new(vec![l])));
-    settings.push(BypassSet::new((1..layers).collect()));
+fn all_settings(layers: usize) -> Vec<Setting> {
+    let mut settings = vec![Setting::base()];
+    settings.extend((0..layers).map(|l| Setting::bypass(&[l])));
+    settings.push(Setting::bypass(&(1..layers).collect::<Vec<_>>()));
     settings
 }
 
@@ -110,7 +126,7 @@ fn batched_rows_equal_rows_one_by_one() {
         let alone = memorize::run_sweep(&model, &data, 8, 1, &settings, &mut |_| {}).unwrap();
         for (t, a) in together.iter().zip(&alone) {
             for (row, (x, y)) in t.samples.iter().zip(&a.samples).enumerate() {
-                assert_close(x, y, &format!("{name} {:?} row {row}", t.bypass.layers()));
+                assert_close(x, y, &format!("{name} {:?} row {row}", t.setting.label()));
             }
         }
     }
@@ -131,7 +147,7 @@ fn fast_path_equals_naive_greedy_loop() {
                 for (row, scores) in result.samples.iter().enumerate() {
                     let suffix = &data.row(row)[prefix_len..];
                     let greedy =
-                        naive_greedy(&model, &data.row(row)[..prefix_len], s, &result.bypass);
+                        naive_greedy(&model, &data.row(row)[..prefix_len], s, &result.setting);
                     let matches = greedy.iter().zip(suffix).filter(|(g, t)| g == t).count();
                     let memorized = greedy
                         .iter()
@@ -140,7 +156,7 @@ fn fast_path_equals_naive_greedy_loop() {
                         .count();
                     let what = format!(
                         "{name} P={prefix_len} {:?} row {row}",
-                        result.bypass.layers()
+                        result.setting.label()
                     );
                     assert_eq!(scores.token_accuracy, matches as f64 / s as f64, "{what}");
                     assert_eq!(scores.memorized_len, memorized, "{what}");

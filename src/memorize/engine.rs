@@ -6,19 +6,21 @@
 //! is needed only for rows that diverge, only after their first divergence: up to that
 //! point the free-running context *is* the teacher-forced one, and so is its KV cache.
 //!
-//! Blocks below a setting's lowest bypassed layer compute exactly what the base model does,
-//! so the base pass keeps the residual stream at each such layer and the setting starts there.
-//! The diverged rows of *all* settings decode together, each row with its own bypass mask and
-//! position, so every matrix product in the decode loop is as tall as it can be.
-
-use std::collections::BTreeMap;
+//! Blocks below a setting's lowest touched layer compute exactly what the base model does,
+//! so the base pass keeps the residual stream at each such layer and the setting starts there
+//! ([`BasePass`]). The diverged rows of *all* settings decode together, each row with its own
+//! interventions and position, so every matrix product in the decode loop is as tall as it
+//! can be.
 
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
 
 use super::metrics::{ForcedRow, SampleScores};
+use crate::intervene::mean::Recording;
+use crate::intervene::pass::{below, BasePass};
+use crate::intervene::{Means, Setting};
 use crate::model::attention::HIDDEN_KEY;
-use crate::model::{sequence_positions, BypassSet, KvCache, LayerKv, Model, RowBypass};
+use crate::model::{sequence_positions, KvCache, LayerKv, Model};
 
 /// A batch of rows split into prompt and true suffix.
 pub struct Batch<'a> {
@@ -46,51 +48,31 @@ const MAX_DECODE_ROWS: usize = 256;
 pub fn score_batch(
     model: &Model,
     batch: &Batch,
-    settings: &[BypassSet],
+    settings: &[Setting],
+    means: Option<&Means>,
 ) -> Result<Vec<Vec<SampleScores>>> {
-    let (rows, len, layers) = (batch.rows, batch.seq_len, model.num_layers());
+    let (rows, len) = (batch.rows, batch.seq_len);
     let device = &model.device;
     let ids = Tensor::from_slice(batch.ids, (rows, len), device)?;
 
     // Base teacher-forced pass, keeping the residual stream where some setting starts.
     let mut base_cache = model.new_cache();
     let pos = model.begin_step(&mut base_cache, &sequence_positions(rows, len, device)?)?;
-    let mut stream_at = BTreeMap::new();
-    let mut x = model.embed(&ids, &pos)?;
-    for layer in 0..layers {
-        if settings.iter().any(|s| s.lowest() == Some(layer)) {
-            stream_at.insert(layer, x.clone());
-        }
-        x = model.run_layers(
-            x,
-            layer..layer + 1,
-            &BypassSet::none(),
-            &pos,
-            &mut base_cache,
-        )?;
-    }
+    let x = model.embed(&ids, &pos)?;
+    let base = BasePass::run(model, x, &pos, base_cache, settings, None, &mut |_, _| {
+        Ok(())
+    })?;
 
     let mut forced_all = Vec::with_capacity(settings.len());
     let mut greedy_all: Vec<Vec<Vec<u32>>> = Vec::with_capacity(settings.len());
     let mut waiting: Vec<DecodeGroup> = Vec::new();
     for (index, setting) in settings.iter().enumerate() {
-        let (hidden, cache) = match setting.lowest() {
-            None => (x.clone(), base_cache.clone()),
-            Some(low) => {
-                let mut cache = base_cache.clone();
-                for layer in &mut cache.layers[low..] {
-                    *layer = LayerKv::default();
-                }
-                let hidden = model.run_layers(
-                    stream_at[&low].clone(),
-                    low..layers,
-                    setting,
-                    &pos,
-                    &mut cache,
-                )?;
-                (hidden, cache)
-            }
+        let edits = model.edits(setting, means)?;
+        let mut cache = match setting.lowest() {
+            None => base.cache.clone(),
+            Some(low) => below(&base.cache, low),
         };
+        let hidden = base.resume(model, setting, &edits, &pos, &mut cache, &mut |_, _| Ok(()))?;
         let forced = teacher_forced(model, &hidden, batch, setting)?;
         greedy_all.push(greedy_up_to_miss(&forced, batch));
         if let Some(group) = DecodeGroup::new(index, &forced, &cache, batch, device)? {
@@ -102,6 +84,7 @@ pub fn score_batch(
             free_running(
                 model,
                 settings,
+                means,
                 std::mem::take(&mut waiting),
                 batch,
                 &mut greedy_all,
@@ -128,7 +111,7 @@ fn teacher_forced(
     model: &Model,
     hidden: &Tensor,
     batch: &Batch,
-    setting: &BypassSet,
+    setting: &Setting,
 ) -> Result<Vec<ForcedRow>> {
     let s = batch.suffix_len();
     let predicting = hidden.narrow(1, batch.prefix_len - 1, s)?; // [b, S, hidden]
@@ -147,10 +130,7 @@ fn teacher_forced(
             batch.suffix(row),
         );
         if !forced.entropy_sum.is_finite() || !forced.nll_mean.is_finite() {
-            bail!(
-                "non-finite logits for row {row} with bypass {:?} (try --dtype f32)",
-                setting.layers()
-            );
+            bail!("non-finite logits for row {row} under setting {setting} (try --dtype f32)");
         }
         out.push(forced);
     }
@@ -218,7 +198,8 @@ impl DecodeGroup {
 /// needs the most steps, so the rows still active at any step are a prefix of the batch.
 fn free_running(
     model: &Model,
-    settings: &[BypassSet],
+    settings: &[Setting],
+    means: Option<&Means>,
     groups: Vec<DecodeGroup>,
     batch: &Batch,
     greedy: &mut [Vec<Vec<u32>>],
@@ -256,11 +237,11 @@ fn free_running(
         (sorted.len(), batch.seq_len),
         device,
     )?);
-    let row_sets: Vec<&BypassSet> = sorted
+    let row_sets: Vec<&Setting> = sorted
         .iter()
         .map(|&(setting, _, _)| &settings[setting])
         .collect();
-    let mut bypass = RowBypass::new(&row_sets, model.num_layers(), device)?;
+    let mut edits = model.row_edits(&row_sets, means)?;
 
     let mut active = sorted.len();
     for step in 0.. {
@@ -274,7 +255,7 @@ fn free_running(
         if still < active {
             active = still;
             cache.narrow_rows(active)?;
-            bypass.narrow_rows(active)?;
+            edits.narrow_rows(active)?;
         }
         let rows = &sorted[..active];
         let input: Vec<u32> = rows
@@ -287,7 +268,8 @@ fn free_running(
             .collect();
         let pos = model.begin_step(&mut cache, &Tensor::from_vec(query, (active, 1), device)?)?;
         let x = model.embed(&Tensor::from_vec(input, (active, 1), device)?, &pos)?;
-        let x = model.run_layers_per_row(x, 0..model.num_layers(), &bypass, &pos, &mut cache)?;
+        let layers = 0..model.num_layers();
+        let x = model.run_layers(x, layers, &edits, &pos, &mut cache, &mut |_, _| Ok(()))?;
         let next = model.head_argmax(&x)?;
         for (&(set, row, _), token) in rows.iter().zip(next) {
             greedy[set][row].push(token);
@@ -297,8 +279,8 @@ fn free_running(
 }
 
 /// Stack the caches of several groups along the batch dimension, rows reordered by `order`.
-/// A layer that some group bypasses has no cache there; it gets zeros, which its rows never
-/// use (they bypass it). Works layer by layer and frees each group's layer once copied, so
+/// A layer whose attention some group skips has no cache there; it gets zeros, which its rows
+/// never use (their attention there is the identity). Works layer by layer and frees each group's layer once copied, so
 /// the peak is one extra layer, not a second copy of every cache.
 fn merge_caches(mut caches: Vec<KvCache>, order: &Tensor) -> Result<KvCache> {
     let layers = caches[0].layers.len();
@@ -344,13 +326,9 @@ pub fn reproduced_rows(model: &Model, batch: &Batch) -> Result<Vec<bool>> {
     let mut cache = model.new_cache();
     let pos = model.begin_step(&mut cache, &sequence_positions(rows, len, &model.device)?)?;
     let x = model.embed(&ids, &pos)?;
-    let x = model.run_layers(
-        x,
-        0..model.num_layers(),
-        &BypassSet::none(),
-        &pos,
-        &mut cache,
-    )?;
+    let base = model.edits(&Setting::base(), None)?;
+    let layers = 0..model.num_layers();
+    let x = model.run_layers(x, layers, &base, &pos, &mut cache, &mut |_, _| Ok(()))?;
     let s = batch.suffix_len();
     let argmax = model.head_argmax(&x.narrow(1, batch.prefix_len - 1, s)?)?;
     Ok(argmax
@@ -358,4 +336,40 @@ pub fn reproduced_rows(model: &Model, batch: &Batch) -> Result<Vec<bool>> {
         .enumerate()
         .map(|(row, a)| a == batch.suffix(row))
         .collect())
+}
+
+/// The base-model means of every site `settings` mean-ablate, over every position of every
+/// row of `data` (`None` when no setting needs one): base passes only, `batch_size` rows at a
+/// time, summed in f64.
+pub fn collect_means(
+    model: &Model,
+    data: &super::TokenRows,
+    batch_size: usize,
+    settings: &[Setting],
+) -> Result<Option<Means>> {
+    let record = Recording::new(settings);
+    if record.is_empty() {
+        return Ok(None);
+    }
+    let (len, device) = (data.cols, &model.device);
+    let mut start = 0;
+    while start < data.rows {
+        let rows = batch_size.max(1).min(data.rows - start);
+        let ids = Tensor::from_slice(data.rows_slice(start, rows), (rows, len), device)?;
+        let mut cache = model.new_cache();
+        let pos = model.begin_step(&mut cache, &sequence_positions(rows, len, device)?)?;
+        record.begin_pass(&Tensor::ones((rows, len), candle_core::DType::F32, device)?)?;
+        let x = model.embed(&ids, &pos)?;
+        BasePass::run(
+            model,
+            x,
+            &pos,
+            cache,
+            &[],
+            Some(&record),
+            &mut |_, _| Ok(()),
+        )?;
+        start += rows;
+    }
+    Ok(Some(record.finish(device)?))
 }

@@ -44,7 +44,13 @@ impl ResultFile {
             Kind::Benchmark => ("tasks", "benchmark"),
         };
         let mut settings = BTreeMap::new();
-        for (i, entry) in results.iter().enumerate() {
+        // Only attention-bypass settings are joined: an entry with a `setting` and no
+        // `bypass` is another kind of intervention.
+        let bypasses = results
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.get("bypass").is_some() || e.get("setting").is_none());
+        for (i, entry) in bypasses {
             let layers = bypass_of(entry)
                 .ok_or_else(|| bad_input!("{name}: results[{i}] has no `bypass` list of layers"))?;
             if entry.get(field).is_none() {

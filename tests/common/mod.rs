@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
+use llm_mem::intervene::Setting;
 use llm_mem::memorize::npy::{read_token_rows, TokenRows};
-use llm_mem::model::{weights, BypassSet, Model};
+use llm_mem::model::{weights, Model};
 use llm_mem::ops::{with_kernels, Kernels};
 use ndarray::Array4;
 use ndarray_npy::ReadNpyExt;
@@ -67,11 +68,8 @@ pub struct Reference {
 }
 
 impl Reference {
-    pub fn bypass_sets(&self) -> Vec<BypassSet> {
-        self.settings
-            .iter()
-            .map(|s| BypassSet::new(s.clone()))
-            .collect()
+    pub fn bypass_sets(&self) -> Vec<Setting> {
+        self.settings.iter().map(|s| Setting::bypass(s)).collect()
     }
 }
 
@@ -96,7 +94,7 @@ pub fn naive_greedy(
     model: &Model,
     prompt: &[u32],
     new_tokens: usize,
-    bypass: &BypassSet,
+    bypass: &Setting,
 ) -> Vec<u32> {
     let mut seq = prompt.to_vec();
     for _ in 0..new_tokens {
