@@ -6,7 +6,7 @@ mod common;
 
 use candle_core::{Device, Tensor};
 use common::*;
-use llm_mem::intervene::Setting;
+use llm_mem::intervene::{parse_setting, Setting};
 use llm_mem::memorize::{self, SampleScores};
 use llm_mem::model::sequence_positions;
 
@@ -93,10 +93,28 @@ fn kv_cache_decoding_equals_full_recompute() {
     }
 }
 
-fn all_settings(layers: usize) -> Vec<Setting> {
+/// Base, every single-layer bypass, a multi-layer one, and every other kind of intervention:
+/// single heads (identity, zero, mean), every head of a layer (the skip path reached through
+/// head terms), whole attention and MLP zeroed or mean-replaced, and combinations.
+fn all_settings(model: &llm_mem::model::Model) -> Vec<Setting> {
+    let (layers, heads) = (model.num_layers(), model.heads());
+    let top = layers - 1;
     let mut settings = vec![Setting::base()];
     settings.extend((0..layers).map(|l| Setting::bypass(&[l])));
     settings.push(Setting::bypass(&(1..layers).collect::<Vec<_>>()));
+    for spec in [
+        format!("head:{top}.0"),
+        format!("head:0.0-{}", heads - 1),
+        format!("head:{top}.{}=zero", heads - 1),
+        format!("head:1.0=mean"),
+        format!("attn:{top}=zero"),
+        format!("attn:1=mean"),
+        format!("mlp:{top}"),
+        format!("mlp:0=mean"),
+        format!("head:1.0+mlp:{top}=mean+attn:{top}=zero"),
+    ] {
+        settings.push(parse_setting(&spec).unwrap());
+    }
     settings
 }
 
@@ -120,7 +138,7 @@ fn batched_rows_equal_rows_one_by_one() {
     for name in FIXTURE_MODELS {
         let model = load_model(name);
         let data = load_data(name);
-        let settings = all_settings(model.num_layers());
+        let settings = all_settings(&model);
         let together =
             memorize::run_sweep(&model, &data, 8, data.rows, &settings, &mut |_| {}).unwrap();
         let alone = memorize::run_sweep(&model, &data, 8, 1, &settings, &mut |_| {}).unwrap();
@@ -137,7 +155,8 @@ fn fast_path_equals_naive_greedy_loop() {
     for name in FIXTURE_MODELS {
         let model = load_model(name);
         let data = load_data(name);
-        let settings = all_settings(model.num_layers());
+        let settings = all_settings(&model);
+        let means = memorize::engine::collect_means(&model, &data, 4, &settings).unwrap();
         for prefix_len in [3, 8, 20] {
             let results =
                 memorize::run_sweep(&model, &data, prefix_len, 4, &settings, &mut |_| {}).unwrap();
@@ -146,8 +165,8 @@ fn fast_path_equals_naive_greedy_loop() {
             for result in &results {
                 for (row, scores) in result.samples.iter().enumerate() {
                     let suffix = &data.row(row)[prefix_len..];
-                    let greedy =
-                        naive_greedy(&model, &data.row(row)[..prefix_len], s, &result.setting);
+                    let prompt = &data.row(row)[..prefix_len];
+                    let greedy = naive_greedy(&model, prompt, s, &result.setting, means.as_ref());
                     let matches = greedy.iter().zip(suffix).filter(|(g, t)| g == t).count();
                     let memorized = greedy
                         .iter()
@@ -223,5 +242,28 @@ fn chunked_head_equals_logits_tensor() {
         {
             assert!(same_argmax(position, *a, *b), "{name}: argmax {a} vs {b}");
         }
+    }
+}
+
+/// Identity attention on every head of a layer, reached through `head` terms (the per-head
+/// path when mixed with another head), is the whole-layer bypass.
+#[test]
+fn every_head_identity_is_the_layer_bypass() {
+    for name in FIXTURE_MODELS {
+        let model = load_model(name);
+        let data = load_data(name);
+        let ids = ids_tensor(&data);
+        let heads = model.heads() - 1;
+        let layer = Setting::bypass(&[1]);
+        let all_heads = parse_setting(&format!("head:1.0-{heads}")).unwrap();
+        let flat = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let want = flat(model.forward(&ids, &layer).unwrap());
+        let got = flat(model.forward(&ids, &all_heads).unwrap());
+        assert!(max_abs_diff(&got, &want) < 1e-4, "{name}");
+        // Zeroing a head changes the output; the others unchanged keeps it finite.
+        let zero = parse_setting("head:1.0=zero").unwrap();
+        let zeroed = flat(model.forward(&ids, &zero).unwrap());
+        let base = flat(model.forward(&ids, &Setting::base()).unwrap());
+        assert!(max_abs_diff(&zeroed, &base) > 1e-4, "{name}");
     }
 }

@@ -45,7 +45,7 @@ fn naive_greedy_matches_hf_generate() {
         let p = reference.prefix_len;
         for (i, setting) in reference.bypass_sets().iter().enumerate() {
             for row in 0..data.rows {
-                let ours = naive_greedy(&model, &data.row(row)[..p], data.cols - p, setting);
+                let ours = naive_greedy(&model, &data.row(row)[..p], data.cols - p, setting, None);
                 assert_eq!(
                     ours,
                     reference.greedy[i][row],
