@@ -106,11 +106,11 @@ fn all_settings(model: &llm_mem::model::Model) -> Vec<Setting> {
         format!("head:{top}.0"),
         format!("head:0.0-{}", heads - 1),
         format!("head:{top}.{}=zero", heads - 1),
-        format!("head:1.0=mean"),
+        "head:1.0=mean".to_string(),
         format!("attn:{top}=zero"),
-        format!("attn:1=mean"),
+        "attn:1=mean".to_string(),
         format!("mlp:{top}"),
-        format!("mlp:0=mean"),
+        "mlp:0=mean".to_string(),
         format!("head:1.0+mlp:{top}=mean+attn:{top}=zero"),
     ] {
         settings.push(parse_setting(&spec).unwrap());
