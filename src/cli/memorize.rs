@@ -46,6 +46,11 @@ pub struct MemorizeArgs {
     /// `extract` writes beside STEM.npy.
     #[arg(long)]
     pub per_sample: bool,
+    /// Also measure each setting's `kl_from_base`: the mean KL divergence (nats) of its
+    /// next-token distributions at the suffix-predicting positions from the base model's.
+    /// Off by default: it needs the full log-softmax of every setting's logits.
+    #[arg(long)]
+    pub kl_from_base: bool,
     #[command(flatten)]
     pub run: ResumeArgs,
     /// Compute only shard K of N (0-based, e.g. `$SLURM_ARRAY_TASK_ID/8`): a share of the
@@ -153,6 +158,7 @@ fn compute(
                 args.prefix_len,
                 &settings,
                 means.as_ref(),
+                args.kl_from_base,
                 rows,
             )?;
             bar.inc(n * per_row);
@@ -228,7 +234,11 @@ fn prepare(
     let dtype = runtime::parse_dtype(&args.model.dtype, &device)?;
     let fingerprint = Fingerprint {
         inputs: [("data".to_string(), fingerprint::file_id(&dataset_path)?)].into(),
-        params: [("prefix_len".to_string(), args.prefix_len.into())].into(),
+        params: [
+            ("prefix_len".to_string(), args.prefix_len.into()),
+            ("kl_from_base".to_string(), args.kl_from_base.into()),
+        ]
+        .into(),
         settings: sweep.clone(),
         ..Fingerprint::for_model("memorize", files, dtype, &device)?
     };

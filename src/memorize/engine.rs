@@ -13,7 +13,7 @@
 //! can be.
 
 use anyhow::{bail, Result};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor, D};
 
 use super::metrics::{ForcedRow, SampleScores};
 use crate::intervene::mean::Recording;
@@ -44,26 +44,33 @@ impl Batch<'_> {
 /// Upper bound on rows decoded together; their KV caches are held until the decode runs.
 const MAX_DECODE_ROWS: usize = 256;
 
-/// Scores of every row of `batch` under each of `settings` (outer index = setting).
+/// Scores of every row of `batch` under each of `settings` (outer index = setting). With
+/// `kl`, each sample's `kl_from_base` too (its `residual_deviation` always).
 pub fn score_batch(
     model: &Model,
     batch: &Batch,
     settings: &[Setting],
     means: Option<&Means>,
+    kl: bool,
 ) -> Result<Vec<Vec<SampleScores>>> {
     let (rows, len) = (batch.rows, batch.seq_len);
     let device = &model.device;
     let ids = Tensor::from_slice(batch.ids, (rows, len), device)?;
 
-    // Base teacher-forced pass, keeping the residual stream where some setting starts.
+    // Base teacher-forced pass, keeping the residual stream where some setting starts, and
+    // after every block at the suffix-predicting positions (for the effect sizes).
     let mut base_cache = model.new_cache();
     let pos = model.begin_step(&mut base_cache, &sequence_positions(rows, len, device)?)?;
     let x = model.embed(&ids, &pos)?;
-    let base = BasePass::run(model, x, &pos, base_cache, settings, None, &mut |_, _| {
+    let mut base_stream = Vec::with_capacity(model.num_layers());
+    let base = BasePass::run(model, x, &pos, base_cache, settings, None, &mut |_, x| {
+        base_stream.push(predicting(x, batch)?.to_dtype(DType::F32)?);
         Ok(())
     })?;
+    let effects = Effects::new(model, base_stream, &base.hidden, batch, kl)?;
 
     let mut forced_all = Vec::with_capacity(settings.len());
+    let mut effect_all = Vec::with_capacity(settings.len());
     let mut greedy_all: Vec<Vec<Vec<u32>>> = Vec::with_capacity(settings.len());
     let mut waiting: Vec<DecodeGroup> = Vec::new();
     for (index, setting) in settings.iter().enumerate() {
@@ -72,7 +79,15 @@ pub fn score_batch(
             None => base.cache.clone(),
             Some(low) => below(&base.cache, low),
         };
-        let hidden = base.resume(model, setting, &edits, &pos, &mut cache, &mut |_, _| Ok(()))?;
+        let mut deviation = Deviation::new(rows, model.num_layers());
+        let hidden = base.resume(model, setting, &edits, &pos, &mut cache, &mut |l, x| {
+            deviation.add(l, &effects.deviation(l, x)?)
+        })?;
+        let kl = match setting.is_base() {
+            true => effects.base_kl(rows),
+            false => effects.kl(model, &hidden)?,
+        };
+        effect_all.push((deviation.per_row, kl));
         let forced = teacher_forced(model, &hidden, batch, setting)?;
         greedy_all.push(greedy_up_to_miss(&forced, batch));
         if let Some(group) = DecodeGroup::new(index, &forced, &cache, batch, device)? {
@@ -94,15 +109,119 @@ pub fn score_batch(
     Ok(forced_all
         .iter()
         .zip(&greedy_all)
-        .map(|(forced, greedy)| {
+        .zip(effect_all)
+        .map(|((forced, greedy), (deviation, kl))| {
             forced
                 .iter()
                 .zip(greedy)
+                .zip(deviation)
                 .enumerate()
-                .map(|(row, (f, g))| f.scores(g, batch.suffix(row)))
+                .map(|(row, ((f, g), deviation))| SampleScores {
+                    residual_deviation: deviation,
+                    kl_from_base: kl.as_ref().map(|k| k[row]),
+                    ..f.scores(g, batch.suffix(row))
+                })
                 .collect()
         })
         .collect())
+}
+
+/// `x` `[b, T, h]` at the S suffix-predicting positions `P-1 .. T-2`: `[b, S, h]`.
+fn predicting(x: &Tensor, batch: &Batch) -> candle_core::Result<Tensor> {
+    x.narrow(1, batch.prefix_len - 1, batch.suffix_len())
+}
+
+/// What the effect sizes compare against: the base model's residual stream after every block
+/// and (with KL) its next-token log-probabilities, at the suffix-predicting positions.
+struct Effects<'b> {
+    batch: &'b Batch<'b>,
+    /// Per block: `[b, S, h]` f32, and its norm `[b, S, 1]`.
+    stream: Vec<(Tensor, Tensor)>,
+    /// `[b, S, vocab]` f32 log-softmax of the base logits, when KL is asked for.
+    log_p: Option<Tensor>,
+}
+
+impl<'b> Effects<'b> {
+    fn new(
+        model: &Model,
+        stream: Vec<Tensor>,
+        hidden: &Tensor,
+        batch: &'b Batch<'b>,
+        kl: bool,
+    ) -> Result<Self> {
+        let stream = stream
+            .into_iter()
+            .map(|h| {
+                let norm = h.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
+                Ok((h, norm))
+            })
+            .collect::<Result<_>>()?;
+        let log_p = kl.then(|| log_probs(model, hidden, batch)).transpose()?;
+        Ok(Self {
+            batch,
+            stream,
+            log_p,
+        })
+    }
+
+    /// Per row: the mean over the suffix-predicting positions of ‖h − h_base‖ / ‖h_base‖ after
+    /// block `layer` (`x` = that block's output under a setting).
+    fn deviation(&self, layer: usize, x: &Tensor) -> Result<Vec<f64>> {
+        let (base, norm) = &self.stream[layer];
+        let h = predicting(x, self.batch)?.to_dtype(DType::F32)?;
+        let relative = (h - base)?
+            .sqr()?
+            .sum_keepdim(D::Minus1)?
+            .sqrt()?
+            .broadcast_div(norm)?;
+        Ok(to_f64(&relative.mean(1)?.flatten_all()?)?)
+    }
+
+    /// Per row: the mean over the suffix-predicting positions of KL(p_base ‖ p), `None`
+    /// without KL.
+    fn kl(&self, model: &Model, hidden: &Tensor) -> Result<Option<Vec<f64>>> {
+        let Some(base) = &self.log_p else {
+            return Ok(None);
+        };
+        let log_q = log_probs(model, hidden, self.batch)?;
+        let kl = (base.exp()? * (base - log_q)?)?.sum(D::Minus1)?; // [b, S]
+        Ok(Some(to_f64(&kl.mean(1)?)?))
+    }
+
+    /// The base model's own KL, 0 (`None` without KL).
+    fn base_kl(&self, rows: usize) -> Option<Vec<f64>> {
+        self.log_p.as_ref().map(|_| vec![0.0; rows])
+    }
+}
+
+/// `[b, S, vocab]` f32 log-softmax of the logits at the suffix-predicting positions.
+fn log_probs(model: &Model, hidden: &Tensor, batch: &Batch) -> Result<Tensor> {
+    let logits = model.logits(&predicting(hidden, batch)?)?;
+    Ok(candle_nn::ops::log_softmax(&logits, D::Minus1)?)
+}
+
+fn to_f64(x: &Tensor) -> candle_core::Result<Vec<f64>> {
+    x.to_dtype(DType::F64)?.to_vec1()
+}
+
+/// Per row, per block: the residual deviation of one setting (0 below its lowest layer).
+struct Deviation {
+    per_row: Vec<Vec<f64>>,
+}
+
+impl Deviation {
+    fn new(rows: usize, layers: usize) -> Self {
+        Self {
+            per_row: vec![vec![0.0; layers]; rows],
+        }
+    }
+
+    fn add(&mut self, layer: usize, rows: &[f64]) -> Result<()> {
+        for (row, &d) in self.per_row.iter_mut().zip(rows) {
+            row[layer] = d;
+        }
+        Ok(())
+    }
 }
 
 /// Statistics of the S suffix-predicting positions `P-1 .. T-2`, from the LM head applied

@@ -61,7 +61,7 @@ pub fn validate_config(
     Ok(())
 }
 
-/// Run every setting over every row, `batch_size` rows at a time. `progress` is told how many
+/// Run every setting over every row, `batch_size` rows at a time, with every effect size. `progress` is told how many
 /// tokens (rows × sequence length) each setting of each batch covered.
 pub fn run_sweep(
     model: &Model,
@@ -82,6 +82,7 @@ pub fn run_sweep(
             prefix_len,
             settings,
             means.as_ref(),
+            true,
             start..end,
         )?;
         for (all, batch_scores) in samples.iter_mut().zip(scores) {
@@ -101,6 +102,7 @@ pub fn score_rows(
     prefix_len: usize,
     settings: &[Setting],
     means: Option<&Means>,
+    kl: bool,
     rows: Range<usize>,
 ) -> Result<Vec<Vec<SampleScores>>> {
     let batch = engine::Batch {
@@ -109,7 +111,7 @@ pub fn score_rows(
         seq_len: data.cols,
         prefix_len,
     };
-    engine::score_batch(model, &batch, settings, means).with_context(|| {
+    engine::score_batch(model, &batch, settings, means, kl).with_context(|| {
         format!(
             "scoring the batch of data rows {}..{}",
             rows.start, rows.end
