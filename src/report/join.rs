@@ -64,7 +64,7 @@ impl ResultFile {
                     "{name}: results[{i}] has no `{field}`; is this an `llm-mem {what}` result?"
                 ));
             }
-            if let Some(_) = settings.insert(setting.clone(), i) {
+            if settings.insert(setting.clone(), i).is_some() {
                 return Err(bad_input!(
                     "{name}: setting {setting} appears more than once"
                 ));
