@@ -485,6 +485,7 @@ fn pytorch_bin_with_bool_buffers_loads_without_noise() {
         lines,
         [
             "wrote memorization_scores/neo-local_prefix8.svg",
+            "wrote memorization_scores/neo-local_prefix8.deviation.svg",
             "wrote memorization_scores/neo-local_prefix8.json"
         ]
     );

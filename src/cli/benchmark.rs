@@ -338,6 +338,7 @@ pub fn write_report(output: &Path, file: &SweepFile<StoredScore>, header: &Heade
     };
     sweep::atomic::write_json_pretty(output, &report)?;
     plot::announce(plot::write_benchmark_plot(output, &report));
+    crate::report::heads::write_extra_plots(output, &report, "mean acc");
     print!("{}", results_table(&results));
     Ok(())
 }

@@ -277,6 +277,7 @@ pub fn write_report(output: &Path, file: &SweepFile<StoredSample>, header: &Head
     report.fingerprint = Some(file.fingerprint.clone());
     sweep::atomic::write_json_pretty(output, &report)?;
     plot::announce(plot::write_memorize_plot(output, &report));
+    crate::report::heads::write_extra_plots(output, &report, "exact_match");
     print!("{}", table::memorize_table(&results));
     Ok(())
 }

@@ -137,7 +137,7 @@ pub fn join(
             bench.path.display()
         ));
     }
-    common.sort_by_key(|s| setting_order(s));
+    common.sort_by_key(setting_order);
     let only = |a: &ResultFile, b: &ResultFile| {
         let mut v: Vec<Setting> = a
             .settings
@@ -145,7 +145,7 @@ pub fn join(
             .filter(|s| !b.settings.contains_key(*s))
             .cloned()
             .collect();
-        v.sort_by_key(|s| setting_order(s));
+        v.sort_by_key(setting_order);
         v
     };
     let (mut rows, mut others) = (Vec::new(), Vec::new());
@@ -391,7 +391,7 @@ mod tests {
     #[test]
     fn setting_order_is_base_single_multi() {
         let b = |l: &[usize]| Setting::bypass(l);
-        let mut v = vec![
+        let mut v = [
             parse_setting("mlp:0").unwrap(),
             b(&[20, 21, 22]),
             b(&[3]),
