@@ -234,11 +234,7 @@ fn prepare(
     let dtype = runtime::parse_dtype(&args.model.dtype, &device)?;
     let fingerprint = Fingerprint {
         inputs: [("data".to_string(), fingerprint::file_id(&dataset_path)?)].into(),
-        params: [
-            ("prefix_len".to_string(), args.prefix_len.into()),
-            ("kl_from_base".to_string(), args.kl_from_base.into()),
-        ]
-        .into(),
+        params: params(args),
         settings: sweep.clone(),
         ..Fingerprint::for_model("memorize", files, dtype, &device)?
     };
@@ -250,6 +246,17 @@ fn prepare(
         mine,
         fingerprint,
     })
+}
+
+/// The options that change the numbers. `kl_from_base` only when asked for, so that
+/// checkpoints written before it existed still resume.
+fn params(args: &MemorizeArgs) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let mut params: std::collections::BTreeMap<String, serde_json::Value> =
+        [("prefix_len".to_string(), args.prefix_len.into())].into();
+    if args.kl_from_base {
+        params.insert("kl_from_base".into(), true.into());
+    }
+    params
 }
 
 /// Means per setting of a (complete) sweep file, in its settings' order.
