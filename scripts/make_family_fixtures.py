@@ -962,6 +962,16 @@ def make_family_fixture(spec):
     notes["bypass"] = ("identity attention weights: query head h takes the value of its own position from "
                        "kv head h // (heads / kv_heads), then the output projection with its bias if any")
 
+    return write_outputs(mdir, spec, cls, seed, rows, res, gap=gap, f64=f64, f64_hf=f64_hf,
+                         np_gap=np_gap, patch_err=patch_err, notes=notes)
+
+
+def write_outputs(mdir, spec, cls, seed, rows, res, *, gap, f64, f64_hf, np_gap, patch_err, notes,
+                  rotary_keys=ROTARY_KEYS, family_keys=None):
+    """Write one fixture's data.npy, reference/logits.npy and reference/reference.json (the
+    format tests/common/mod.rs reads; shared by every family fixture script) and return the
+    reference."""
+    name = spec["name"]
     data = rows.astype(spec["data_dtype"])
     assert np.array_equal(data.astype(np.int64), rows) and data.max() < VOCAB
     if spec["fortran"]:
@@ -994,7 +1004,11 @@ def make_family_fixture(spec):
         "row_kinds": [list(k) for k in mf.ROW_KINDS],
         "data": {"dtype": str(data.dtype), "fortran_order": bool(spec["fortran"])},
         "weights_dtype_on_disk": str(spec["disk_dtype"]).replace("torch.", ""),
-        "config_rotary_keys": {k: cfg_json[k] for k in ROTARY_KEYS if k in cfg_json},
+        "config_rotary_keys": {k: cfg_json[k] for k in rotary_keys if k in cfg_json},
+    }
+    if family_keys is not None:
+        ref["config_family_keys"] = {k: cfg_json[k] for k in family_keys if k in cfg_json}
+    ref.update({
         "attn_implementation": "eager",
         "notes": notes,
         "settings": settings,
@@ -1009,7 +1023,7 @@ def make_family_fixture(spec):
         "metrics": agg_all,
         "per_sample": per_all,
         "checkpoint_tensors": mf.tensor_names(mdir),
-    }
+    })
     (mdir / "reference" / "reference.json").write_text(json.dumps(ref, indent=1) + "\n")
     for f in mdir.rglob("*"):
         if f.is_file():
@@ -1017,21 +1031,26 @@ def make_family_fixture(spec):
     return ref
 
 
-def main(names):
-    known = [f["name"] for f in FAMILIES]
+def run_fixtures(names, families, make):
+    """Make the fixtures `names` (all when empty) of `families` with `make(spec)`."""
+    known = [f["name"] for f in families]
     for n in names:
         assert n in known, f"unknown fixture {n!r}; known: {known}"
     mf.OUT.mkdir(parents=True, exist_ok=True)
-    for spec in FAMILIES:
+    for spec in families:
         if names and spec["name"] not in names:
             continue
-        ref = make_family_fixture(spec)
+        ref = make(spec)
         em = [m["exact_match"] for m in ref["metrics"]]
         size = sum(f.stat().st_size for f in (mf.OUT / spec["name"]).rglob("*") if f.is_file())
         print(f"{ref['model']}: seed {ref['seed']}, min top-2 gap {ref['min_top2_gap']:.3g}, "
               f"f32 vs f64 {ref['max_abs_logit_gap_f32_vs_f64']:.2e}, numpy f64 "
               f"{ref['max_abs_logit_gap_f32_vs_numpy_f64']:.2e}, settings {ref['settings']}, "
               f"exact_match {em}, {size / 1024:.0f} KiB")
+
+
+def main(names):
+    run_fixtures(names, FAMILIES, make_family_fixture)
 
 
 if __name__ == "__main__":

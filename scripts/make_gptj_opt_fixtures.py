@@ -651,77 +651,13 @@ def make_fixture(spec):
     notes["bypass"] = ("identity attention weights: each head takes the value of its own position, then the "
                        "output projection with its bias if any")
 
-    data = rows.astype(spec["data_dtype"])
-    assert np.array_equal(data.astype(np.int64), rows) and data.max() < VOCAB
-    if spec["fortran"]:
-        data = np.asfortranarray(data)
-    np.save(mdir / "data.npy", data)
-    logits = np.stack([r["logits"] for r in res]).astype(np.float32)
-    np.save(mdir / "reference" / "logits.npy", logits)
-
-    settings, greedy, agg_all, per_all = [], [], [], []
-    for r in res:
-        agg, per = mf.metrics(r["logits"], rows, r["greedy"])
-        settings.append(r["bypass"])
-        greedy.append(r["greedy"].tolist())
-        agg_all.append({"bypass": r["bypass"], **agg})
-        per_all.append(per)
-
-    cfg_json = json.loads((mdir / "config.json").read_text())
-    ref = {
-        "model": name,
-        "architecture": cls.__name__,
-        "transformers_version": transformers.__version__,
-        "torch_version": torch.__version__,
-        "numpy_version": np.__version__,
-        "safetensors_version": safetensors.__version__,
-        "seed": seed,
-        "prefix_len": PREFIX_LEN,
-        "suffix_len": mf.SUFFIX_LEN,
-        "seq_len": SEQ_LEN,
-        "num_rows": int(rows.shape[0]),
-        "row_kinds": [list(k) for k in mf.ROW_KINDS],
-        "data": {"dtype": str(data.dtype), "fortran_order": bool(spec["fortran"])},
-        "weights_dtype_on_disk": str(spec["disk_dtype"]).replace("torch.", ""),
-        "config_rotary_keys": {k: cfg_json[k] for k in mff.ROTARY_KEYS + ("rotary_dim",) if k in cfg_json},
-        "config_family_keys": {k: cfg_json[k] for k in CONFIG_KEYS if k in cfg_json},
-        "attn_implementation": "eager",
-        "notes": notes,
-        "settings": settings,
-        "logits_shape": list(logits.shape),
-        "min_top2_gap": gap,
-        "f32_vs_f64_max_abs_logit": f64,
-        "max_abs_logit_gap_f32_vs_f64": f64,
-        "max_abs_logit_gap_f32_vs_hf_double": f64_hf,
-        "max_abs_logit_gap_f32_vs_numpy_f64": np_gap,
-        "bypass_patch_max_abs_err": patch_err,
-        "greedy": greedy,
-        "metrics": agg_all,
-        "per_sample": per_all,
-        "checkpoint_tensors": mf.tensor_names(mdir),
-    }
-    (mdir / "reference" / "reference.json").write_text(json.dumps(ref, indent=1) + "\n")
-    for f in mdir.rglob("*"):
-        if f.is_file():
-            f.chmod(0o644)  # safetensors writes 0600
-    return ref
+    return mff.write_outputs(mdir, spec, cls, seed, rows, res, gap=gap, f64=f64, f64_hf=f64_hf,
+                             np_gap=np_gap, patch_err=patch_err, notes=notes, rotary_keys=mff.ROTARY_KEYS + ("rotary_dim",),
+                             family_keys=CONFIG_KEYS)
 
 
 def main(names):
-    known = [f["name"] for f in FAMILIES]
-    for n in names:
-        assert n in known, f"unknown fixture {n!r}; known: {known}"
-    mf.OUT.mkdir(parents=True, exist_ok=True)
-    for spec in FAMILIES:
-        if names and spec["name"] not in names:
-            continue
-        ref = make_fixture(spec)
-        em = [m["exact_match"] for m in ref["metrics"]]
-        size = sum(f.stat().st_size for f in (mf.OUT / spec["name"]).rglob("*") if f.is_file())
-        print(f"{ref['model']}: seed {ref['seed']}, min top-2 gap {ref['min_top2_gap']:.3g}, "
-              f"f32 vs f64 {ref['max_abs_logit_gap_f32_vs_f64']:.2e}, numpy f64 "
-              f"{ref['max_abs_logit_gap_f32_vs_numpy_f64']:.2e}, settings {ref['settings']}, "
-              f"exact_match {em}, {size / 1024:.0f} KiB")
+    mff.run_fixtures(names, FAMILIES, make_fixture)
 
 
 if __name__ == "__main__":
