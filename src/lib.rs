@@ -11,6 +11,7 @@ pub mod default_model;
 pub mod error;
 pub mod extract;
 pub mod hub;
+pub mod intervene;
 pub mod memorize;
 pub mod model;
 pub mod ops;

@@ -26,6 +26,7 @@ fn args(output: &Path) -> BenchmarkArgs {
         sweep: llm_mem::cli::SweepArgs {
             num_layers: Some(1),
             bypass: vec!["1-2".into()],
+            ..Default::default()
         },
         output: Some(output.to_path_buf()),
         run: Default::default(),
@@ -138,6 +139,7 @@ fn bad_options_are_bad_input() {
                 sweep: llm_mem::cli::SweepArgs {
                     num_layers: Some(9),
                     bypass: vec![],
+                    ..Default::default()
                 },
                 ..args(&output)
             },
@@ -148,6 +150,7 @@ fn bad_options_are_bad_input() {
                 sweep: llm_mem::cli::SweepArgs {
                     num_layers: None,
                     bypass: vec!["7".into()],
+                    ..Default::default()
                 },
                 ..args(&output)
             },

@@ -15,7 +15,8 @@ use candle_core::{DType, Device};
 use llm_mem::benchmark::{
     self, engine, tasks, Doc, LmTokenizer, TaskDocs, TaskMetrics, TokenRequest, Value,
 };
-use llm_mem::model::{weights, BypassSet, Model};
+use llm_mem::intervene::Setting;
+use llm_mem::model::{weights, Model};
 use serde::Deserialize;
 
 /// Against lm-eval run in float64: what is left is our own f32 rounding. Perplexities
@@ -208,7 +209,7 @@ fn compare_metrics(
     tasks: &[TaskDocs],
     ours: &[Vec<TaskMetrics>],
     theirs: &[SettingResult],
-    settings: &[BypassSet],
+    settings: &[Setting],
     tolerance: f64,
 ) -> Comparison {
     let mut c = Comparison {
@@ -217,7 +218,7 @@ fn compare_metrics(
         failures: Vec::new(),
     };
     for (s, result) in theirs.iter().enumerate() {
-        assert_eq!(result.bypass, settings[s].layers());
+        assert_eq!(Setting::bypass(&result.bypass), settings[s]);
         for (task, ours) in tasks.iter().zip(&ours[s]) {
             let theirs = result.tasks.get(task.spec.name);
             let keys: Vec<&str> = ours.0.iter().map(|(k, _)| k.as_str()).collect();
@@ -277,10 +278,10 @@ fn parity(model_name: &str) {
     let tasks = all_tasks();
     let requests = check_requests(&tok, &tasks, &expected);
 
-    let settings: Vec<BypassSet> = expected
+    let settings: Vec<Setting> = expected
         .settings
         .iter()
-        .map(|s| BypassSet::new(s.clone()))
+        .map(|s| Setting::bypass(s))
         .collect();
     // a batch size that splits the choices of some questions across batches
     let answers = engine::score_requests(
@@ -304,14 +305,14 @@ fn parity(model_name: &str) {
                 assert!(
                     err <= LL_TOLERANCE,
                     "{model_name} {:?} request {i}: ll {} vs {ll}",
-                    setting.layers(),
+                    setting.label(),
                     ours.ll
                 );
                 assert_eq!(
                     ours.greedy,
                     theirs[1].as_bool().unwrap(),
                     "{model_name} {:?} request {i}: is_greedy",
-                    setting.layers()
+                    setting.label()
                 );
             }
         }
@@ -384,7 +385,7 @@ fn batching_does_not_change_scores() {
     for task in &tasks {
         requests.extend(benchmark::task_requests(&tok, task, 64).unwrap().0);
     }
-    let settings = [BypassSet::none(), BypassSet::new(vec![1])];
+    let settings = [Setting::base(), Setting::bypass(&[1])];
     let one = engine::score_requests(&model, &requests, &settings, 1, 64, &mut |_| {}).unwrap();
     let many = engine::score_requests(&model, &requests, &settings, 64, 64, &mut |_| {}).unwrap();
     for (a, b) in one.iter().flatten().zip(many.iter().flatten()) {

@@ -407,6 +407,33 @@ fn bad_prefix_len_layers_and_settings() {
         &with(&["--prefix-len", "8", "--batch-size", "0"]),
         "--batch-size",
     );
+    // --ablate and --sweep: one line naming the term, exit 2, nothing written.
+    for (spec, says) in [
+        ("neuron:1", "term \"neuron:1\": unknown site \"neuron\""),
+        ("attn:1=half", "term \"attn:1=half\": unknown kind \"half\""),
+        (
+            "mlp:1=identity",
+            "term \"mlp:1=identity\": mlp cannot be identity",
+        ),
+        (
+            "head:1.4",
+            "term head:1.4: head 4 is out of range (the model has heads 0..3)",
+        ),
+        ("attn:0+mlp:3", "term mlp:3: layer 3 is out of range"),
+        ("attn:1++mlp:0", "term \"\": empty term"),
+    ] {
+        let mut args = with(&["--prefix-len", "8", "--ablate"]);
+        args.push(spec.to_string());
+        assert_bad_input(&args, says);
+    }
+    assert_bad_input(
+        &with(&["--prefix-len", "8", "--sweep", "mlp=identity"]),
+        "--sweep \"mlp=identity\": mlp cannot be identity",
+    );
+    assert_bad_input(
+        &with(&["--prefix-len", "8", "--sweep", "heads"]),
+        "--sweep \"heads\": unknown site",
+    );
     assert_bad_input(&with(&["--prefix-len", "8", "--dtype", "f8"]), "--dtype f8");
     assert_bad_input(
         &["memorize", "--model-path", &neox()],
@@ -485,6 +512,7 @@ fn pytorch_bin_with_bool_buffers_loads_without_noise() {
         lines,
         [
             "wrote memorization_scores/neo-local_prefix8.svg",
+            "wrote memorization_scores/neo-local_prefix8.deviation.svg",
             "wrote memorization_scores/neo-local_prefix8.json"
         ]
     );

@@ -6,8 +6,9 @@ mod common;
 
 use candle_core::{Device, Tensor};
 use common::*;
+use llm_mem::intervene::{parse_setting, Setting};
 use llm_mem::memorize::{self, SampleScores};
-use llm_mem::model::{sequence_positions, BypassSet};
+use llm_mem::model::sequence_positions;
 
 #[test]
 fn kv_cache_decoding_equals_full_recompute() {
@@ -15,7 +16,8 @@ fn kv_cache_decoding_equals_full_recompute() {
         let model = load_model(name);
         let data = load_data(name);
         let row = data.row(3);
-        for bypass in [BypassSet::none(), BypassSet::new(vec![1])] {
+        for bypass in [Setting::base(), Setting::bypass(&[1])] {
+            let edits = model.edits(&bypass, None).unwrap();
             let mut cache = model.new_cache();
             // Prompt of 5 tokens in one call, then one token per call.
             let mut fed = 5;
@@ -28,7 +30,14 @@ fn kv_cache_decoding_equals_full_recompute() {
             let ids = Tensor::from_slice(&row[..fed], (1, fed), &Device::Cpu).unwrap();
             let x = model.embed(&ids, &pos).unwrap();
             let x = model
-                .run_layers(x, 0..model.num_layers(), &bypass, &pos, &mut cache)
+                .run_layers(
+                    x,
+                    0..model.num_layers(),
+                    &edits,
+                    &pos,
+                    &mut cache,
+                    &mut |_, _| Ok(()),
+                )
                 .unwrap();
             let mut last = model.logits(&x.narrow(1, fed - 1, 1).unwrap()).unwrap();
             while fed <= row.len() {
@@ -50,7 +59,7 @@ fn kv_cache_decoding_equals_full_recompute() {
                 assert!(
                     diff < 1e-4,
                     "{name} {:?} after {fed} tokens: {diff}",
-                    bypass.layers()
+                    bypass.label()
                 );
                 if fed == row.len() {
                     break;
@@ -67,7 +76,14 @@ fn kv_cache_decoding_equals_full_recompute() {
                 last = model
                     .logits(
                         &model
-                            .run_layers(x, 0..model.num_layers(), &bypass, &pos, &mut cache)
+                            .run_layers(
+                                x,
+                                0..model.num_layers(),
+                                &edits,
+                                &pos,
+                                &mut cache,
+                                &mut |_, _| Ok(()),
+                            )
                             .unwrap(),
                     )
                     .unwrap();
@@ -77,10 +93,28 @@ fn kv_cache_decoding_equals_full_recompute() {
     }
 }
 
-fn all_settings(layers: usize) -> Vec<BypassSet> {
-    let mut settings = vec![BypassSet::none()];
-    settings.extend((0..layers).map(|l| BypassSet::new(vec![l])));
-    settings.push(BypassSet::new((1..layers).collect()));
+/// Base, every single-layer bypass, a multi-layer one, and every other kind of intervention:
+/// single heads (identity, zero, mean), every head of a layer (the skip path reached through
+/// head terms), whole attention and MLP zeroed or mean-replaced, and combinations.
+fn all_settings(model: &llm_mem::model::Model) -> Vec<Setting> {
+    let (layers, heads) = (model.num_layers(), model.heads());
+    let top = layers - 1;
+    let mut settings = vec![Setting::base()];
+    settings.extend((0..layers).map(|l| Setting::bypass(&[l])));
+    settings.push(Setting::bypass(&(1..layers).collect::<Vec<_>>()));
+    for spec in [
+        format!("head:{top}.0"),
+        format!("head:0.0-{}", heads - 1),
+        format!("head:{top}.{}=zero", heads - 1),
+        "head:1.0=mean".to_string(),
+        format!("attn:{top}=zero"),
+        "attn:1=mean".to_string(),
+        format!("mlp:{top}"),
+        "mlp:0=mean".to_string(),
+        format!("head:1.0+mlp:{top}=mean+attn:{top}=zero"),
+    ] {
+        settings.push(parse_setting(&spec).unwrap());
+    }
     settings
 }
 
@@ -104,13 +138,13 @@ fn batched_rows_equal_rows_one_by_one() {
     for name in FIXTURE_MODELS {
         let model = load_model(name);
         let data = load_data(name);
-        let settings = all_settings(model.num_layers());
+        let settings = all_settings(&model);
         let together =
             memorize::run_sweep(&model, &data, 8, data.rows, &settings, &mut |_| {}).unwrap();
         let alone = memorize::run_sweep(&model, &data, 8, 1, &settings, &mut |_| {}).unwrap();
         for (t, a) in together.iter().zip(&alone) {
             for (row, (x, y)) in t.samples.iter().zip(&a.samples).enumerate() {
-                assert_close(x, y, &format!("{name} {:?} row {row}", t.bypass.layers()));
+                assert_close(x, y, &format!("{name} {:?} row {row}", t.setting.label()));
             }
         }
     }
@@ -121,7 +155,8 @@ fn fast_path_equals_naive_greedy_loop() {
     for name in FIXTURE_MODELS {
         let model = load_model(name);
         let data = load_data(name);
-        let settings = all_settings(model.num_layers());
+        let settings = all_settings(&model);
+        let means = memorize::engine::collect_means(&model, &data, 4, &settings).unwrap();
         for prefix_len in [3, 8, 20] {
             let results =
                 memorize::run_sweep(&model, &data, prefix_len, 4, &settings, &mut |_| {}).unwrap();
@@ -130,8 +165,8 @@ fn fast_path_equals_naive_greedy_loop() {
             for result in &results {
                 for (row, scores) in result.samples.iter().enumerate() {
                     let suffix = &data.row(row)[prefix_len..];
-                    let greedy =
-                        naive_greedy(&model, &data.row(row)[..prefix_len], s, &result.bypass);
+                    let prompt = &data.row(row)[..prefix_len];
+                    let greedy = naive_greedy(&model, prompt, s, &result.setting, means.as_ref());
                     let matches = greedy.iter().zip(suffix).filter(|(g, t)| g == t).count();
                     let memorized = greedy
                         .iter()
@@ -140,7 +175,7 @@ fn fast_path_equals_naive_greedy_loop() {
                         .count();
                     let what = format!(
                         "{name} P={prefix_len} {:?} row {row}",
-                        result.bypass.layers()
+                        result.setting.label()
                     );
                     assert_eq!(scores.token_accuracy, matches as f64 / s as f64, "{what}");
                     assert_eq!(scores.memorized_len, memorized, "{what}");
@@ -207,5 +242,28 @@ fn chunked_head_equals_logits_tensor() {
         {
             assert!(same_argmax(position, *a, *b), "{name}: argmax {a} vs {b}");
         }
+    }
+}
+
+/// Identity attention on every head of a layer, reached through `head` terms (the per-head
+/// path when mixed with another head), is the whole-layer bypass.
+#[test]
+fn every_head_identity_is_the_layer_bypass() {
+    for name in FIXTURE_MODELS {
+        let model = load_model(name);
+        let data = load_data(name);
+        let ids = ids_tensor(&data);
+        let heads = model.heads() - 1;
+        let layer = Setting::bypass(&[1]);
+        let all_heads = parse_setting(&format!("head:1.0-{heads}")).unwrap();
+        let flat = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let want = flat(model.forward(&ids, &layer).unwrap());
+        let got = flat(model.forward(&ids, &all_heads).unwrap());
+        assert!(max_abs_diff(&got, &want) < 1e-4, "{name}");
+        // Zeroing a head changes the output; the others unchanged keeps it finite.
+        let zero = parse_setting("head:1.0=zero").unwrap();
+        let zeroed = flat(model.forward(&ids, &zero).unwrap());
+        let base = flat(model.forward(&ids, &Setting::base()).unwrap());
+        assert!(max_abs_diff(&zeroed, &base) > 1e-4, "{name}");
     }
 }

@@ -1,10 +1,10 @@
 //! Property tests of the parsers that read user input: the `.npy` reader, `config.json`,
-//! `--bypass` and the pickle guard. Random and mutated inputs must give a value or an error,
+//! `--bypass` / `--ablate` and the pickle guard. Random and mutated inputs must give a value or an error,
 //! never a panic, a hang or a huge allocation. A short run for CI; the same properties run
 //! for minutes under cargo-fuzz (fuzz/).
 
+use llm_mem::intervene::{parse_bypass, parse_setting, sweep, Atom, Kind, ModelSites, Setting};
 use llm_mem::memorize::npy::parse_token_rows;
-use llm_mem::memorize::settings::{parse_bypass, sweep};
 use llm_mem::model::arch::gpt_neo::GptNeoConfig;
 use llm_mem::model::arch::gpt_neox::GptNeoXConfig;
 use llm_mem::model::ModelConfig;
@@ -62,6 +62,23 @@ fn any_number() -> impl Strategy<Value = serde_json::Value> {
         Just(serde_json::Value::Null),
         Just(serde_json::Value::from("12")),
     ]
+}
+
+/// An intervention anywhere in a small model, of a kind its site allows.
+fn any_atom() -> impl Strategy<Value = Atom> {
+    let kind = prop::sample::select(vec![Kind::Identity, Kind::Zero, Kind::Mean]);
+    (0usize..3, 0usize..6, 0usize..5, kind).prop_map(|(site, layer, head, kind)| match site {
+        0 => Atom::attn(layer, kind),
+        1 => Atom::head(layer, head, kind),
+        _ => Atom::mlp(
+            layer,
+            if kind == Kind::Identity {
+                Kind::Zero
+            } else {
+                kind
+            },
+        ),
+    })
 }
 
 proptest! {
@@ -160,11 +177,12 @@ proptest! {
     #[test]
     fn bypass_text_never_panics(text in "[0-9, -]{0,30}|.{0,30}") {
         if let Ok(set) = parse_bypass(&text) {
-            let layers = set.layers();
+            let layers = set.bypass_layers().unwrap();
             prop_assert!(!layers.is_empty());
             prop_assert!(layers.windows(2).all(|w| w[0] < w[1]));
             let fits = layers.iter().all(|&l| l < 24);
-            prop_assert_eq!(sweep(24, 24, std::slice::from_ref(&set)).is_ok(), fits);
+            let model = ModelSites { layers: 24, heads: 4 };
+            prop_assert_eq!(sweep(model, None, &[], std::slice::from_ref(&set)).is_ok(), fits);
         }
     }
 
@@ -177,7 +195,35 @@ proptest! {
     fn bypass_lists_round_trip(layers in prop::collection::btree_set(0usize..64, 1..8)) {
         let text = layers.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(",");
         let parsed = parse_bypass(&text).unwrap();
-        prop_assert_eq!(parsed.layers(), &layers.into_iter().collect::<Vec<_>>()[..]);
+        prop_assert_eq!(parsed.bypass_layers().unwrap(), layers.into_iter().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn setting_text_never_panics(text in "[a-z0-9:.,=+ -]{0,40}|.{0,40}") {
+        if let Ok(set) = parse_setting(&text) {
+            // Whatever parses has a label that parses back to it.
+            prop_assert_eq!(parse_setting(&set.label()).unwrap(), set);
+        }
+    }
+
+    #[test]
+    fn setting_labels_parse_back(atoms in prop::collection::vec(any_atom(), 0..10)) {
+        // One atom per place, as Setting::new requires.
+        let mut seen = std::collections::BTreeSet::new();
+        let atoms: Vec<Atom> = atoms
+            .into_iter()
+            .filter(|a| seen.insert((a.site, a.layer, a.head)))
+            .collect();
+        let set = Setting::new(atoms).unwrap();
+        let label = set.label();
+        prop_assert_eq!(parse_setting(&label).unwrap(), set.clone(), "{}", label);
+        prop_assert_eq!(parse_setting(&label).unwrap().label(), label);
+    }
+
+    #[test]
+    fn setting_huge_ranges_are_refused_quickly(lo in any::<usize>(), hi in any::<usize>()) {
+        let _ = parse_setting(&format!("attn:{lo}-{hi}"));
+        let _ = parse_setting(&format!("head:{lo}.{lo}-{hi}"));
     }
 
     #[test]

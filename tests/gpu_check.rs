@@ -32,9 +32,10 @@ use std::process::Command;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
+use llm_mem::intervene::Setting;
 use llm_mem::memorize::npy::{read_token_rows, TokenRows};
 use llm_mem::memorize::{self, MeanScores, SampleScores};
-use llm_mem::model::{weights, BypassSet, Model};
+use llm_mem::model::{weights, Model};
 use llm_mem::runtime;
 use ndarray::Array4;
 use ndarray_npy::ReadNpyExt;
@@ -139,6 +140,11 @@ fn relative_margin(logits: &[f32]) -> f64 {
     f64::from(first - second) / f64::from(first.abs()).max(1.0)
 }
 
+/// The attention layers a (bypass-only) setting bypasses; `[]` for the base model.
+fn bypassed(setting: &Setting) -> Vec<usize> {
+    setting.bypass_layers().unwrap_or_default()
+}
+
 fn argmax(logits: &[f32]) -> u32 {
     logits
         .iter()
@@ -146,7 +152,7 @@ fn argmax(logits: &[f32]) -> u32 {
         .fold(0, |best, (i, &v)| if v > logits[best] { i } else { best }) as u32
 }
 
-fn logits_of(model: &Model, ids: &Tensor, setting: &BypassSet) -> Vec<f32> {
+fn logits_of(model: &Model, ids: &Tensor, setting: &Setting) -> Vec<f32> {
     model
         .forward(&ids.to_device(&model.device).unwrap(), setting)
         .unwrap()
@@ -166,7 +172,7 @@ struct Margins {
     free: Vec<f64>,
 }
 
-fn margins(model: &Model, data: &TokenRows, prefix: usize, setting: &BypassSet) -> Margins {
+fn margins(model: &Model, data: &TokenRows, prefix: usize, setting: &Setting) -> Margins {
     let (rows, cols) = (data.rows, data.cols);
     let ids = Tensor::from_slice(&data.ids, (rows, cols), &Device::Cpu).unwrap();
     let logits = logits_of(model, &ids, setting);
@@ -274,7 +280,7 @@ type CliSetting = (Vec<usize>, Vec<SampleScores>);
 fn run_cli(
     dir: &Path,
     prefix: usize,
-    extra: &[&BypassSet],
+    extra: &[&Setting],
     device: &str,
     dtype: &str,
     out: &Path,
@@ -295,7 +301,7 @@ fn run_cli(
         .arg("--output")
         .arg(out);
     for set in extra {
-        let layers: Vec<String> = set.layers().iter().map(|l| l.to_string()).collect();
+        let layers: Vec<String> = bypassed(set).iter().map(|l| l.to_string()).collect();
         cmd.args(["--bypass", &layers.join(",")]);
     }
     let output = cmd.output().map_err(|e| format!("running {cmd:?}: {e}"))?;
@@ -388,13 +394,13 @@ fn check_fixture(
         .map_or(data.cols / 2, |p| p as usize);
 
     // Base, every single layer, then the reference's multi-layer settings.
-    let mut settings: Vec<BypassSet> = vec![BypassSet::none()];
-    settings.extend((0..cpu.num_layers()).map(|l| BypassSet::new(vec![l])));
-    let seen: BTreeSet<Vec<usize>> = settings.iter().map(|s| s.layers().to_vec()).collect();
-    let extra: Vec<BypassSet> = hf_settings
+    let mut settings: Vec<Setting> = vec![Setting::base()];
+    settings.extend((0..cpu.num_layers()).map(|l| Setting::bypass(&[l])));
+    let seen: BTreeSet<Vec<usize>> = settings.iter().map(bypassed).collect();
+    let extra: Vec<Setting> = hf_settings
         .iter()
         .filter(|s| !seen.contains(*s))
-        .map(|s| BypassSet::new(s.clone()))
+        .map(|s| Setting::bypass(s))
         .collect();
     settings.extend(extra.iter().cloned());
 
@@ -420,7 +426,7 @@ fn check_fixture(
     let ids = Tensor::from_slice(&data.ids, (data.rows, data.cols), &Device::Cpu).unwrap();
     let mut reports = Vec::new();
     for (i, setting) in settings.iter().enumerate() {
-        let what = format!("{name} bypass {:?}", setting.layers());
+        let what = format!("{name} bypass {:?}", bypassed(setting));
         let base = logits_of(&cpu, &ids, setting);
         let mine = logits_of(&ours, &ids, setting);
         let vocab = mine.len() / (data.rows * data.cols);
@@ -438,7 +444,7 @@ fn check_fixture(
             ));
         }
         let hf_rel = hf_logits.as_ref().and_then(|all| {
-            let k = hf_settings.iter().position(|s| s == setting.layers())?;
+            let k = hf_settings.iter().position(|s| *s == bypassed(setting))?;
             let theirs: Vec<f32> = all
                 .index_axis(ndarray::Axis(0), k)
                 .iter()
@@ -456,7 +462,7 @@ fn check_fixture(
             failures,
         );
         let cli_report = match &cli {
-            Ok(results) => match results.iter().find(|(b, _)| b == setting.layers()) {
+            Ok(results) => match results.iter().find(|(b, _)| *b == bypassed(setting)) {
                 Some((_, rows)) => compare_rows(
                     rows,
                     &cpu_rows[i].samples,
@@ -481,7 +487,7 @@ fn check_fixture(
             engine["nll_max_rel"].as_f64().unwrap_or(0.0).max(cli_report["nll_max_rel"].as_f64().unwrap_or(0.0)),
         );
         reports.push(json!({
-            "bypass": setting.layers(),
+            "bypass": bypassed(setting),
             "logits_max_rel": logits_rel,
             "logits_max_rel_to_scale": logits_scaled,
             "logits_max_rel_vs_hf_f32": hf_rel,

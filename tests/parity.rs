@@ -30,7 +30,7 @@ fn logits_match_hf_for_every_setting() {
                 diff <= LOGIT_TOLERANCE,
                 "{name} ({:?}) bypass {:?}: max |Δlogit| = {diff}",
                 kernels(),
-                setting.layers()
+                setting.label()
             );
         }
     });
@@ -45,13 +45,13 @@ fn naive_greedy_matches_hf_generate() {
         let p = reference.prefix_len;
         for (i, setting) in reference.bypass_sets().iter().enumerate() {
             for row in 0..data.rows {
-                let ours = naive_greedy(&model, &data.row(row)[..p], data.cols - p, setting);
+                let ours = naive_greedy(&model, &data.row(row)[..p], data.cols - p, setting, None);
                 assert_eq!(
                     ours,
                     reference.greedy[i][row],
                     "{name} ({:?}) bypass {:?} row {row}",
                     kernels(),
-                    setting.layers()
+                    setting.label()
                 );
             }
         }
@@ -120,7 +120,7 @@ fn memorize_metrics_match_hf_for_every_setting() {
                 let what = format!(
                     "{name} ({:?}) bypass {:?} row {row}",
                     kernels(),
-                    result.bypass.layers()
+                    result.setting.label()
                 );
                 assert_scores_match(name, sample, &reference.per_sample[i][row], &what);
             }
@@ -164,7 +164,7 @@ fn classic_rotary_keys_give_the_same_model() {
             .unwrap();
     let modern = load_model("neox-parallel");
     let ids = ids_tensor(&load_data("neox-parallel"));
-    let bypass = llm_mem::model::BypassSet::none();
+    let bypass = llm_mem::intervene::Setting::base();
     let a: Vec<f32> = classic
         .forward(&ids, &bypass)
         .unwrap()
@@ -219,7 +219,7 @@ fn bf16_stays_within_bf16_rounding_of_f32() {
             assert!(
                 diff <= BF16_RELATIVE_TOLERANCE * scale,
                 "{name} bypass {:?}: bf16 max |Δlogit| = {diff}, logit scale {scale}",
-                setting.layers()
+                setting.label()
             );
         }
     }

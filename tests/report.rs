@@ -250,7 +250,7 @@ fn report_joins_by_setting_and_writes_a_self_contained_page() {
     assert_eq!(
         rows[0],
         [
-            "bypass",
+            "setting",
             "exact_match",
             "mean acc",
             "lambada_openai acc",
@@ -260,17 +260,17 @@ fn report_joins_by_setting_and_writes_a_self_contained_page() {
     // Base, single layers by depth, multi-layer settings; the mean is over lambada and piqa.
     let expected = [
         ["base", "0.7500", "0.6000", "0.5000", "0.7000"],
-        ["0", "0.0000", "0.2700", "0.0200", "0.5200"],
-        ["2", "0.2500", "0.4500", "0.3000", "0.6000"],
-        ["0,1", "0.0000", "0.2500", "0.0000", "0.5000"],
+        ["attn:0", "0.0000", "0.2700", "0.0200", "0.5200"],
+        ["attn:2", "0.2500", "0.4500", "0.3000", "0.6000"],
+        ["attn:0-1", "0.0000", "0.2500", "0.0000", "0.5000"],
     ];
     assert_eq!(rows[1..], expected.map(|r| r.map(String::from).to_vec()));
     assert!(
-        stderr.contains("only in") && stderr.contains("mem.json, left out of the report: 1\n"),
+        stderr.contains("only in") && stderr.contains("mem.json, left out of the report: attn:1\n"),
         "{stderr}"
     );
     assert!(
-        stderr.contains("bench.json, left out of the report: 3\n"),
+        stderr.contains("bench.json, left out of the report: attn:3\n"),
         "{stderr}"
     );
 
@@ -299,7 +299,7 @@ fn report_joins_by_setting_and_writes_a_self_contained_page() {
         "one band per layer of the model"
     );
     assert!(
-        page.contains("<td>0,1</td><td>0.0000</td><td>0.2500</td>"),
+        page.contains("<td>attn:0-1</td><td>0.0000</td><td>0.2500</td>"),
         "HTML table"
     );
 }
@@ -327,7 +327,7 @@ fn report_svg_with_acc_norm_and_chosen_tasks() {
     assert_eq!(
         rows[0],
         [
-            "bypass",
+            "setting",
             "exact_match",
             "mean acc_norm",
             "piqa acc_norm",
@@ -416,7 +416,7 @@ fn report_refuses_bad_input() {
         &[],
         "bench.json: results[0] has no `exact_match`",
     );
-    assert_bad_input(d, &[&mem, &other], &[], "no bypass setting in common");
+    assert_bad_input(d, &[&mem, &other], &[], "no setting in common");
     assert_bad_input(
         d,
         &[&mem, &bench],

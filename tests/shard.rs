@@ -216,3 +216,70 @@ fn bad_shard_values_are_refused() {
         &["--shard 0/7: 7 shards for a sweep of only 6 settings"],
     );
 }
+
+/// A per-head and MLP sweep with mean ablations and combined settings shards, merges and
+/// resumes like the paper's sweep: three shards merge to the unsharded bytes.
+#[test]
+fn intervention_sweeps_shard_and_merge_to_the_unsharded_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = [
+        "--sweep",
+        "head",
+        "--sweep",
+        "mlp=mean",
+        "--num-layers",
+        "2",
+        "--ablate",
+        "attn:1=zero+mlp:2",
+        "--ablate",
+        "head:2.0-1=mean",
+    ];
+    let with = |more: &[&str]| -> Vec<String> {
+        let mut args = sweep(&extra);
+        args.extend(more.iter().map(|s| s.to_string()));
+        args
+    };
+    let go = |args: Vec<String>| {
+        run_ok(
+            dir.path(),
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+    };
+    go(with(&["--output", "full.json"]));
+    for k in 0..3 {
+        go(with(&[
+            "--shard",
+            &format!("{k}/3"),
+            "--output",
+            &format!("s{k}.json"),
+        ]));
+    }
+    run_ok(
+        dir.path(),
+        &[
+            "merge",
+            "s1.json",
+            "s2.json",
+            "s0.json",
+            "-o",
+            "merged.json",
+        ],
+    );
+    let read = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
+    assert_eq!(read("merged.json"), read("full.json"));
+    let full = json(&dir.path().join("full.json"));
+    let labels: Vec<&str> = full["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["setting"].as_str().unwrap())
+        .collect();
+    // base, 2 layers × 4 heads, 2 MLPs, the two bypass sets, the two --ablate settings.
+    assert_eq!(labels.len(), 1 + 8 + 2 + 2 + 2, "{labels:?}");
+    assert!(
+        labels.contains(&"head:1.3") && labels.contains(&"mlp:0=mean"),
+        "{labels:?}"
+    );
+    assert!(labels.contains(&"attn:1=zero+mlp:2") && labels.contains(&"head:2.0-1=mean"));
+    assert!(dir.path().join("full.heads.svg").exists());
+}

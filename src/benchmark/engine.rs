@@ -15,19 +15,22 @@
 //! [`Schedule`] fixes the order in which requests are scored and where batches end, so that a
 //! checkpointed `llm-mem benchmark` can stop after any batch and continue there.
 //!
-//! The sweep over bypass settings wraps this: blocks below a setting's lowest bypassed layer
-//! compute what the base model does, so the base passes keep the residual stream at each such
-//! layer and every other setting starts there.
+//! The sweep over settings wraps this: blocks below a setting's lowest touched layer compute
+//! what the base model does, so the base passes keep the residual stream at each such layer
+//! and every other setting starts there ([`BasePass`], shared with `memorize`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::ops::Range;
 
 use anyhow::Result;
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 
 use super::requests::TokenRequest;
+use crate::intervene::mean::Recording;
+use crate::intervene::pass::{below, from_layer, BasePass};
+use crate::intervene::{Means, Setting};
 use crate::model::attention::HIDDEN_KEY;
-use crate::model::{sequence_positions, BypassSet, KvCache, LayerKv, Model, Positions};
+use crate::model::{sequence_positions, KvCache, Model, Positions};
 
 /// lm-eval's answer to one request.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -57,12 +60,13 @@ pub enum Progress {
 pub fn score_requests(
     model: &Model,
     requests: &[TokenRequest],
-    settings: &[BypassSet],
+    settings: &[Setting],
     batch_size: usize,
     max_len: usize,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Vec<Vec<Scored>>> {
     let schedule = Schedule::new(requests, max_len)?;
+    let means = schedule.collect_means(model, settings, batch_size)?;
     let per_token = settings.len() as u64;
     progress(Progress::Total(
         schedule.tokens(0..schedule.len()) * per_token,
@@ -71,9 +75,10 @@ pub fn score_requests(
     let mut start = 0;
     while start < schedule.len() {
         let end = schedule.batch_end(start, batch_size);
-        for (all, batch) in by_item
-            .iter_mut()
-            .zip(schedule.score(model, start..end, settings)?)
+        for (all, batch) in
+            by_item
+                .iter_mut()
+                .zip(schedule.score(model, start..end, settings, means.as_ref())?)
         {
             all.extend(batch);
         }
@@ -186,12 +191,51 @@ impl Schedule {
     }
 
     /// Score `items` under every setting: `result[setting][k]` answers item `items.start + k`.
+    /// `means` are [`Schedule::collect_means`]'s.
     pub fn score(
         &self,
         model: &Model,
         items: Range<usize>,
-        settings: &[BypassSet],
+        settings: &[Setting],
+        means: Option<&Means>,
     ) -> Result<Vec<Vec<Scored>>> {
+        let groups = self.groups(items);
+        let scored = score_batch(model, &groups, settings, means)?;
+        Ok(scored
+            .into_iter()
+            .map(|batch| {
+                // The layout keeps the groups' and requests' order, which is item order.
+                debug_assert!(batch.iter().enumerate().all(|(k, (i, _))| k == *i));
+                batch.into_iter().map(|(_, s)| s).collect()
+            })
+            .collect())
+    }
+
+    /// The base-model means of every site `settings` mean-ablate (`None` when none does),
+    /// over every position the base passes of all items compute (a shared context once),
+    /// batch by batch as [`Schedule::score`] cuts them.
+    pub fn collect_means(
+        &self,
+        model: &Model,
+        settings: &[Setting],
+        batch_size: usize,
+    ) -> Result<Option<Means>> {
+        let record = Recording::new(settings);
+        if record.is_empty() {
+            return Ok(None);
+        }
+        let mut start = 0;
+        while start < self.len() {
+            let end = self.batch_end(start, batch_size);
+            let groups = self.groups(start..end);
+            base_passes(model, &Layout::new(&groups), &[], Some(&record))?;
+            start = end;
+        }
+        Ok(Some(record.finish(&model.device)?))
+    }
+
+    /// The groups of `items`, each with its requests (index in the range, request).
+    fn groups(&self, items: Range<usize>) -> Vec<Group<'_>> {
         let mut groups: Vec<Group> = Vec::new();
         for k in items.clone() {
             let p = &self.prepared[self.order[k]];
@@ -204,15 +248,7 @@ impl Schedule {
             let group = groups.last_mut().expect("opened above");
             group.requests.push((k - items.start, p));
         }
-        let scored = score_batch(model, &groups, settings)?;
-        Ok(scored
-            .into_iter()
-            .map(|batch| {
-                // The layout keeps the groups' and requests' order, which is item order.
-                debug_assert!(batch.iter().enumerate().all(|(k, (i, _))| k == *i));
-                batch.into_iter().map(|(_, s)| s).collect()
-            })
-            .collect())
+        groups
     }
 
     /// Per-item values (item order) back in request order.
@@ -263,113 +299,92 @@ struct Group<'a> {
     requests: Vec<(usize, &'a Prepared)>,
 }
 
-/// The residual stream of one pass under the base model, kept at the layers where some
-/// setting starts, and its final hidden states.
-struct BasePass {
-    at: BTreeMap<usize, Tensor>,
-    hidden: Tensor,
+/// The base passes of a batch: the context pass (each distinct prefix once, keeping the KV
+/// cache) and, when some continuation has more than one token, the continuation pass (every
+/// request's tail after its group's cached prefix).
+struct BasePasses {
+    ctx_pos: Positions,
+    ctx: BasePass,
+    cont: Option<(ContPass, BasePass)>,
 }
 
-fn base_pass(
+fn base_passes(
     model: &Model,
-    x: Tensor,
-    pos: &Positions,
-    mut cache: KvCache,
-    starts: &[usize],
-) -> Result<(BasePass, KvCache)> {
-    let mut at = BTreeMap::new();
-    let mut x = x;
-    for layer in 0..model.num_layers() {
-        if starts.contains(&layer) {
-            at.insert(layer, x.clone());
-        }
-        x = model.run_layers(x, layer..layer + 1, &BypassSet::none(), pos, &mut cache)?;
+    layout: &Layout,
+    settings: &[Setting],
+    record: Option<&Recording>,
+) -> Result<BasePasses> {
+    let device = &model.device;
+    let (g, tc) = (layout.groups.len(), layout.ctx_width);
+    let ctx_ids = Tensor::from_vec(layout.ctx_ids.clone(), (g, tc), device)?;
+    let mut ctx_cache = model.new_cache();
+    let ctx_pos = model.begin_step(&mut ctx_cache, &sequence_positions(g, tc, device)?)?;
+    if let Some(record) = record {
+        record.begin_pass(&layout.ctx_weight(device)?)?;
     }
-    Ok((BasePass { at, hidden: x }, cache))
-}
-
-/// A copy of `cache` with the layers `from..` emptied (to be recomputed under a setting).
-fn below(cache: &KvCache, from: usize) -> KvCache {
-    let mut out = cache.clone();
-    out.layers[from..]
-        .iter_mut()
-        .for_each(|kv| *kv = LayerKv::default());
-    out
-}
-
-/// A copy of `cache` with only the layers `from..` (a pass that starts at `from` never reads
-/// the others, so they need not be expanded).
-fn from_layer(cache: &KvCache, from: usize) -> KvCache {
-    let mut out = cache.clone();
-    out.layers[..from]
-        .iter_mut()
-        .for_each(|kv| *kv = LayerKv::default());
-    out
+    let x = model.embed(&ctx_ids, &ctx_pos)?;
+    let ctx = BasePass::run(
+        model,
+        x,
+        &ctx_pos,
+        ctx_cache,
+        settings,
+        record,
+        &mut |_, _| Ok(()),
+    )?;
+    let cont = match layout.continuation(model, device)? {
+        Some(c) => {
+            if let Some(record) = record {
+                record.begin_pass(&c.weight)?;
+            }
+            let cache = c.expand(&ctx.cache)?;
+            let x = model.embed(&c.ids, &c.pos)?;
+            let base = BasePass::run(
+                model,
+                x,
+                &c.pos,
+                cache,
+                settings,
+                record,
+                &mut |_, _| Ok(()),
+            )?;
+            Some((c, base))
+        }
+        None => None,
+    };
+    Ok(BasePasses { ctx_pos, ctx, cont })
 }
 
 /// Scores of every request of `groups` under each setting, as (index, score).
 fn score_batch(
     model: &Model,
     groups: &[Group],
-    settings: &[BypassSet],
+    settings: &[Setting],
+    means: Option<&Means>,
 ) -> Result<Vec<Vec<(usize, Scored)>>> {
-    let device = &model.device;
-    let starts: Vec<usize> = settings.iter().filter_map(BypassSet::lowest).collect();
     let layout = Layout::new(groups);
-
-    // Context pass: each distinct prefix once.
-    let (g, tc) = (groups.len(), layout.ctx_width);
-    let ctx_ids = Tensor::from_vec(layout.ctx_ids.clone(), (g, tc), device)?;
-    let mut ctx_cache = model.new_cache();
-    let ctx_pos = model.begin_step(&mut ctx_cache, &sequence_positions(g, tc, device)?)?;
-    let (ctx_base, ctx_cache) = base_pass(
-        model,
-        model.embed(&ctx_ids, &ctx_pos)?,
-        &ctx_pos,
-        ctx_cache,
-        &starts,
-    )?;
-
-    // Continuation pass: every request's tail after its group's cached prefix (its own cache
-    // is not needed afterwards).
-    let cont = layout.continuation(model, device)?;
-    let cont_base = match &cont {
-        Some(c) => {
-            let cache = c.expand(&ctx_cache)?;
-            Some(base_pass(model, model.embed(&c.ids, &c.pos)?, &c.pos, cache, &starts)?.0)
-        }
-        None => None,
-    };
+    let base = base_passes(model, &layout, settings, None)?;
+    let noop = &mut |_: usize, _: &Tensor| Ok(());
 
     let mut out = Vec::with_capacity(settings.len());
     for setting in settings {
+        let edits = model.edits(setting, means)?;
         let (ctx_hidden, cont_hidden) = match setting.lowest() {
             None => (
-                ctx_base.hidden.clone(),
-                cont_base.as_ref().map(|b| b.hidden.clone()),
+                base.ctx.hidden.clone(),
+                base.cont.as_ref().map(|(_, b)| b.hidden.clone()),
             ),
             Some(low) => {
-                let layers = low..model.num_layers();
-                let mut cache = below(&ctx_cache, low);
-                let ctx_hidden = model.run_layers(
-                    ctx_base.at[&low].clone(),
-                    layers.clone(),
-                    setting,
-                    &ctx_pos,
-                    &mut cache,
-                )?;
-                let cont_hidden = match (&cont, &cont_base) {
-                    (Some(c), Some(base)) => {
+                let mut cache = below(&base.ctx.cache, low);
+                let ctx_hidden =
+                    base.ctx
+                        .resume(model, setting, &edits, &base.ctx_pos, &mut cache, noop)?;
+                let cont_hidden = match &base.cont {
+                    Some((c, cont)) => {
                         let mut cache = c.expand(&from_layer(&cache, low))?;
-                        Some(model.run_layers(
-                            base.at[&low].clone(),
-                            layers,
-                            setting,
-                            &c.pos,
-                            &mut cache,
-                        )?)
+                        Some(cont.resume(model, setting, &edits, &c.pos, &mut cache, noop)?)
                     }
-                    _ => None,
+                    None => None,
                 };
                 (ctx_hidden, cont_hidden)
             }
@@ -385,8 +400,8 @@ fn score_batch(
             &layout.first_group,
             &layout.first_targets,
         )?;
-        let rest = match (&cont, &cont_hidden) {
-            (Some(c), Some(hidden)) => {
+        let rest = match (&base.cont, &cont_hidden) {
+            (Some((c, _)), Some(hidden)) => {
                 let own: Vec<u32> = (0..c.index.len() as u32).collect();
                 scoring.add(hidden, &c.index, &own, &c.targets)?
             }
@@ -473,6 +488,8 @@ struct ContPass {
     rows: Tensor,
     /// `[rows, ctx_width]` key positions of the cached prefix slots, hidden past each prefix.
     ctx_key_pos: Tensor,
+    /// `[rows, tail width]` f32: 1 at real tail tokens, 0 at padding.
+    weight: Tensor,
     index: Vec<u32>,
     targets: Vec<u32>,
 }
@@ -510,6 +527,16 @@ impl<'a> Layout<'a> {
         }
     }
 
+    /// `[groups, ctx_width]` f32: 1 at each prefix's tokens, 0 at the right padding.
+    fn ctx_weight(&self, device: &candle_core::Device) -> Result<Tensor> {
+        let tc = self.ctx_width;
+        let mut weight = vec![0f32; self.groups.len() * tc];
+        for (row, g) in self.groups.iter().enumerate() {
+            weight[row * tc..row * tc + g.prefix.len()].fill(1.0);
+        }
+        Ok(Tensor::from_vec(weight, (self.groups.len(), tc), device)?.to_dtype(DType::F32)?)
+    }
+
     /// Inputs of the continuation pass, `None` when every continuation is one token.
     fn continuation(
         &self,
@@ -536,6 +563,7 @@ impl<'a> Layout<'a> {
             vec![0f32; r * tt],
             vec![HIDDEN_KEY; r * tt],
         );
+        let mut weight = vec![0f32; r * tt];
         let mut ctx_keys = vec![HIDDEN_KEY; r * tc];
         let (mut index, mut targets) = (Vec::new(), Vec::new());
         for (i, (row, p)) in rows.iter().enumerate() {
@@ -547,6 +575,7 @@ impl<'a> Layout<'a> {
             for j in 0..tt {
                 if j < p.tail.len() {
                     ids[i * tt + j] = p.tail[j];
+                    weight[i * tt + j] = 1.0;
                     query[i * tt + j] = (start + j) as f32;
                     keys[i * tt + j] = (start + j) as f32;
                     index.push((i * tt + j) as u32);
@@ -570,6 +599,7 @@ impl<'a> Layout<'a> {
             pos,
             rows: Tensor::from_vec(group_rows, r, device)?,
             ctx_key_pos,
+            weight: Tensor::from_vec(weight, (r, tt), device)?,
             index,
             targets,
         }))

@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use crate::model::{BypassSet, Model};
+use crate::intervene::Setting;
+use crate::model::Model;
 pub use engine::{Progress, Scored};
 pub use hf_tokenizer::TokenizerFiles;
 pub use metrics::{TaskMetrics, Value};
@@ -113,7 +114,7 @@ pub fn task_requests(
 /// The results of one setting: every task's metrics, in the order the tasks were given.
 #[derive(Debug, Clone)]
 pub struct SettingScores {
-    pub bypass: BypassSet,
+    pub setting: Setting,
     pub tasks: Vec<(&'static str, TaskMetrics)>,
 }
 
@@ -124,7 +125,7 @@ pub fn evaluate(
     model: &Model,
     tok: &LmTokenizer,
     tasks: &[TaskDocs],
-    settings: &[BypassSet],
+    settings: &[Setting],
     batch_size: usize,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Vec<SettingScores>> {
@@ -141,8 +142,8 @@ pub fn evaluate(
     Ok(settings
         .iter()
         .zip(&answers)
-        .map(|(bypass, answers)| SettingScores {
-            bypass: bypass.clone(),
+        .map(|(setting, answers)| SettingScores {
+            setting: setting.clone(),
             tasks: suite.metrics(tasks, answers),
         })
         .collect())
@@ -185,12 +186,12 @@ impl Suite {
 }
 
 /// Estimated cost of each setting for `--shard` balancing, by the same rule as `memorize`'s:
-/// a setting reruns the blocks from its lowest bypassed layer up, plus the LM head, over every
+/// a setting reruns the blocks from its lowest touched layer up, plus the LM head, over every
 /// request's tokens (the base model's pass, common to all shards, left out).
-pub fn setting_costs(settings: &[BypassSet], num_layers: usize) -> Vec<f64> {
+pub fn setting_costs(settings: &[Setting], num_layers: usize) -> Vec<f64> {
     settings
         .iter()
-        .map(|s| crate::sweep::shard::setting_cost(s.layers(), num_layers, 1.0, 0.0))
+        .map(|s| crate::sweep::shard::setting_cost(s.lowest(), num_layers, 1.0, 0.0))
         .collect()
 }
 

@@ -12,7 +12,7 @@ use super::engine::Scored;
 use super::metrics::{TaskMetrics, Value};
 use super::{tasks, SettingScores};
 use crate::bad_input;
-use crate::model::BypassSet;
+use crate::intervene::Setting;
 use crate::sweep::exact::ExactF64 as Bits;
 
 /// One request's answer.
@@ -64,7 +64,7 @@ pub fn summary(scores: &SettingScores) -> serde_json::Value {
 
 /// The settings' scores back from their summaries (`summaries` parallel to `settings`).
 pub fn from_summaries(
-    settings: &[Vec<usize>],
+    settings: &[Setting],
     summaries: Option<&[serde_json::Value]>,
 ) -> Result<Vec<SettingScores>> {
     let Some(summaries) = summaries else {
@@ -83,7 +83,7 @@ pub fn from_summaries(
                 .map(|t| Ok((tasks::lookup(&t.task)?.name, metrics_of(t.metrics))))
                 .collect::<Result<_>>()?;
             Ok(SettingScores {
-                bypass: BypassSet::new(setting.clone()),
+                setting: setting.clone(),
                 tasks,
             })
         })
@@ -114,7 +114,7 @@ mod tests {
         assert_eq!(serde_json::from_str::<StoredScore>(&text).unwrap(), score);
 
         let scores = SettingScores {
-            bypass: BypassSet::new(vec![2]),
+            setting: Setting::bypass(&[2]),
             tasks: vec![(
                 "wikitext",
                 TaskMetrics(vec![
@@ -125,9 +125,9 @@ mod tests {
         };
         let text = serde_json::to_string(&[summary(&scores)]).unwrap();
         let back: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
-        let back = from_summaries(&[vec![2]], Some(&back)).unwrap();
-        assert_eq!(back[0].bypass, scores.bypass);
+        let back = from_summaries(&[Setting::bypass(&[2])], Some(&back)).unwrap();
+        assert_eq!(back[0].setting, scores.setting);
         assert_eq!(back[0].tasks, scores.tasks);
-        assert!(from_summaries(&[vec![2]], None).is_err());
+        assert!(from_summaries(&[Setting::bypass(&[2])], None).is_err());
     }
 }

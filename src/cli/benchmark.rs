@@ -23,7 +23,8 @@ use crate::benchmark::{
     load_task, LmTokenizer, Scored, SettingScores, Suite, TaskDocs, TaskMetrics, TokenizerFiles,
 };
 use crate::hub::HubRepo;
-use crate::model::{weights, BypassSet, Model, ModelConfig, ModelFiles};
+use crate::intervene::{Setting, SettingFields};
+use crate::model::{weights, Model, ModelConfig, ModelFiles};
 use crate::report::json::{ModelInfo, ToolInfo};
 use crate::report::{plot, table};
 use crate::runtime;
@@ -107,7 +108,8 @@ impl RunHeader for Header {
 
 #[derive(Serialize)]
 struct Entry<'a> {
-    bypass: &'a [usize],
+    #[serde(flatten)]
+    setting: SettingFields,
     tasks: Tasks<'a>,
 }
 
@@ -145,7 +147,7 @@ struct Job {
     suite: Suite,
     schedule: Schedule,
     /// This run's settings (all of the sweep unless sharded).
-    settings: Vec<Vec<usize>>,
+    settings: Vec<Setting>,
     fingerprint: Fingerprint,
     header: Header,
 }
@@ -203,7 +205,7 @@ fn prepare(args: &BenchmarkArgs) -> Result<Job> {
         .collect::<Result<Vec<_>>>()?;
     let config = ModelConfig::from_file(&files.config)?;
     let layers = config.num_layers();
-    let sweep = args.sweep.settings(layers)?;
+    let sweep = args.sweep.settings(layers, config.shape().heads)?;
     let mine = long_run::settings_to_run(args.shard, sweep.len(), || {
         crate::benchmark::setting_costs(&sweep, layers)
     })?;
@@ -219,7 +221,7 @@ fn prepare(args: &BenchmarkArgs) -> Result<Job> {
             ("max_length".to_string(), max_len.into()),
         ]
         .into(),
-        settings: sweep.iter().map(|s| s.layers().to_vec()).collect(),
+        settings: sweep.clone(),
         ..Fingerprint::for_model("benchmark", &files, dtype, &device)?
     };
     let header = Header {
@@ -241,7 +243,7 @@ fn prepare(args: &BenchmarkArgs) -> Result<Job> {
         files,
         device,
         dtype,
-        settings: mine.iter().map(|&s| sweep[s].layers().to_vec()).collect(),
+        settings: mine.iter().map(|&s| sweep[s].clone()).collect(),
         tasks,
         suite,
         schedule,
@@ -278,12 +280,9 @@ fn compute(
     plan: &OutputPlan,
     file: &mut SweepFile<StoredScore>,
 ) -> Result<()> {
-    let settings: Vec<BypassSet> = file
-        .settings
-        .iter()
-        .map(|s| BypassSet::new(s.clone()))
-        .collect();
+    let settings = file.settings.clone();
     let schedule = &job.schedule;
+    let means = schedule.collect_means(model, &settings, args.batch_size)?;
     let per_token = settings.len() as u64;
     let bar = progress_bar(schedule.tokens(0..schedule.len()) * per_token);
     bar.set_position(schedule.tokens(0..file.items_done) * per_token);
@@ -293,7 +292,7 @@ fn compute(
         &|start| schedule.batch_end(start, args.batch_size),
         "requests",
         &mut |items| {
-            let scored = schedule.score(model, items.clone(), &settings)?;
+            let scored = schedule.score(model, items.clone(), &settings, means.as_ref())?;
             bar.inc(schedule.tokens(items) * per_token);
             Ok(scored
                 .into_iter()
@@ -318,7 +317,7 @@ fn setting_scores(job: &Job, file: &SweepFile<StoredScore>) -> Vec<SettingScores
                 .map(|s| s.0)
                 .collect();
             SettingScores {
-                bypass: BypassSet::new(setting.clone()),
+                setting: setting.clone(),
                 tasks: job.suite.metrics(&job.tasks, &answers),
             }
         })
@@ -338,7 +337,7 @@ pub fn write_report(output: &Path, file: &SweepFile<StoredScore>, header: &Heade
         results: results
             .iter()
             .map(|r| Entry {
-                bypass: r.bypass.layers(),
+                setting: SettingFields::from(&r.setting),
                 tasks: Tasks(&r.tasks),
             })
             .collect(),
@@ -346,6 +345,7 @@ pub fn write_report(output: &Path, file: &SweepFile<StoredScore>, header: &Heade
     };
     sweep::atomic::write_json_pretty(output, &report)?;
     plot::announce(plot::write_benchmark_plot(output, &report));
+    crate::report::heads::write_extra_plots(output, &report, "mean acc");
     print!("{}", results_table(&results));
     Ok(())
 }
@@ -418,7 +418,7 @@ pub fn results_table(results: &[SettingScores]) -> String {
     let Some(first) = results.first() else {
         return String::new();
     };
-    let mut header = vec!["bypass".to_string()];
+    let mut header = vec!["setting".to_string()];
     for (task, metrics) in &first.tasks {
         for (key, _) in metrics.0.iter().filter(|(k, _)| !k.contains("_stderr")) {
             header.push(format!("{task}/{}", short_metric(key)));
@@ -427,7 +427,7 @@ pub fn results_table(results: &[SettingScores]) -> String {
     let rows: Vec<Vec<String>> = results
         .iter()
         .map(|r| {
-            let mut row = vec![table::setting_label(r.bypass.layers())];
+            let mut row = vec![r.setting.label()];
             for (_, metrics) in &r.tasks {
                 for (key, value) in metrics.0.iter().filter(|(k, _)| !k.contains("_stderr")) {
                     row.push(match value {

@@ -15,6 +15,7 @@ use super::{load_model, progress_bar, progress_bar_in, resolve_model, ModelArgs}
 use crate::data::megatron::IndexedDataset;
 use crate::data::{self, InclusiveRange, Selection};
 use crate::extract::{TrainingWindows, Windows};
+use crate::intervene::Setting;
 use crate::memorize::engine::{reproduced_rows, Batch};
 use crate::model::{Model, ModelConfig, ModelFiles};
 use crate::sweep::fingerprint::{self, FileId};
@@ -93,14 +94,20 @@ pub fn run(args: ExtractArgs) -> Result<()> {
     } else {
         prepare_corpus(&args, &files)?
     };
-    let resumed = match plan.start::<bool>(&fingerprint, None, &[vec![]])? {
+    let resumed = match plan.start::<bool>(&fingerprint, None, &[Setting::base()])? {
         Start::Resume(file) => Some(*file),
         // An .npy holds no fingerprint, so --resume never finds it already done.
         Start::Fresh | Start::AlreadyDone => None,
     };
     crate::report::json::check_writable(&plan.output)?;
     let mut file = resumed.unwrap_or_else(|| {
-        SweepFile::new(fingerprint, None, vec![vec![]], windows.count(), header)
+        SweepFile::new(
+            fingerprint,
+            None,
+            vec![Setting::base()],
+            windows.count(),
+            header,
+        )
     });
 
     let progress = Progress::new(&windows, file.items_done);
@@ -280,7 +287,7 @@ fn fingerprint_of(
             ("stride".to_string(), stride.into()),
         ]
         .into(),
-        settings: vec![vec![]],
+        settings: vec![Setting::base()],
         ..Fingerprint::for_model("extract", files, dtype, &device)?
     })
 }

@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 use super::long_run::{self, parse_shard, ResumeArgs, RunHeader};
 use super::{load_model, model_id, progress_bar, resolve_model, ModelArgs};
 use crate::data::{self, SampleOrigin};
+use crate::intervene::Setting;
 use crate::memorize::stored::StoredSample;
 use crate::memorize::{self, TokenRows};
-use crate::model::{BypassSet, Model, ModelConfig};
+use crate::model::{Model, ModelConfig};
 use crate::report::json::{DataInfo, MemorizeReport, ModelInfo};
 use crate::report::{plot, table};
 use crate::sweep::{self, fingerprint, Fingerprint, OutputPlan, Shard, SweepFile};
@@ -48,6 +49,11 @@ pub struct MemorizeArgs {
     /// `extract` writes beside STEM.npy.
     #[arg(long)]
     pub per_sample: bool,
+    /// Also measure each setting's `kl_from_base`: the mean KL divergence (nats) of its
+    /// next-token distributions at the suffix-predicting positions from the base model's.
+    /// Off by default: it needs the full log-softmax of every setting's logits.
+    #[arg(long)]
+    pub kl_from_base: bool,
     #[command(flatten)]
     pub run: ResumeArgs,
     /// Compute only shard K of N (0-based, e.g. `$SLURM_ARRAY_TASK_ID/8`): a share of the
@@ -93,7 +99,7 @@ struct Job {
     data: TokenRows,
     origins: Option<Vec<SampleOrigin>>,
     data_name: String,
-    sweep: Vec<BypassSet>,
+    sweep: Vec<Setting>,
     /// Indices into `sweep` this run computes (all of them unless sharded).
     mine: Vec<usize>,
     fingerprint: Fingerprint,
@@ -108,11 +114,7 @@ pub fn run(args: MemorizeArgs) -> Result<()> {
     let files = resolve_model(&args.model)?;
     let model = load_model(&args.model, &files)?;
     let job = prepare(&args, &files, &model.config)?;
-    let mine: Vec<Vec<usize>> = job
-        .mine
-        .iter()
-        .map(|&s| job.sweep[s].layers().to_vec())
-        .collect();
+    let mine: Vec<Setting> = job.mine.iter().map(|&s| job.sweep[s].clone()).collect();
     let header = header(&args, &model, &job);
     let fresh = SweepFile::new(
         job.fingerprint.clone(),
@@ -141,7 +143,8 @@ fn compute(
     plan: &OutputPlan,
     file: &mut SweepFile<StoredSample>,
 ) -> Result<()> {
-    let settings: Vec<BypassSet> = job.mine.iter().map(|&s| job.sweep[s].clone()).collect();
+    let settings: Vec<Setting> = job.mine.iter().map(|&s| job.sweep[s].clone()).collect();
+    let means = memorize::engine::collect_means(model, &job.data, args.batch_size, &settings)?;
     let per_row = (job.data.cols * settings.len()) as u64;
     let bar = progress_bar(job.data.rows as u64 * per_row);
     bar.set_position(file.items_done as u64 * per_row);
@@ -152,7 +155,15 @@ fn compute(
         "rows",
         &mut |rows| {
             let n = rows.len() as u64;
-            let scores = memorize::score_rows(model, &job.data, args.prefix_len, &settings, rows)?;
+            let scores = memorize::score_rows(
+                model,
+                &job.data,
+                args.prefix_len,
+                &settings,
+                means.as_ref(),
+                args.kl_from_base,
+                rows,
+            )?;
             bar.inc(n * per_row);
             Ok(scores
                 .into_iter()
@@ -222,7 +233,7 @@ fn prepare(
     } = data::read_samples(&dataset_path, args.per_sample)?;
     memorize::validate_config(config, &data, args.prefix_len, &data_name)?;
     let layers = config.num_layers();
-    let sweep = args.sweep.settings(layers)?;
+    let sweep = args.sweep.settings(layers, config.shape().heads)?;
     let mine = long_run::settings_to_run(args.shard, sweep.len(), || {
         memorize::setting_costs(&sweep, layers, data.cols, data.cols - args.prefix_len)
     })?;
@@ -230,8 +241,8 @@ fn prepare(
     let dtype = runtime::parse_dtype(&args.model.dtype, &device)?;
     let fingerprint = Fingerprint {
         inputs: [("data".to_string(), fingerprint::file_id(&dataset_path)?)].into(),
-        params: [("prefix_len".to_string(), args.prefix_len.into())].into(),
-        settings: sweep.iter().map(|s| s.layers().to_vec()).collect(),
+        params: params(args),
+        settings: sweep.clone(),
         ..Fingerprint::for_model("memorize", files, dtype, &device)?
     };
     Ok(Job {
@@ -244,13 +255,20 @@ fn prepare(
     })
 }
 
+/// The options that change the numbers. `kl_from_base` only when asked for, so that
+/// checkpoints written before it existed still resume.
+fn params(args: &MemorizeArgs) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let mut params: std::collections::BTreeMap<String, serde_json::Value> =
+        [("prefix_len".to_string(), args.prefix_len.into())].into();
+    if args.kl_from_base {
+        params.insert("kl_from_base".into(), true.into());
+    }
+    params
+}
+
 /// Means per setting of a (complete) sweep file, in its settings' order.
 pub fn results_of(file: &SweepFile<StoredSample>) -> Vec<memorize::SettingResult> {
-    let settings: Vec<BypassSet> = file
-        .settings
-        .iter()
-        .map(|s| BypassSet::new(s.clone()))
-        .collect();
+    let settings = file.settings.clone();
     let samples = file
         .results
         .iter()
@@ -273,6 +291,7 @@ pub fn write_report(output: &Path, file: &SweepFile<StoredSample>, header: &Head
     report.fingerprint = Some(file.fingerprint.clone());
     sweep::atomic::write_json_pretty(output, &report)?;
     plot::announce(plot::write_memorize_plot(output, &report));
+    crate::report::heads::write_extra_plots(output, &report, "exact_match");
     print!("{}", table::memorize_table(&results));
     Ok(())
 }

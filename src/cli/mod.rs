@@ -14,7 +14,9 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::bad_input;
 use crate::default_model;
+use crate::intervene::{self, ModelSites, Setting, SweepSpec};
 use crate::model::{weights, Model, ModelFiles};
 use crate::runtime;
 use benchmark::BenchmarkArgs;
@@ -108,29 +110,53 @@ pub struct ModelArgs {
 }
 
 /// Name used in default output paths: a hub id with `/` → `_`, or a directory's own name.
-/// Which bypass settings a sweep runs, shared by `memorize` and `benchmark`.
+/// Which settings a sweep runs, shared by `memorize` and `benchmark`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct SweepArgs {
-    /// Sweep single-layer bypasses over layers 0..N only (default: every layer; 0 = none).
+    /// Limit the `--sweep` sweeps to layers 0..N (default: every layer; 0 = none).
     #[arg(long, value_name = "N")]
     pub num_layers: Option<usize>,
-    /// An extra setting to run: layers and inclusive ranges, e.g. `2,4` or `20-23`. Repeatable.
+    /// One setting per layer (`attn`, `mlp`) or per head of every layer (`head`), with an
+    /// optional `=identity|zero|mean`; `none` for no sweep. Repeatable; default `attn`.
+    #[arg(long, value_name = "SITE[=KIND]")]
+    pub sweep: Vec<String>,
+    /// An extra setting: terms joined by `+`, each `attn:LAYERS[=KIND]`, `mlp:LAYERS[=KIND]`
+    /// or `head:L.H[,L.H…][=KIND]`, e.g. `attn:20-23`, `mlp:22=mean`, `head:5.3,5.7`,
+    /// `attn:3=zero+mlp:3`. Repeatable.
+    #[arg(long, value_name = "SPEC")]
+    pub ablate: Vec<String>,
+    /// An extra attention-bypass setting (`--ablate attn:SET`): layers and inclusive ranges,
+    /// e.g. `2,4` or `20-23`. Repeatable.
     #[arg(long, value_name = "SET")]
     pub bypass: Vec<String>,
 }
 
 impl SweepArgs {
-    /// Base model, each single layer below `--num-layers`, then the `--bypass` sets, checked
-    /// against a model of `model_layers` blocks.
-    pub fn settings(&self, model_layers: usize) -> Result<Vec<crate::model::BypassSet>> {
-        let extra = self
-            .bypass
+    /// Base model, each `--sweep` below `--num-layers`, then the `--bypass` and `--ablate`
+    /// settings, checked against a model of `layers` blocks of `heads` heads.
+    pub fn settings(&self, layers: usize, heads: usize) -> Result<Vec<Setting>> {
+        let sweeps = self
+            .sweep
             .iter()
-            .map(|s| crate::memorize::settings::parse_bypass(s))
+            .map(|s| SweepSpec::parse(s))
             .collect::<Result<Vec<_>>>()?;
-        crate::memorize::settings::sweep(
-            model_layers,
-            self.num_layers.unwrap_or(model_layers),
+        let mut extra = Vec::new();
+        for text in &self.bypass {
+            let set = intervene::parse_bypass(text)?;
+            set.check(layers, heads)
+                .map_err(|why| bad_input!("--bypass {text:?}: {why}"))?;
+            extra.push(set);
+        }
+        for text in &self.ablate {
+            let set = intervene::grammar::parse_ablate(text)?;
+            set.check(layers, heads)
+                .map_err(|why| bad_input!("--ablate {text:?}: {why}"))?;
+            extra.push(set);
+        }
+        intervene::sweep(
+            ModelSites { layers, heads },
+            self.num_layers,
+            &sweeps,
             &extra,
         )
     }

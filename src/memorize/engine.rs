@@ -6,19 +6,21 @@
 //! is needed only for rows that diverge, only after their first divergence: up to that
 //! point the free-running context *is* the teacher-forced one, and so is its KV cache.
 //!
-//! Blocks below a setting's lowest bypassed layer compute exactly what the base model does,
-//! so the base pass keeps the residual stream at each such layer and the setting starts there.
-//! The diverged rows of *all* settings decode together, each row with its own bypass mask and
-//! position, so every matrix product in the decode loop is as tall as it can be.
-
-use std::collections::BTreeMap;
+//! Blocks below a setting's lowest touched layer compute exactly what the base model does,
+//! so the base pass keeps the residual stream at each such layer and the setting starts there
+//! ([`BasePass`]). The diverged rows of *all* settings decode together, each row with its own
+//! interventions and position, so every matrix product in the decode loop is as tall as it
+//! can be.
 
 use anyhow::{bail, Result};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor, D};
 
 use super::metrics::{ForcedRow, SampleScores};
+use crate::intervene::mean::Recording;
+use crate::intervene::pass::{below, BasePass};
+use crate::intervene::{Means, Setting};
 use crate::model::attention::HIDDEN_KEY;
-use crate::model::{sequence_positions, BypassSet, KvCache, LayerKv, Model, RowBypass};
+use crate::model::{sequence_positions, KvCache, LayerKv, Model};
 
 /// A batch of rows split into prompt and true suffix.
 pub struct Batch<'a> {
@@ -42,55 +44,50 @@ impl Batch<'_> {
 /// Upper bound on rows decoded together; their KV caches are held until the decode runs.
 const MAX_DECODE_ROWS: usize = 256;
 
-/// Scores of every row of `batch` under each of `settings` (outer index = setting).
+/// Scores of every row of `batch` under each of `settings` (outer index = setting). With
+/// `kl`, each sample's `kl_from_base` too (its `residual_deviation` always).
 pub fn score_batch(
     model: &Model,
     batch: &Batch,
-    settings: &[BypassSet],
+    settings: &[Setting],
+    means: Option<&Means>,
+    kl: bool,
 ) -> Result<Vec<Vec<SampleScores>>> {
-    let (rows, len, layers) = (batch.rows, batch.seq_len, model.num_layers());
+    let (rows, len) = (batch.rows, batch.seq_len);
     let device = &model.device;
     let ids = Tensor::from_slice(batch.ids, (rows, len), device)?;
 
-    // Base teacher-forced pass, keeping the residual stream where some setting starts.
+    // Base teacher-forced pass, keeping the residual stream where some setting starts, and
+    // after every block at the suffix-predicting positions (for the effect sizes).
     let mut base_cache = model.new_cache();
     let pos = model.begin_step(&mut base_cache, &sequence_positions(rows, len, device)?)?;
-    let mut stream_at = BTreeMap::new();
-    let mut x = model.embed(&ids, &pos)?;
-    for layer in 0..layers {
-        if settings.iter().any(|s| s.lowest() == Some(layer)) {
-            stream_at.insert(layer, x.clone());
-        }
-        x = model.run_layers(
-            x,
-            layer..layer + 1,
-            &BypassSet::none(),
-            &pos,
-            &mut base_cache,
-        )?;
-    }
+    let x = model.embed(&ids, &pos)?;
+    let mut base_stream = Vec::with_capacity(model.num_layers());
+    let base = BasePass::run(model, x, &pos, base_cache, settings, None, &mut |_, x| {
+        base_stream.push(predicting(x, batch)?.to_dtype(DType::F32)?);
+        Ok(())
+    })?;
+    let effects = Effects::new(model, base_stream, &base.hidden, batch, kl)?;
 
     let mut forced_all = Vec::with_capacity(settings.len());
+    let mut effect_all = Vec::with_capacity(settings.len());
     let mut greedy_all: Vec<Vec<Vec<u32>>> = Vec::with_capacity(settings.len());
     let mut waiting: Vec<DecodeGroup> = Vec::new();
     for (index, setting) in settings.iter().enumerate() {
-        let (hidden, cache) = match setting.lowest() {
-            None => (x.clone(), base_cache.clone()),
-            Some(low) => {
-                let mut cache = base_cache.clone();
-                for layer in &mut cache.layers[low..] {
-                    *layer = LayerKv::default();
-                }
-                let hidden = model.run_layers(
-                    stream_at[&low].clone(),
-                    low..layers,
-                    setting,
-                    &pos,
-                    &mut cache,
-                )?;
-                (hidden, cache)
-            }
+        let edits = model.edits(setting, means)?;
+        let mut cache = match setting.lowest() {
+            None => base.cache.clone(),
+            Some(low) => below(&base.cache, low),
         };
+        let mut deviation = Deviation::new(rows, model.num_layers());
+        let hidden = base.resume(model, setting, &edits, &pos, &mut cache, &mut |l, x| {
+            deviation.add(l, &effects.deviation(l, x)?)
+        })?;
+        let kl = match setting.is_base() {
+            true => effects.base_kl(rows),
+            false => effects.kl(model, &hidden)?,
+        };
+        effect_all.push((deviation.per_row, kl));
         let forced = teacher_forced(model, &hidden, batch, setting)?;
         greedy_all.push(greedy_up_to_miss(&forced, batch));
         if let Some(group) = DecodeGroup::new(index, &forced, &cache, batch, device)? {
@@ -102,6 +99,7 @@ pub fn score_batch(
             free_running(
                 model,
                 settings,
+                means,
                 std::mem::take(&mut waiting),
                 batch,
                 &mut greedy_all,
@@ -111,15 +109,119 @@ pub fn score_batch(
     Ok(forced_all
         .iter()
         .zip(&greedy_all)
-        .map(|(forced, greedy)| {
+        .zip(effect_all)
+        .map(|((forced, greedy), (deviation, kl))| {
             forced
                 .iter()
                 .zip(greedy)
+                .zip(deviation)
                 .enumerate()
-                .map(|(row, (f, g))| f.scores(g, batch.suffix(row)))
+                .map(|(row, ((f, g), deviation))| SampleScores {
+                    residual_deviation: deviation,
+                    kl_from_base: kl.as_ref().map(|k| k[row]),
+                    ..f.scores(g, batch.suffix(row))
+                })
                 .collect()
         })
         .collect())
+}
+
+/// `x` `[b, T, h]` at the S suffix-predicting positions `P-1 .. T-2`: `[b, S, h]`.
+fn predicting(x: &Tensor, batch: &Batch) -> candle_core::Result<Tensor> {
+    x.narrow(1, batch.prefix_len - 1, batch.suffix_len())
+}
+
+/// What the effect sizes compare against: the base model's residual stream after every block
+/// and (with KL) its next-token log-probabilities, at the suffix-predicting positions.
+struct Effects<'b> {
+    batch: &'b Batch<'b>,
+    /// Per block: `[b, S, h]` f32, and its norm `[b, S, 1]`.
+    stream: Vec<(Tensor, Tensor)>,
+    /// `[b, S, vocab]` f32 log-softmax of the base logits, when KL is asked for.
+    log_p: Option<Tensor>,
+}
+
+impl<'b> Effects<'b> {
+    fn new(
+        model: &Model,
+        stream: Vec<Tensor>,
+        hidden: &Tensor,
+        batch: &'b Batch<'b>,
+        kl: bool,
+    ) -> Result<Self> {
+        let stream = stream
+            .into_iter()
+            .map(|h| {
+                let norm = h.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
+                Ok((h, norm))
+            })
+            .collect::<Result<_>>()?;
+        let log_p = kl.then(|| log_probs(model, hidden, batch)).transpose()?;
+        Ok(Self {
+            batch,
+            stream,
+            log_p,
+        })
+    }
+
+    /// Per row: the mean over the suffix-predicting positions of ‖h − h_base‖ / ‖h_base‖ after
+    /// block `layer` (`x` = that block's output under a setting).
+    fn deviation(&self, layer: usize, x: &Tensor) -> Result<Vec<f64>> {
+        let (base, norm) = &self.stream[layer];
+        let h = predicting(x, self.batch)?.to_dtype(DType::F32)?;
+        let relative = (h - base)?
+            .sqr()?
+            .sum_keepdim(D::Minus1)?
+            .sqrt()?
+            .broadcast_div(norm)?;
+        Ok(to_f64(&relative.mean(1)?.flatten_all()?)?)
+    }
+
+    /// Per row: the mean over the suffix-predicting positions of KL(p_base ‖ p), `None`
+    /// without KL.
+    fn kl(&self, model: &Model, hidden: &Tensor) -> Result<Option<Vec<f64>>> {
+        let Some(base) = &self.log_p else {
+            return Ok(None);
+        };
+        let log_q = log_probs(model, hidden, self.batch)?;
+        let kl = (base.exp()? * (base - log_q)?)?.sum(D::Minus1)?; // [b, S]
+        Ok(Some(to_f64(&kl.mean(1)?)?))
+    }
+
+    /// The base model's own KL, 0 (`None` without KL).
+    fn base_kl(&self, rows: usize) -> Option<Vec<f64>> {
+        self.log_p.as_ref().map(|_| vec![0.0; rows])
+    }
+}
+
+/// `[b, S, vocab]` f32 log-softmax of the logits at the suffix-predicting positions.
+fn log_probs(model: &Model, hidden: &Tensor, batch: &Batch) -> Result<Tensor> {
+    let logits = model.logits(&predicting(hidden, batch)?)?;
+    Ok(candle_nn::ops::log_softmax(&logits, D::Minus1)?)
+}
+
+fn to_f64(x: &Tensor) -> candle_core::Result<Vec<f64>> {
+    x.to_dtype(DType::F64)?.to_vec1()
+}
+
+/// Per row, per block: the residual deviation of one setting (0 below its lowest layer).
+struct Deviation {
+    per_row: Vec<Vec<f64>>,
+}
+
+impl Deviation {
+    fn new(rows: usize, layers: usize) -> Self {
+        Self {
+            per_row: vec![vec![0.0; layers]; rows],
+        }
+    }
+
+    fn add(&mut self, layer: usize, rows: &[f64]) -> Result<()> {
+        for (row, &d) in self.per_row.iter_mut().zip(rows) {
+            row[layer] = d;
+        }
+        Ok(())
+    }
 }
 
 /// Statistics of the S suffix-predicting positions `P-1 .. T-2`, from the LM head applied
@@ -128,7 +230,7 @@ fn teacher_forced(
     model: &Model,
     hidden: &Tensor,
     batch: &Batch,
-    setting: &BypassSet,
+    setting: &Setting,
 ) -> Result<Vec<ForcedRow>> {
     let s = batch.suffix_len();
     let predicting = hidden.narrow(1, batch.prefix_len - 1, s)?; // [b, S, hidden]
@@ -147,10 +249,7 @@ fn teacher_forced(
             batch.suffix(row),
         );
         if !forced.entropy_sum.is_finite() || !forced.nll_mean.is_finite() {
-            bail!(
-                "non-finite logits for row {row} with bypass {:?} (try --dtype f32)",
-                setting.layers()
-            );
+            bail!("non-finite logits for row {row} under setting {setting} (try --dtype f32)");
         }
         out.push(forced);
     }
@@ -218,7 +317,8 @@ impl DecodeGroup {
 /// needs the most steps, so the rows still active at any step are a prefix of the batch.
 fn free_running(
     model: &Model,
-    settings: &[BypassSet],
+    settings: &[Setting],
+    means: Option<&Means>,
     groups: Vec<DecodeGroup>,
     batch: &Batch,
     greedy: &mut [Vec<Vec<u32>>],
@@ -256,11 +356,11 @@ fn free_running(
         (sorted.len(), batch.seq_len),
         device,
     )?);
-    let row_sets: Vec<&BypassSet> = sorted
+    let row_sets: Vec<&Setting> = sorted
         .iter()
         .map(|&(setting, _, _)| &settings[setting])
         .collect();
-    let mut bypass = RowBypass::new(&row_sets, model.num_layers(), device)?;
+    let mut edits = model.row_edits(&row_sets, means)?;
 
     let mut active = sorted.len();
     for step in 0.. {
@@ -274,7 +374,7 @@ fn free_running(
         if still < active {
             active = still;
             cache.narrow_rows(active)?;
-            bypass.narrow_rows(active)?;
+            edits.narrow_rows(active)?;
         }
         let rows = &sorted[..active];
         let input: Vec<u32> = rows
@@ -287,7 +387,8 @@ fn free_running(
             .collect();
         let pos = model.begin_step(&mut cache, &Tensor::from_vec(query, (active, 1), device)?)?;
         let x = model.embed(&Tensor::from_vec(input, (active, 1), device)?, &pos)?;
-        let x = model.run_layers_per_row(x, 0..model.num_layers(), &bypass, &pos, &mut cache)?;
+        let layers = 0..model.num_layers();
+        let x = model.run_layers(x, layers, &edits, &pos, &mut cache, &mut |_, _| Ok(()))?;
         let next = model.head_argmax(&x)?;
         for (&(set, row, _), token) in rows.iter().zip(next) {
             greedy[set][row].push(token);
@@ -297,8 +398,8 @@ fn free_running(
 }
 
 /// Stack the caches of several groups along the batch dimension, rows reordered by `order`.
-/// A layer that some group bypasses has no cache there; it gets zeros, which its rows never
-/// use (they bypass it). Works layer by layer and frees each group's layer once copied, so
+/// A layer whose attention some group skips has no cache there; it gets zeros, which its rows
+/// never use (their attention there is the identity). Works layer by layer and frees each group's layer once copied, so
 /// the peak is one extra layer, not a second copy of every cache.
 fn merge_caches(mut caches: Vec<KvCache>, order: &Tensor) -> Result<KvCache> {
     let layers = caches[0].layers.len();
@@ -344,13 +445,9 @@ pub fn reproduced_rows(model: &Model, batch: &Batch) -> Result<Vec<bool>> {
     let mut cache = model.new_cache();
     let pos = model.begin_step(&mut cache, &sequence_positions(rows, len, &model.device)?)?;
     let x = model.embed(&ids, &pos)?;
-    let x = model.run_layers(
-        x,
-        0..model.num_layers(),
-        &BypassSet::none(),
-        &pos,
-        &mut cache,
-    )?;
+    let base = model.edits(&Setting::base(), None)?;
+    let layers = 0..model.num_layers();
+    let x = model.run_layers(x, layers, &base, &pos, &mut cache, &mut |_, _| Ok(()))?;
     let s = batch.suffix_len();
     let argmax = model.head_argmax(&x.narrow(1, batch.prefix_len - 1, s)?)?;
     Ok(argmax
@@ -358,4 +455,40 @@ pub fn reproduced_rows(model: &Model, batch: &Batch) -> Result<Vec<bool>> {
         .enumerate()
         .map(|(row, a)| a == batch.suffix(row))
         .collect())
+}
+
+/// The base-model means of every site `settings` mean-ablate, over every position of every
+/// row of `data` (`None` when no setting needs one): base passes only, `batch_size` rows at a
+/// time, summed in f64.
+pub fn collect_means(
+    model: &Model,
+    data: &super::TokenRows,
+    batch_size: usize,
+    settings: &[Setting],
+) -> Result<Option<Means>> {
+    let record = Recording::new(settings);
+    if record.is_empty() {
+        return Ok(None);
+    }
+    let (len, device) = (data.cols, &model.device);
+    let mut start = 0;
+    while start < data.rows {
+        let rows = batch_size.max(1).min(data.rows - start);
+        let ids = Tensor::from_slice(data.rows_slice(start, rows), (rows, len), device)?;
+        let mut cache = model.new_cache();
+        let pos = model.begin_step(&mut cache, &sequence_positions(rows, len, device)?)?;
+        record.begin_pass(&Tensor::ones((rows, len), candle_core::DType::F32, device)?)?;
+        let x = model.embed(&ids, &pos)?;
+        BasePass::run(
+            model,
+            x,
+            &pos,
+            cache,
+            &[],
+            Some(&record),
+            &mut |_, _| Ok(()),
+        )?;
+        start += rows;
+    }
+    Ok(Some(record.finish(device)?))
 }

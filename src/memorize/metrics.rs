@@ -17,6 +17,15 @@ pub struct SampleScores {
     pub memorized_len: usize,
     /// Mean negative log-likelihood (nats) of the suffix tokens under teacher forcing.
     pub suffix_nll: f64,
+    /// Per block l: the mean over the suffix-predicting positions of
+    /// ‖h_l − h_l^base‖₂ / ‖h_l^base‖₂ (h_l = the residual stream after block l). Empty in
+    /// files written before effect sizes existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub residual_deviation: Vec<f64>,
+    /// Mean over the suffix-predicting positions of KL(p_base ‖ p_setting), nats; `None` when
+    /// not computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kl_from_base: Option<f64>,
 }
 
 /// Means over the samples of one setting.
@@ -28,10 +37,20 @@ pub struct MeanScores {
     pub teacher_forced_accuracy: f64,
     pub memorized_len: f64,
     pub suffix_nll: f64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub residual_deviation: Vec<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kl_from_base: Option<f64>,
 }
 
 impl MeanScores {
     pub fn of(samples: &[SampleScores]) -> Self {
+        // Effect sizes are averaged when every sample has them.
+        let blocks = samples
+            .iter()
+            .map(|s| s.residual_deviation.len())
+            .min()
+            .unwrap_or(0);
         let mean = |f: &dyn Fn(&SampleScores) -> f64| {
             samples.iter().map(f).sum::<f64>() / samples.len() as f64
         };
@@ -42,6 +61,13 @@ impl MeanScores {
             teacher_forced_accuracy: mean(&|s| s.teacher_forced_accuracy),
             memorized_len: mean(&|s| s.memorized_len as f64),
             suffix_nll: mean(&|s| s.suffix_nll),
+            residual_deviation: (0..blocks)
+                .map(|l| mean(&|s| s.residual_deviation[l]))
+                .collect(),
+            kl_from_base: samples
+                .iter()
+                .all(|s| s.kl_from_base.is_some())
+                .then(|| mean(&|s| s.kl_from_base.unwrap_or(0.0))),
         }
     }
 }
@@ -89,6 +115,8 @@ impl ForcedRow {
             teacher_forced_accuracy: self.correct as f64 / s,
             memorized_len,
             suffix_nll: self.nll_mean,
+            residual_deviation: Vec::new(),
+            kl_from_base: None,
         }
     }
 }

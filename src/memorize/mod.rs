@@ -1,9 +1,8 @@
-//! `llm-mem memorize`: how much of each memorized sample survives each bypass setting.
+//! `llm-mem memorize`: how much of each memorized sample survives each setting.
 
 pub mod engine;
 pub mod metrics;
 pub mod npy;
-pub mod settings;
 pub mod stored;
 
 use std::ops::Range;
@@ -11,7 +10,8 @@ use std::ops::Range;
 use anyhow::{Context, Result};
 
 use crate::bad_input;
-use crate::model::{BypassSet, Model, ModelConfig};
+use crate::intervene::{Means, Setting};
+use crate::model::{Model, ModelConfig};
 use crate::sweep::shard::setting_cost;
 pub use metrics::{MeanScores, SampleScores};
 pub use npy::TokenRows;
@@ -19,7 +19,7 @@ pub use npy::TokenRows;
 /// Scores of one setting over the whole data set.
 #[derive(Debug, Clone)]
 pub struct SettingResult {
-    pub bypass: BypassSet,
+    pub setting: Setting,
     pub mean: MeanScores,
     pub samples: Vec<SampleScores>,
 }
@@ -61,21 +61,30 @@ pub fn validate_config(
     Ok(())
 }
 
-/// Run every setting over every row, `batch_size` rows at a time. `progress` is told how many
+/// Run every setting over every row, `batch_size` rows at a time, with every effect size. `progress` is told how many
 /// tokens (rows × sequence length) each setting of each batch covered.
 pub fn run_sweep(
     model: &Model,
     data: &TokenRows,
     prefix_len: usize,
     batch_size: usize,
-    settings: &[BypassSet],
+    settings: &[Setting],
     progress: &mut dyn FnMut(u64),
 ) -> Result<Vec<SettingResult>> {
+    let means = engine::collect_means(model, data, batch_size, settings)?;
     let mut samples: Vec<Vec<SampleScores>> = vec![Vec::with_capacity(data.rows); settings.len()];
     let mut start = 0;
     while start < data.rows {
         let end = data.rows.min(start + batch_size.max(1));
-        let scores = score_rows(model, data, prefix_len, settings, start..end)?;
+        let scores = score_rows(
+            model,
+            data,
+            prefix_len,
+            settings,
+            means.as_ref(),
+            true,
+            start..end,
+        )?;
         for (all, batch_scores) in samples.iter_mut().zip(scores) {
             all.extend(batch_scores);
         }
@@ -91,7 +100,9 @@ pub fn score_rows(
     model: &Model,
     data: &TokenRows,
     prefix_len: usize,
-    settings: &[BypassSet],
+    settings: &[Setting],
+    means: Option<&Means>,
+    kl: bool,
     rows: Range<usize>,
 ) -> Result<Vec<Vec<SampleScores>>> {
     let batch = engine::Batch {
@@ -100,7 +111,7 @@ pub fn score_rows(
         seq_len: data.cols,
         prefix_len,
     };
-    engine::score_batch(model, &batch, settings).with_context(|| {
+    engine::score_batch(model, &batch, settings, means, kl).with_context(|| {
         format!(
             "scoring the batch of data rows {}..{}",
             rows.start, rows.end
@@ -109,12 +120,12 @@ pub fn score_rows(
 }
 
 /// Per-setting means of per-sample scores, in the order of `settings`.
-pub fn results(settings: &[BypassSet], samples: Vec<Vec<SampleScores>>) -> Vec<SettingResult> {
+pub fn results(settings: &[Setting], samples: Vec<Vec<SampleScores>>) -> Vec<SettingResult> {
     settings
         .iter()
         .zip(samples)
-        .map(|(bypass, samples)| SettingResult {
-            bypass: bypass.clone(),
+        .map(|(setting, samples)| SettingResult {
+            setting: setting.clone(),
             mean: MeanScores::of(&samples),
             samples,
         })
@@ -122,11 +133,11 @@ pub fn results(settings: &[BypassSet], samples: Vec<Vec<SampleScores>>) -> Vec<S
 }
 
 /// Estimated cost of each setting for `--shard` balancing: the rows' teacher-forced pass from
-/// the lowest bypassed layer up, plus free-running decoding of half the suffix through all
-/// blocks for a bypassed setting (most of its rows diverge somewhere; the base model
-/// reproduces memorized rows without decoding).
+/// the lowest touched layer up, plus free-running decoding of half the suffix through all
+/// blocks for any other setting than the base model (most of its rows diverge somewhere; the
+/// base model reproduces memorized rows without decoding).
 pub fn setting_costs(
-    settings: &[BypassSet],
+    settings: &[Setting],
     num_layers: usize,
     seq_len: usize,
     suffix_len: usize,
@@ -134,12 +145,12 @@ pub fn setting_costs(
     settings
         .iter()
         .map(|s| {
-            let decode = if s.layers().is_empty() {
+            let decode = if s.is_base() {
                 0.0
             } else {
                 suffix_len as f64 / 2.0
             };
-            setting_cost(s.layers(), num_layers, seq_len as f64, decode)
+            setting_cost(s.lowest(), num_layers, seq_len as f64, decode)
         })
         .collect()
 }

@@ -1,7 +1,8 @@
 //! Per-sample scores as checkpoint and shard files hold them: one compact array per sample,
 //! `[exact_match, memorized_len, token_accuracy, teacher_forced_accuracy, completion_entropy,
-//! suffix_nll]`, floats bit-exact ([`ExactF64`]) so that the means of a resumed or merged run
-//! are those of an uninterrupted one.
+//! suffix_nll]`, then, when the run measured them, `[residual_deviation…]` and `kl_from_base`
+//! (or null); floats bit-exact ([`ExactF64`]) so that the means of a resumed or merged run
+//! are those of an uninterrupted one. Six-element rows (older files) read back without effects.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -12,6 +13,14 @@ use crate::sweep::exact::ExactF64 as Bits;
 pub struct StoredSample(pub SampleScores);
 
 type Row = (bool, usize, Bits, Bits, Bits, Bits);
+type RowWithEffects = (bool, usize, Bits, Bits, Bits, Bits, Vec<Bits>, Option<Bits>);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Stored {
+    Plain(Row),
+    WithEffects(RowWithEffects),
+}
 
 impl Serialize for StoredSample {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -24,13 +33,24 @@ impl Serialize for StoredSample {
             Bits(x.completion_entropy),
             Bits(x.suffix_nll),
         );
-        row.serialize(s)
+        if x.residual_deviation.is_empty() && x.kl_from_base.is_none() {
+            return row.serialize(s);
+        }
+        let (a, b, c, d, e, f) = row;
+        let deviation: Vec<Bits> = x.residual_deviation.iter().map(|&v| Bits(v)).collect();
+        (a, b, c, d, e, f, deviation, x.kl_from_base.map(Bits)).serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for StoredSample {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (exact_match, memorized_len, acc, tf_acc, entropy, nll) = Row::deserialize(d)?;
+        let (row, deviation, kl) = match Stored::deserialize(d)? {
+            Stored::Plain(row) => (row, Vec::new(), None),
+            Stored::WithEffects((a, b, c, d, e, f, deviation, kl)) => {
+                ((a, b, c, d, e, f), deviation, kl)
+            }
+        };
+        let (exact_match, memorized_len, acc, tf_acc, entropy, nll) = row;
         Ok(Self(SampleScores {
             exact_match,
             token_accuracy: acc.0,
@@ -38,6 +58,8 @@ impl<'de> Deserialize<'de> for StoredSample {
             teacher_forced_accuracy: tf_acc.0,
             memorized_len,
             suffix_nll: nll.0,
+            residual_deviation: deviation.into_iter().map(|b| b.0).collect(),
+            kl_from_base: kl.map(|b| b.0),
         }))
     }
 }
@@ -55,11 +77,21 @@ mod tests {
             teacher_forced_accuracy: 0.1 + 0.2,
             memorized_len: 7,
             suffix_nll: f64::MIN_POSITIVE,
+            residual_deviation: Vec::new(),
+            kl_from_base: None,
         };
         let text = serde_json::to_string(&StoredSample(sample.clone())).unwrap();
         assert!(text.starts_with("[false,7,\"3fd5555555555555\""), "{text}");
         let back: StoredSample = serde_json::from_str(&text).unwrap();
         assert_eq!(back.0, sample);
+        let with_effects = SampleScores {
+            residual_deviation: vec![0.0, 1.0 / 7.0],
+            kl_from_base: Some(0.1 + 0.2),
+            ..sample.clone()
+        };
+        let text = serde_json::to_string(&StoredSample(with_effects.clone())).unwrap();
+        let back: StoredSample = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.0, with_effects);
         for bad in ["[true,1,\"x\",\"0\",\"0\",\"0\"]", "[true,1]"] {
             assert!(serde_json::from_str::<StoredSample>(bad).is_err());
         }

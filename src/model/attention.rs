@@ -1,5 +1,5 @@
 //! What every architecture shares around attention: token positions, masks, the KV cache,
-//! the head layout and the attention bypass. The attention product itself is
+//! and the head layout. The attention product itself is
 //! [`crate::ops::attend`].
 //!
 //! Positions are explicit per row, so one batch can hold rows at different decoding
@@ -10,8 +10,6 @@
 //! must never be seen carry the position [`HIDDEN_KEY`].
 
 use candle_core::{DType, Result, Tensor, D};
-
-use super::LayerBypass;
 
 /// Position given to cache slots that no query may attend to.
 pub const HIDDEN_KEY: f32 = 1.0e9;
@@ -256,22 +254,5 @@ impl Heads {
         v.reshape((b, t, self.kv, 1, self.dim))?
             .broadcast_as((b, t, self.kv, group, self.dim))?
             .reshape((b, t, self.query * self.dim))
-    }
-}
-
-/// The attention mix `mixed` `[b, t, heads * dim]`, with the rows whose setting bypasses this
-/// layer ([`LayerBypass::Rows`]) taking their own value vectors (`own()`, computed only then)
-/// instead.
-pub fn bypass_rows(
-    bypass: LayerBypass<'_>,
-    own: impl FnOnce() -> Result<Tensor>,
-    mixed: Tensor,
-) -> Result<Tensor> {
-    match bypass {
-        LayerBypass::Rows(mask) => {
-            let own = own()?;
-            mask.broadcast_as(own.shape())?.where_cond(&own, &mixed)
-        }
-        LayerBypass::On | LayerBypass::Off => Ok(mixed),
     }
 }

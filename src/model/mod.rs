@@ -20,6 +20,9 @@ use std::sync::Mutex;
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 
+use crate::intervene::mean::Recording;
+use crate::intervene::{LayerEdit, Means, RowEdits, Setting};
+
 pub use activation::Activation;
 pub use attention::{KvCache, LayerKv, Positions};
 pub use config::ModelConfig;
@@ -31,12 +34,13 @@ use crate::bad_input;
 pub trait CausalLm: Send + Sync {
     /// Token (and, with learned positions, position) embeddings: `[b, t]` ids → `[b, t, hidden]`.
     fn embed(&self, ids: &Tensor, pos: &Positions) -> candle_core::Result<Tensor>;
-    /// Transformer block `layer`; where `bypass` says so, its attention is the identity.
+    /// Transformer block `layer`, its sites passed through `edit` (see
+    /// [`crate::intervene::edit`]: the block calls `edit.heads`, `edit.attn_out`, `edit.mlp_out`).
     fn block(
         &self,
         layer: usize,
         x: &Tensor,
-        bypass: LayerBypass<'_>,
+        edit: &LayerEdit<'_>,
         pos: &Positions,
         kv: &mut LayerKv,
     ) -> candle_core::Result<Tensor>;
@@ -50,110 +54,6 @@ pub trait CausalLm: Send + Sync {
         self.lm_head()
             .forward(&self.final_norm(x)?)?
             .to_dtype(DType::F32)
-    }
-}
-
-/// Which blocks have their attention bypassed. The empty set is the unmodified model.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct BypassSet(Vec<usize>);
-
-impl BypassSet {
-    pub fn new(mut layers: Vec<usize>) -> Self {
-        layers.sort_unstable();
-        layers.dedup();
-        Self(layers)
-    }
-
-    pub fn none() -> Self {
-        Self(Vec::new())
-    }
-
-    pub fn layers(&self) -> &[usize] {
-        &self.0
-    }
-
-    pub fn contains(&self, layer: usize) -> bool {
-        self.0.binary_search(&layer).is_ok()
-    }
-
-    /// The lowest bypassed layer: blocks below it compute exactly what the base model does.
-    pub fn lowest(&self) -> Option<usize> {
-        self.0.first().copied()
-    }
-}
-
-/// Which rows of a batch have one layer's attention bypassed.
-#[derive(Clone, Copy)]
-pub enum LayerBypass<'a> {
-    /// No row: ordinary attention.
-    Off,
-    /// Every row: the block computes only `out_proj(V(norm(x)))` for its attention branch.
-    On,
-    /// Rows where the `[rows, 1, 1]` u8 mask is 1 (a batch mixing several settings).
-    Rows(&'a Tensor),
-}
-
-impl LayerBypass<'_> {
-    pub fn of_set(set: &BypassSet, layer: usize) -> Self {
-        if set.contains(layer) {
-            Self::On
-        } else {
-            Self::Off
-        }
-    }
-}
-
-/// Per-row bypass masks for a batch whose rows come from different settings.
-pub struct RowBypass {
-    /// `flags[layer][row]`: is that layer bypassed for that row?
-    flags: Vec<Vec<bool>>,
-    /// Per layer, the flags as a `[rows, 1, 1]` u8 tensor where some but not all rows bypass it.
-    masks: Vec<Option<Tensor>>,
-    device: Device,
-}
-
-impl RowBypass {
-    /// `row_sets[r]` is the setting of row r.
-    pub fn new(row_sets: &[&BypassSet], num_layers: usize, device: &Device) -> Result<Self> {
-        let flags = (0..num_layers)
-            .map(|layer| row_sets.iter().map(|s| s.contains(layer)).collect())
-            .collect();
-        let mut bypass = Self {
-            flags,
-            masks: Vec::new(),
-            device: device.clone(),
-        };
-        bypass.build_masks()?;
-        Ok(bypass)
-    }
-
-    fn build_masks(&mut self) -> Result<()> {
-        self.masks = self
-            .flags
-            .iter()
-            .map(|rows| {
-                let mixed = rows.iter().any(|&f| f) && !rows.iter().all(|&f| f);
-                let values: Vec<u8> = rows.iter().map(|&f| u8::from(f)).collect();
-                mixed
-                    .then(|| Tensor::from_vec(values, (rows.len(), 1, 1), &self.device))
-                    .transpose()
-            })
-            .collect::<candle_core::Result<_>>()?;
-        Ok(())
-    }
-
-    /// Keep the first `rows` rows.
-    pub fn narrow_rows(&mut self, rows: usize) -> Result<()> {
-        self.flags.iter_mut().for_each(|f| f.truncate(rows));
-        self.build_masks()
-    }
-
-    pub fn layer(&self, layer: usize) -> LayerBypass<'_> {
-        match &self.masks[layer] {
-            Some(mask) => LayerBypass::Rows(mask),
-            None if self.flags[layer].first() == Some(&true) => LayerBypass::On,
-            None => LayerBypass::Off,
-        }
     }
 }
 
@@ -213,50 +113,72 @@ impl Model {
         Ok(self.net.embed(ids, pos)?)
     }
 
-    /// Run blocks `layers` on the residual stream `x`, appending to `cache`.
-    pub fn run_layers(
-        &self,
-        x: Tensor,
-        layers: Range<usize>,
-        bypass: &BypassSet,
-        pos: &Positions,
-        cache: &mut KvCache,
-    ) -> Result<Tensor> {
-        self.run_blocks(
-            x,
-            layers,
-            |layer| LayerBypass::of_set(bypass, layer),
-            pos,
-            cache,
+    /// Query heads per block (the `head` site's range).
+    pub fn heads(&self) -> usize {
+        self.config.shape().heads
+    }
+
+    /// The edits of `setting` for every row of a batch (`means` when it mean-ablates).
+    pub fn edits<'m>(&self, setting: &Setting, means: Option<&'m Means>) -> Result<RowEdits<'m>> {
+        RowEdits::uniform(
+            setting,
+            self.num_layers(),
+            self.heads(),
+            means,
+            self.dtype,
+            &self.device,
         )
     }
 
-    /// [`Model::run_layers`] for a batch whose rows bypass different layers.
-    pub fn run_layers_per_row(
+    /// The edits of a batch whose row `r` has setting `row_sets[r]`.
+    pub fn row_edits<'m>(
         &self,
-        x: Tensor,
-        layers: Range<usize>,
-        bypass: &RowBypass,
-        pos: &Positions,
-        cache: &mut KvCache,
-    ) -> Result<Tensor> {
-        self.run_blocks(x, layers, |layer| bypass.layer(layer), pos, cache)
+        row_sets: &[&Setting],
+        means: Option<&'m Means>,
+    ) -> Result<RowEdits<'m>> {
+        RowEdits::new(
+            row_sets,
+            self.num_layers(),
+            self.heads(),
+            means,
+            self.dtype,
+            &self.device,
+        )
     }
 
-    fn run_blocks<'a>(
+    /// Run blocks `layers` on the residual stream `x` under `edits`, appending to `cache`;
+    /// `after(layer, output)` sees each block's output.
+    pub fn run_layers(
         &self,
         mut x: Tensor,
         layers: Range<usize>,
-        bypass_of: impl Fn(usize) -> LayerBypass<'a>,
+        edits: &RowEdits,
         pos: &Positions,
         cache: &mut KvCache,
+        after: &mut dyn FnMut(usize, &Tensor) -> Result<()>,
     ) -> Result<Tensor> {
         for layer in layers {
             x = self
                 .net
-                .block(layer, &x, bypass_of(layer), pos, &mut cache.layers[layer])?;
+                .block(layer, &x, edits.layer(layer), pos, &mut cache.layers[layer])?;
+            after(layer, &x)?;
         }
         Ok(x)
+    }
+
+    /// One block of the unmodified model, its sites summed into `record` when given.
+    pub fn base_block(
+        &self,
+        layer: usize,
+        x: &Tensor,
+        record: Option<&Recording>,
+        pos: &Positions,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let edit = LayerEdit::recording(layer, record);
+        Ok(self
+            .net
+            .block(layer, x, &edit, pos, &mut cache.layers[layer])?)
     }
 
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
@@ -264,12 +186,24 @@ impl Model {
     }
 
     /// Plain full forward: `[b, t]` u32 ids → f32 logits `[b, t, vocab]`, no cache kept.
-    pub fn forward(&self, ids: &Tensor, bypass: &BypassSet) -> Result<Tensor> {
+    pub fn forward(&self, ids: &Tensor, setting: &Setting) -> Result<Tensor> {
+        self.forward_with(ids, &self.edits(setting, None)?)
+    }
+
+    /// [`Model::forward`] under any edits (with means, or per row).
+    pub fn forward_with(&self, ids: &Tensor, edits: &RowEdits) -> Result<Tensor> {
         let (batch, len) = ids.dims2()?;
         let mut cache = self.new_cache();
         let pos = self.begin_step(&mut cache, &sequence_positions(batch, len, &self.device)?)?;
         let x = self.embed(ids, &pos)?;
-        let x = self.run_layers(x, 0..self.num_layers(), bypass, &pos, &mut cache)?;
+        let x = self.run_layers(
+            x,
+            0..self.num_layers(),
+            edits,
+            &pos,
+            &mut cache,
+            &mut |_, _| Ok(()),
+        )?;
         self.logits(&x)
     }
 }

@@ -1,5 +1,6 @@
 //! `llm-mem report`'s data side: read a memorize and a benchmark result, join them by setting
-//! (the sorted `bypass` list), and reduce each setting to (exact_match, mean benchmark metric).
+//! (the `setting` label, or for files written before interventions existed the sorted `bypass`
+//! list), and reduce each setting to (exact_match, mean benchmark metric).
 //! Tables in markdown (stdout) and HTML (the report page).
 
 use std::collections::BTreeMap;
@@ -10,8 +11,8 @@ use serde_json::Value;
 
 use super::plot::{bypass_of, task_names};
 use super::svg::escape;
-use super::table::setting_label;
 use crate::bad_input;
+use crate::intervene::{parse_setting, Setting};
 
 /// Which of the two inputs a file is meant to be, for checks and messages.
 #[derive(Clone, Copy, PartialEq)]
@@ -20,12 +21,20 @@ pub enum Kind {
     Benchmark,
 }
 
-/// A result file, checked: every entry has a `bypass` list, each setting appears once.
+/// A result file, checked: every entry names its setting, each setting appears once.
 pub struct ResultFile {
     pub path: PathBuf,
     pub value: Value,
     /// Setting → index into `value["results"]`.
-    pub settings: BTreeMap<Vec<usize>, usize>,
+    pub settings: BTreeMap<Setting, usize>,
+}
+
+/// The setting of a result entry: its `setting` label, else its `bypass` list (older files).
+fn setting_of(entry: &Value) -> Option<Setting> {
+    match entry.get("setting").and_then(Value::as_str) {
+        Some(label) => parse_setting(label).ok(),
+        None => bypass_of(entry).map(|layers| Setting::bypass(&layers)),
+    }
 }
 
 impl ResultFile {
@@ -45,17 +54,19 @@ impl ResultFile {
         };
         let mut settings = BTreeMap::new();
         for (i, entry) in results.iter().enumerate() {
-            let layers = bypass_of(entry)
-                .ok_or_else(|| bad_input!("{name}: results[{i}] has no `bypass` list of layers"))?;
+            let setting = setting_of(entry).ok_or_else(|| {
+                bad_input!(
+                    "{name}: results[{i}] has no `setting` label nor `bypass` list of layers"
+                )
+            })?;
             if entry.get(field).is_none() {
                 return Err(bad_input!(
                     "{name}: results[{i}] has no `{field}`; is this an `llm-mem {what}` result?"
                 ));
             }
-            if settings.insert(layers.clone(), i).is_some() {
+            if settings.insert(setting.clone(), i).is_some() {
                 return Err(bad_input!(
-                    "{name}: setting {} appears more than once",
-                    setting_label(&layers)
+                    "{name}: setting {setting} appears more than once"
                 ));
             }
         }
@@ -66,13 +77,15 @@ impl ResultFile {
         })
     }
 
-    fn entry(&self, setting: &[usize]) -> &Value {
+    fn entry(&self, setting: &Setting) -> &Value {
         &self.value["results"][self.settings[setting]]
     }
 }
 
 /// One joined setting.
 pub struct Row {
+    pub setting: Setting,
+    /// The bypassed layers of an attention-bypass setting (empty for others).
     pub bypass: Vec<usize>,
     pub exact_match: f64,
     /// Mean of `per_task` over the chosen tasks.
@@ -84,15 +97,23 @@ pub struct Joined {
     pub metric: String,
     /// (task, the lm-eval key read for it, e.g. `acc_norm,none` or its `acc,none` fallback).
     pub tasks: Vec<(String, String)>,
-    /// Base first, then single layers by depth, then multi-layer settings.
+    /// The attention-bypass settings (the figure's points): base first, then single layers
+    /// by depth, then multi-layer settings.
     pub rows: Vec<Row>,
-    pub only_memorize: Vec<Vec<usize>>,
-    pub only_benchmark: Vec<Vec<usize>>,
+    /// Every other setting both files hold (heads, MLPs, zero / mean ablations), by label
+    /// order: in the tables, not in the figure.
+    pub others: Vec<Row>,
+    pub only_memorize: Vec<Setting>,
+    pub only_benchmark: Vec<Setting>,
 }
 
-/// Order of rows and points: base, single layers by depth, then multi-layer settings.
-fn setting_order(layers: &[usize]) -> (usize, Vec<usize>) {
-    (layers.len().min(2), layers.to_vec())
+/// Order of rows: attention bypasses (base, single layers by depth, then multi-layer
+/// settings), then every other setting.
+fn setting_order(setting: &Setting) -> (usize, Vec<usize>, Setting) {
+    match setting.bypass_layers() {
+        Some(layers) => (layers.len().min(2), layers, Setting::base()),
+        None => (3, Vec::new(), setting.clone()),
+    }
 }
 
 /// Join by setting. `tasks`: names to use (default: every task that has `metric`).
@@ -103,7 +124,7 @@ pub fn join(
     tasks: Option<&[String]>,
 ) -> Result<Joined> {
     let tasks = choose_tasks(bench, metric, tasks)?;
-    let mut common: Vec<Vec<usize>> = mem
+    let mut common: Vec<Setting> = mem
         .settings
         .keys()
         .filter(|s| bench.settings.contains_key(*s))
@@ -111,25 +132,25 @@ pub fn join(
         .collect();
     if common.is_empty() {
         return Err(bad_input!(
-            "{} and {} have no bypass setting in common; were they run on the same model?",
+            "{} and {} have no setting in common; were they run on the same model?",
             mem.path.display(),
             bench.path.display()
         ));
     }
-    common.sort_by_key(|s| setting_order(s));
+    common.sort_by_key(setting_order);
     let only = |a: &ResultFile, b: &ResultFile| {
-        let mut v: Vec<Vec<usize>> = a
+        let mut v: Vec<Setting> = a
             .settings
             .keys()
             .filter(|s| !b.settings.contains_key(*s))
             .cloned()
             .collect();
-        v.sort_by_key(|s| setting_order(s));
+        v.sort_by_key(setting_order);
         v
     };
-    let mut rows = Vec::with_capacity(common.len());
+    let (mut rows, mut others) = (Vec::new(), Vec::new());
     for setting in common {
-        let label = setting_label(&setting);
+        let label = setting.label();
         let exact_match = mem.entry(&setting)["exact_match"].as_f64().ok_or_else(|| {
             bad_input!(
                 "{}: setting {label}: exact_match is not a number",
@@ -150,17 +171,23 @@ pub fn join(
             })
             .collect::<Result<Vec<f64>>>()?;
         let mean = per_task.iter().sum::<f64>() / per_task.len() as f64;
-        rows.push(Row {
-            bypass: setting,
+        let row = Row {
+            bypass: setting.bypass_layers().unwrap_or_default(),
+            setting,
             exact_match,
             mean,
             per_task,
-        });
+        };
+        match row.setting.bypass_layers() {
+            Some(_) => rows.push(row),
+            None => others.push(row),
+        }
     }
     Ok(Joined {
         metric: metric.to_string(),
         tasks,
         rows,
+        others,
         only_memorize: only(mem, bench),
         only_benchmark: only(bench, mem),
     })
@@ -171,7 +198,7 @@ pub fn join(
 /// winogrande, boolq), as papers that report "acc_norm where available" do.
 fn metric_key(bench: &ResultFile, task: &str, metric: &str) -> Option<String> {
     let results = bench.value["results"].as_array()?;
-    let base = bench.settings.get(&Vec::new()).map(|&i| &results[i]);
+    let base = bench.settings.get(&Setting::base()).map(|&i| &results[i]);
     let entry = base
         .into_iter()
         .chain(results)
@@ -233,10 +260,10 @@ fn choose_tasks(
 }
 
 impl Joined {
-    /// Column headers: bypass, exact_match, the mean, then each task with the metric read.
+    /// Column headers: setting, exact_match, the mean, then each task with the metric read.
     pub fn header(&self) -> Vec<String> {
         let mut header = vec![
-            "bypass".to_string(),
+            "setting".to_string(),
             "exact_match".into(),
             format!("mean {}", self.metric),
         ];
@@ -250,7 +277,7 @@ impl Joined {
 
     pub fn cells(&self, row: &Row) -> Vec<String> {
         let mut cells = vec![
-            setting_label(&row.bypass),
+            row.setting.label(),
             format!("{:.4}", row.exact_match),
             format!("{:.4}", row.mean),
         ];
@@ -268,7 +295,7 @@ impl Joined {
             .map(|(i, _)| (if i == 0 { ":--" } else { "--:" }).into())
             .collect();
         out.push_str(&line(&rule));
-        for row in &self.rows {
+        for row in self.rows.iter().chain(&self.others) {
             out.push_str(&line(&self.cells(row)));
         }
         out
@@ -285,7 +312,7 @@ impl Joined {
             "<table>\n<thead><tr>{}</tr></thead>\n<tbody>\n",
             tag("th", &self.header())
         );
-        for row in &self.rows {
+        for row in self.rows.iter().chain(&self.others) {
             out.push_str(&format!("<tr>{}</tr>\n", tag("td", &self.cells(row))));
         }
         out.push_str("</tbody>\n</table>\n");
@@ -294,12 +321,7 @@ impl Joined {
 
     /// One line per side naming the settings that could not be joined, or nothing.
     pub fn unmatched(&self, mem: &Path, bench: &Path) -> Vec<String> {
-        let list = |s: &[Vec<usize>]| {
-            s.iter()
-                .map(|l| setting_label(l))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let list = |s: &[Setting]| s.iter().map(Setting::label).collect::<Vec<_>>().join(", ");
         let mut lines = Vec::new();
         for (settings, file) in [(&self.only_memorize, mem), (&self.only_benchmark, bench)] {
             if !settings.is_empty() {
@@ -361,18 +383,54 @@ mod tests {
         std::fs::write(&path, value.to_string()).unwrap();
         let err = ResultFile::load(&path, Kind::Memorize).err().unwrap();
         assert!(
-            format!("{err}").contains("setting 1,2 appears more than once"),
+            format!("{err}").contains("setting attn:1-2 appears more than once"),
             "{err}"
         );
     }
 
     #[test]
     fn setting_order_is_base_single_multi() {
-        let mut v = vec![vec![20, 21, 22], vec![3], vec![], vec![10], vec![0, 1]];
-        v.sort_by_key(|s| setting_order(s));
+        let b = |l: &[usize]| Setting::bypass(l);
+        let mut v = [
+            parse_setting("mlp:0").unwrap(),
+            b(&[20, 21, 22]),
+            b(&[3]),
+            b(&[]),
+            b(&[10]),
+            b(&[0, 1]),
+        ];
+        v.sort_by_key(setting_order);
+        let labels: Vec<String> = v.iter().map(Setting::label).collect();
         assert_eq!(
-            v,
-            vec![vec![], vec![3], vec![10], vec![0, 1], vec![20, 21, 22]]
+            labels,
+            [
+                "base",
+                "attn:3",
+                "attn:10",
+                "attn:0-1",
+                "attn:20-22",
+                "mlp:0"
+            ]
         );
+    }
+
+    #[test]
+    fn joins_by_setting_label_and_old_bypass_lists() {
+        let mem = file(json!({"results": [
+            {"bypass": [1], "exact_match": 0.1},
+            {"bypass": [], "exact_match": 0.5},
+            {"setting": "head:1.0-1=zero", "exact_match": 0.3}
+        ]}));
+        let bench = file(json!({"results": [
+            {"setting": "attn:1", "bypass": [1], "tasks": {"piqa": {"acc,none": 0.6}}},
+            {"setting": "base", "bypass": [], "tasks": {"piqa": {"acc,none": 0.8}}},
+            {"setting": "head:1.1,1.0=zero", "tasks": {"piqa": {"acc,none": 0.7}}}
+        ]}));
+        let joined = join(&mem, &bench, "acc", None).unwrap();
+        assert_eq!(joined.rows.len(), 2);
+        assert_eq!(joined.others.len(), 1);
+        assert_eq!(joined.others[0].setting.label(), "head:1.0-1=zero");
+        assert!((joined.others[0].mean - 0.7).abs() < 1e-12);
+        assert!(joined.markdown().contains("| head:1.0-1=zero | 0.3000 |"));
     }
 }

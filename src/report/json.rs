@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bad_input;
 use crate::data::SampleOrigin;
+use crate::intervene::SettingFields;
 use crate::memorize::{MeanScores, SampleScores, SettingResult};
 use crate::sweep::{atomic, Fingerprint};
 
@@ -46,7 +47,8 @@ pub struct DataInfo {
 
 #[derive(Debug, Serialize)]
 pub struct MemorizeEntry {
-    pub bypass: Vec<usize>,
+    #[serde(flatten)]
+    pub setting: SettingFields,
     #[serde(flatten)]
     pub scores: MeanScores,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -98,7 +100,7 @@ impl MemorizeReport {
         let results = results
             .iter()
             .map(|r| MemorizeEntry {
-                bypass: r.bypass.layers().to_vec(),
+                setting: SettingFields::from(&r.setting),
                 scores: r.mean.clone(),
                 per_sample: per_sample.then(|| entries(&r.samples)),
             })

@@ -3,6 +3,7 @@
 
 pub mod axis;
 pub mod figure;
+pub mod heads;
 pub mod join;
 pub mod json;
 pub mod panels;

@@ -95,9 +95,12 @@ fn entries(value: &Value) -> Result<Vec<(Vec<usize>, &Value)>> {
         .get("results")
         .and_then(Value::as_array)
         .context("no `results` list")?;
+    // The per-layer curves are of attention bypasses: other settings (which have a
+    // `setting` but no `bypass`) are drawn elsewhere.
     results
         .iter()
         .enumerate()
+        .filter(|(_, e)| e.get("bypass").is_some() || e.get("setting").is_none())
         .map(|(i, e)| {
             Ok((
                 bypass_of(e).with_context(|| format!("results[{i}]: no `bypass` list"))?,

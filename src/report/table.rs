@@ -2,7 +2,8 @@
 
 use crate::memorize::SettingResult;
 
-/// How a setting is shown to people: `base`, `2`, `20-23`, `2,4`.
+/// How a bypass setting of old result files (a list of layers) is shown: `base`, `2`,
+/// `20-23`, `2,4`.
 pub fn setting_label(layers: &[usize]) -> String {
     if layers.is_empty() {
         return "base".into();
@@ -22,7 +23,7 @@ pub fn setting_label(layers: &[usize]) -> String {
 /// One row per setting, one column per metric.
 pub fn memorize_table(results: &[SettingResult]) -> String {
     let header = [
-        "bypass",
+        "setting",
         "exact_match",
         "token_acc",
         "entropy",
@@ -35,7 +36,7 @@ pub fn memorize_table(results: &[SettingResult]) -> String {
         .map(|r| {
             let m = &r.mean;
             vec![
-                setting_label(r.bypass.layers()),
+                r.setting.label(),
                 format!("{:.4}", m.exact_match),
                 format!("{:.4}", m.token_accuracy),
                 format!("{:.3}", m.completion_entropy),

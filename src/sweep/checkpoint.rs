@@ -14,6 +14,7 @@ use super::guard::OutputPlan;
 use super::interrupt::{Interrupt, Interrupted};
 use super::shard::Shard;
 use crate::bad_input;
+use crate::intervene::Setting;
 
 /// Written in every file so a stray JSON is not mistaken for a checkpoint.
 pub const FORMAT: &str = "llm-mem sweep";
@@ -28,7 +29,7 @@ pub struct SweepFile<T> {
     /// Which share of the settings this file computes; `None` = all of them.
     pub shard: Option<Shard>,
     /// The settings computed here, in sweep order (all of `fingerprint.settings` unsharded).
-    pub settings: Vec<Vec<usize>>,
+    pub settings: Vec<Setting>,
     pub items_total: usize,
     pub items_done: usize,
     /// What the final report says about the run besides its numbers (model and data as
@@ -48,7 +49,7 @@ impl<T> SweepFile<T> {
     pub fn new(
         fingerprint: Fingerprint,
         shard: Option<Shard>,
-        settings: Vec<Vec<usize>>,
+        settings: Vec<Setting>,
         items_total: usize,
         header: serde_json::Value,
     ) -> Self {
@@ -219,7 +220,7 @@ pub fn run_interruptible<T: Serialize>(
 mod tests {
     use super::*;
 
-    fn fingerprint(settings: Vec<Vec<usize>>) -> Fingerprint {
+    fn fingerprint(settings: Vec<Setting>) -> Fingerprint {
         Fingerprint::placeholder("memorize", settings)
     }
 
@@ -227,7 +228,7 @@ mod tests {
     fn batches_are_checkpointed_and_resumable() {
         let dir = tempfile::tempdir().unwrap();
         let partial = dir.path().join("out.json.partial");
-        let settings = vec![vec![], vec![1]];
+        let settings = vec![Setting::base(), Setting::bypass(&[1])];
         let mut file = SweepFile::new(
             fingerprint(settings.clone()),
             None,
@@ -259,9 +260,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.partial");
         let mut file: SweepFile<u64> = SweepFile::new(
-            fingerprint(vec![vec![]]),
+            fingerprint(vec![Setting::base()]),
             None,
-            vec![vec![]],
+            vec![Setting::base()],
             3,
             serde_json::json!({}),
         );

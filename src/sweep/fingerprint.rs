@@ -15,6 +15,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::error::BadInputContext;
+use crate::intervene::Setting;
 use crate::model::weights::{ModelFiles, WeightFiles};
 
 /// A file by content.
@@ -46,13 +47,13 @@ pub struct Fingerprint {
     /// Options that change the numbers, e.g. `prefix_len`.
     pub params: BTreeMap<String, Value>,
     /// Every setting of the whole sweep, in output order (shards hold a subset).
-    pub settings: Vec<Vec<usize>>,
+    pub settings: Vec<Setting>,
 }
 
 #[cfg(test)]
 impl Fingerprint {
     /// A fingerprint of no real files, for the sweep-file tests.
-    pub(crate) fn placeholder(command: &str, settings: Vec<Vec<usize>>) -> Self {
+    pub(crate) fn placeholder(command: &str, settings: Vec<Setting>) -> Self {
         Self {
             tool: "t".into(),
             command: command.into(),
@@ -239,7 +240,7 @@ mod tests {
                 },
             )]),
             params: BTreeMap::from([("prefix_len".to_string(), Value::from(32))]),
-            settings: vec![vec![], vec![0]],
+            settings: vec![Setting::base(), Setting::bypass(&[0])],
         }
     }
 

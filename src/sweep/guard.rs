@@ -11,6 +11,7 @@ use super::checkpoint::SweepFile;
 use super::fingerprint::Fingerprint;
 use super::shard::Shard;
 use crate::bad_input;
+use crate::intervene::Setting;
 
 /// A run's output file, its checkpoint beside it, and the user's `--resume` / `--force`.
 #[derive(Debug, Clone)]
@@ -74,7 +75,7 @@ impl OutputPlan {
         &self,
         fingerprint: &Fingerprint,
         shard: Option<Shard>,
-        settings: &[Vec<usize>],
+        settings: &[Setting],
     ) -> Result<Start<T>> {
         if self.resume && self.partial.exists() {
             let file = SweepFile::<T>::load(&self.partial)?;

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use super::checkpoint::SweepFile;
 use super::shard::Shard;
 use crate::bad_input;
-use crate::report::table::setting_label;
+use crate::intervene::Setting;
 
 /// Shards read and checked, lowest shard index first.
 pub struct Shards<T> {
@@ -108,7 +108,7 @@ impl<T: DeserializeOwned> Shards<T> {
         Ok(merged)
     }
 
-    fn check_coverage(&self, sweep: &[Vec<usize>], holders: &[Vec<usize>]) -> Result<()> {
+    fn check_coverage(&self, sweep: &[Setting], holders: &[Vec<usize>]) -> Result<()> {
         let name = |f: usize| {
             let (path, file) = &self.files[f];
             format!(
@@ -122,7 +122,7 @@ impl<T: DeserializeOwned> Shards<T> {
             let files: Vec<String> = h.iter().map(|&f| name(f)).collect();
             problems.push(format!(
                 "setting {} is in {}",
-                setting_label(&sweep[s]),
+                sweep[s].label(),
                 files.join(" and ")
             ));
         }
@@ -130,7 +130,7 @@ impl<T: DeserializeOwned> Shards<T> {
             .iter()
             .enumerate()
             .filter(|(_, h)| h.is_empty())
-            .map(|(s, _)| setting_label(&sweep[s]))
+            .map(|(s, _)| sweep[s].label())
             .collect();
         if !gaps.is_empty() {
             problems.push(format!(
@@ -187,8 +187,12 @@ mod tests {
     use super::*;
     use crate::sweep::fingerprint::Fingerprint;
 
-    fn shard_file(dir: &Path, index: usize, settings: Vec<Vec<usize>>) -> PathBuf {
-        let fingerprint = Fingerprint::placeholder("benchmark", vec![vec![], vec![0], vec![1]]);
+    fn b(layers: &[usize]) -> Setting {
+        Setting::bypass(layers)
+    }
+
+    fn shard_file(dir: &Path, index: usize, settings: Vec<Setting>) -> PathBuf {
+        let fingerprint = Fingerprint::placeholder("benchmark", vec![b(&[]), b(&[0]), b(&[1])]);
         let shard = Some(Shard { index, count: 2 });
         let mut file = SweepFile::new(
             fingerprint,
@@ -198,7 +202,10 @@ mod tests {
             serde_json::json!({}),
         );
         file.items_done = 2;
-        file.results = settings.iter().map(|s| vec![s.len() as u64, 7]).collect();
+        file.results = settings
+            .iter()
+            .map(|s| vec![s.atoms().len() as u64, 7])
+            .collect();
         file.summaries = Some(
             settings
                 .iter()
@@ -213,10 +220,13 @@ mod tests {
     #[test]
     fn results_and_summaries_come_back_in_sweep_order() {
         let dir = tempfile::tempdir().unwrap();
-        let a = shard_file(dir.path(), 0, vec![vec![0]]);
-        let b = shard_file(dir.path(), 1, vec![vec![], vec![1]]);
-        let merged = Shards::<u64>::load(&[b, a]).unwrap().merge().unwrap();
-        assert_eq!(merged.settings, vec![vec![], vec![0], vec![1]]);
+        let first = shard_file(dir.path(), 0, vec![b(&[0])]);
+        let second = shard_file(dir.path(), 1, vec![b(&[]), b(&[1])]);
+        let merged = Shards::<u64>::load(&[second, first])
+            .unwrap()
+            .merge()
+            .unwrap();
+        assert_eq!(merged.settings, vec![b(&[]), b(&[0]), b(&[1])]);
         assert_eq!(merged.results, vec![vec![0, 7], vec![1, 7], vec![1, 7]]);
         let order: Vec<_> = merged
             .summaries
@@ -227,9 +237,9 @@ mod tests {
         assert_eq!(
             order,
             vec![
-                serde_json::json!([]),
-                serde_json::json!([0]),
-                serde_json::json!([1])
+                serde_json::json!("base"),
+                serde_json::json!("attn:0"),
+                serde_json::json!("attn:1")
             ]
         );
         assert!(merged.shard.is_none());

@@ -1,7 +1,7 @@
 //! `--shard K/N`: which settings shard K of N computes.
 //!
 //! Every shard derives the same assignment from the sweep alone, so no coordination is
-//! needed. Settings are not dealt out round-robin: a setting whose lowest bypassed layer is L
+//! needed. Settings are not dealt out round-robin: a setting whose lowest touched layer is L
 //! reruns blocks L.. over the base pass, so early-layer settings cost many times more than
 //! late ones. The assignment is greedy longest-first (LPT): settings by decreasing estimated
 //! cost, each to the shard with the least work so far. The base model's own pass, which every
@@ -43,17 +43,16 @@ impl FromStr for Shard {
 }
 
 /// Estimated cost of one setting per item, in block-token passes beyond the base model's
-/// teacher-forced pass: `forced_tokens` re-run through the blocks from the lowest bypassed
-/// layer up plus the LM head, and `decode_tokens` of free-running decoding through all blocks.
+/// teacher-forced pass: `forced_tokens` re-run through the blocks from the setting's lowest
+/// touched layer (`lowest`, `None` for the base model) up plus the LM head, and
+/// `decode_tokens` of free-running decoding through all blocks.
 pub fn setting_cost(
-    setting: &[usize],
+    lowest: Option<usize>,
     num_layers: usize,
     forced_tokens: f64,
     decode_tokens: f64,
 ) -> f64 {
-    let blocks = setting
-        .first()
-        .map_or(0, |&low| num_layers.saturating_sub(low));
+    let blocks = lowest.map_or(0, |low| num_layers.saturating_sub(low));
     forced_tokens * (blocks + 1) as f64 + decode_tokens * (num_layers + 1) as f64
 }
 
@@ -114,7 +113,14 @@ mod tests {
             .collect();
         let costs: Vec<f64> = settings
             .iter()
-            .map(|s| setting_cost(s, 24, 64.0, if s.is_empty() { 0.0 } else { 16.0 }))
+            .map(|s| {
+                setting_cost(
+                    s.first().copied(),
+                    24,
+                    64.0,
+                    if s.is_empty() { 0.0 } else { 16.0 },
+                )
+            })
             .collect();
         for count in [1, 2, 3, 8, 25] {
             let mut seen = vec![0; settings.len()];
@@ -146,7 +152,7 @@ mod tests {
 
     #[test]
     fn early_layers_cost_more() {
-        assert!(setting_cost(&[0], 24, 64.0, 16.0) > setting_cost(&[23], 24, 64.0, 16.0));
-        assert_eq!(setting_cost(&[], 24, 64.0, 0.0), 64.0);
+        assert!(setting_cost(Some(0), 24, 64.0, 16.0) > setting_cost(Some(23), 24, 64.0, 16.0));
+        assert_eq!(setting_cost(None, 24, 64.0, 0.0), 64.0);
     }
 }

@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
+use llm_mem::intervene::{Means, Setting};
 use llm_mem::memorize::npy::{read_token_rows, TokenRows};
-use llm_mem::model::{weights, BypassSet, Model};
+use llm_mem::model::{weights, Model};
 use llm_mem::ops::{with_kernels, Kernels};
 use ndarray::Array4;
 use ndarray_npy::ReadNpyExt;
@@ -70,11 +71,8 @@ pub struct Reference {
 }
 
 impl Reference {
-    pub fn bypass_sets(&self) -> Vec<BypassSet> {
-        self.settings
-            .iter()
-            .map(|s| BypassSet::new(s.clone()))
-            .collect()
+    pub fn bypass_sets(&self) -> Vec<Setting> {
+        self.settings.iter().map(|s| Setting::bypass(s)).collect()
     }
 }
 
@@ -99,12 +97,18 @@ pub fn naive_greedy(
     model: &Model,
     prompt: &[u32],
     new_tokens: usize,
-    bypass: &BypassSet,
+    setting: &Setting,
+    means: Option<&Means>,
 ) -> Vec<u32> {
+    let edits = model.edits(setting, means).unwrap();
     let mut seq = prompt.to_vec();
     for _ in 0..new_tokens {
         let ids = Tensor::from_slice(&seq, (1, seq.len()), &Device::Cpu).unwrap();
-        let logits = model.forward(&ids, bypass).unwrap().squeeze(0).unwrap();
+        let logits = model
+            .forward_with(&ids, &edits)
+            .unwrap()
+            .squeeze(0)
+            .unwrap();
         let last = logits.get(seq.len() - 1).unwrap().to_vec1::<f32>().unwrap();
         let best = last
             .iter()

@@ -17,11 +17,12 @@ use candle_nn::{Embedding, VarBuilder};
 use serde::Deserialize;
 
 use super::{Architecture, Family, Shape};
-use crate::model::attention::{bypass_rows, split_heads, LayerKv, Positions};
+use crate::intervene::LayerEdit;
+use crate::model::attention::{split_heads, LayerKv, Positions};
 use crate::model::config::check_heads_divide;
 use crate::model::linear::Linear;
 use crate::model::norm::Norm;
-use crate::model::{Activation, CausalLm, LayerBypass};
+use crate::model::{Activation, CausalLm};
 use crate::ops;
 
 pub const ARCHITECTURE: Architecture = Architecture {
@@ -156,13 +157,15 @@ impl Attention {
     fn forward(
         &self,
         x: &Tensor,
-        bypass: LayerBypass<'_>,
+        edit: &LayerEdit<'_>,
         pos: &Positions,
         kv: &mut LayerKv,
     ) -> Result<Tensor> {
-        if let LayerBypass::On = bypass {
+        if edit.skips_attention() {
             // Identity attention weights: each token gets its own value vector.
-            return self.c_proj.forward(&self.value.forward(x)?);
+            return self
+                .c_proj
+                .forward(&edit.heads(|| self.value.forward(x), None)?);
         }
         let qkv = self.c_attn.forward(x)?;
         let width = qkv.dim(2)? / 3;
@@ -172,7 +175,7 @@ impl Attention {
         let k = split_heads(&part(1)?, self.heads)?.contiguous()?;
         let (k, v) = kv.append(k, split_heads(&own, self.heads)?.contiguous()?)?;
         let mixed = ops::attend(&q, &k, &v, pos.mask(false), Some(self.scale))?;
-        let mixed = bypass_rows(bypass, || own.contiguous(), mixed)?;
+        let mixed = edit.heads(|| own.contiguous(), Some(mixed))?;
         self.c_proj.forward(&mixed)
     }
 }
@@ -220,12 +223,13 @@ impl Block {
     fn forward(
         &self,
         x: &Tensor,
-        bypass: LayerBypass<'_>,
+        edit: &LayerEdit<'_>,
         pos: &Positions,
         kv: &mut LayerKv,
     ) -> Result<Tensor> {
-        let h = (self.attn.forward(&self.ln_1.forward(x)?, bypass, pos, kv)? + x)?;
-        self.mlp.forward(&self.ln_2.forward(&h)?)? + h
+        let attn = edit.attn_out(self.attn.forward(&self.ln_1.forward(x)?, edit, pos, kv)?)?;
+        let h = (attn + x)?;
+        edit.mlp_out(self.mlp.forward(&self.ln_2.forward(&h)?)?)? + h
     }
 }
 
@@ -269,11 +273,11 @@ impl CausalLm for Gpt2 {
         &self,
         layer: usize,
         x: &Tensor,
-        bypass: LayerBypass<'_>,
+        edit: &LayerEdit<'_>,
         pos: &Positions,
         kv: &mut LayerKv,
     ) -> Result<Tensor> {
-        self.h[layer].forward(x, bypass, pos, kv)
+        self.h[layer].forward(x, edit, pos, kv)
     }
 
     fn final_norm(&self, x: &Tensor) -> Result<Tensor> {

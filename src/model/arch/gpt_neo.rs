@@ -13,11 +13,12 @@ use serde::Deserialize;
 
 use super::{Architecture, Family, Shape};
 use crate::bad_input;
-use crate::model::attention::{bypass_rows, split_heads, LayerKv, Positions};
+use crate::intervene::LayerEdit;
+use crate::model::attention::{split_heads, LayerKv, Positions};
 use crate::model::config::{check_heads_divide, MAX_LAYERS};
 use crate::model::linear::Linear;
 use crate::model::norm::Norm;
-use crate::model::{Activation, CausalLm, LayerBypass};
+use crate::model::{Activation, CausalLm};
 use crate::ops;
 
 pub const ARCHITECTURE: Architecture = Architecture {
@@ -178,21 +179,20 @@ impl Attention {
     fn forward(
         &self,
         x: &Tensor,
-        bypass: LayerBypass<'_>,
+        edit: &LayerEdit<'_>,
         pos: &Positions,
         kv: &mut LayerKv,
     ) -> Result<Tensor> {
         let own = self.v_proj.forward(x)?;
-        if let LayerBypass::On = bypass {
+        if edit.skips_attention() {
             // Identity attention weights: each token gets its own value vector.
-            return self.out_proj.forward(&own);
+            return self.out_proj.forward(&edit.heads(|| Ok(own), None)?);
         }
         let q = split_heads(&self.q_proj.forward(x)?, self.heads)?;
         let k = split_heads(&self.k_proj.forward(x)?, self.heads)?.contiguous()?;
         let (k, v) = kv.append(k, split_heads(&own, self.heads)?.contiguous()?)?;
         let mixed = ops::attend(&q, &k, &v, pos.mask(self.local), None)?;
-        self.out_proj
-            .forward(&bypass_rows(bypass, || Ok(own), mixed)?)
+        self.out_proj.forward(&edit.heads(|| Ok(own), Some(mixed))?)
     }
 }
 
@@ -239,12 +239,13 @@ impl Block {
     fn forward(
         &self,
         x: &Tensor,
-        bypass: LayerBypass<'_>,
+        edit: &LayerEdit<'_>,
         pos: &Positions,
         kv: &mut LayerKv,
     ) -> Result<Tensor> {
-        let h = (self.attn.forward(&self.ln_1.forward(x)?, bypass, pos, kv)? + x)?;
-        self.mlp.forward(&self.ln_2.forward(&h)?)? + h
+        let attn = edit.attn_out(self.attn.forward(&self.ln_1.forward(x)?, edit, pos, kv)?)?;
+        let h = (attn + x)?;
+        edit.mlp_out(self.mlp.forward(&self.ln_2.forward(&h)?)?)? + h
     }
 }
 
@@ -289,11 +290,11 @@ impl CausalLm for GptNeo {
         &self,
         layer: usize,
         x: &Tensor,
-        bypass: LayerBypass<'_>,
+        edit: &LayerEdit<'_>,
         pos: &Positions,
         kv: &mut LayerKv,
     ) -> Result<Tensor> {
-        self.h[layer].forward(x, bypass, pos, kv)
+        self.h[layer].forward(x, edit, pos, kv)
     }
 
     fn final_norm(&self, x: &Tensor) -> Result<Tensor> {

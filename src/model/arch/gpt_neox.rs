@@ -13,12 +13,13 @@ use candle_nn::{Embedding, VarBuilder};
 use serde::Deserialize;
 
 use super::{Architecture, Family, Shape};
-use crate::model::attention::{bypass_rows, LayerKv, Positions};
+use crate::intervene::LayerEdit;
+use crate::model::attention::{LayerKv, Positions};
 use crate::model::config::check_heads_divide;
 use crate::model::linear::Linear;
 use crate::model::norm::Norm;
 use crate::model::rotary::{RopeKeys, RopeSpec, Rotary, RotaryStyle};
-use crate::model::{Activation, CausalLm, LayerBypass};
+use crate::model::{Activation, CausalLm};
 use crate::ops::{self, neox_qkv::RotaryTables};
 
 pub const ARCHITECTURE: Architecture = Architecture {
@@ -164,14 +165,16 @@ impl Attention {
     fn forward(
         &self,
         x: &Tensor,
-        bypass: LayerBypass<'_>,
+        edit: &LayerEdit<'_>,
         rotary: &Rotary,
         pos: &Positions,
         kv: &mut LayerKv,
     ) -> Result<Tensor> {
-        if let LayerBypass::On = bypass {
+        if edit.skips_attention() {
             // Identity attention weights: each token gets its own value vector.
-            return self.dense.forward(&self.value.forward(x)?);
+            return self
+                .dense
+                .forward(&edit.heads(|| self.value.forward(x), None)?);
         }
         let (b, t, _) = x.dims3()?;
         let qkv = self.query_key_value.forward(x)?;
@@ -205,7 +208,7 @@ impl Attention {
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let mixed = ops::attend(&q, &k, &v, pos.mask(false), Some(scale))?;
         let own = || part(2)?.reshape((b, t, self.heads * self.head_dim));
-        self.dense.forward(&bypass_rows(bypass, own, mixed)?)
+        self.dense.forward(&edit.heads(own, Some(mixed))?)
     }
 }
 
@@ -263,25 +266,22 @@ impl Layer {
     fn forward(
         &self,
         x: &Tensor,
-        bypass: LayerBypass<'_>,
+        edit: &LayerEdit<'_>,
         rotary: &Rotary,
         pos: &Positions,
         kv: &mut LayerKv,
     ) -> Result<Tensor> {
-        let attn =
-            self.attention
-                .forward(&self.input_layernorm.forward(x)?, bypass, rotary, pos, kv)?;
+        let a = self.input_layernorm.forward(x)?;
+        let attn = edit.attn_out(self.attention.forward(&a, edit, rotary, pos, kv)?)?;
         if self.parallel_residual {
             // x + attn(ln1(x)) + mlp(ln2(x)), summed in HF's order.
-            let mlp = self
-                .mlp
-                .forward(&self.post_attention_layernorm.forward(x)?)?;
+            let m = self.post_attention_layernorm.forward(x)?;
+            let mlp = edit.mlp_out(self.mlp.forward(&m)?)?;
             (mlp + attn)? + x
         } else {
             let h = (attn + x)?;
-            let mlp = self
-                .mlp
-                .forward(&self.post_attention_layernorm.forward(&h)?)?;
+            let m = self.post_attention_layernorm.forward(&h)?;
+            let mlp = edit.mlp_out(self.mlp.forward(&m)?)?;
             mlp + h
         }
     }
@@ -332,11 +332,11 @@ impl CausalLm for GptNeoX {
         &self,
         layer: usize,
         x: &Tensor,
-        bypass: LayerBypass<'_>,
+        edit: &LayerEdit<'_>,
         pos: &Positions,
         kv: &mut LayerKv,
     ) -> Result<Tensor> {
-        self.layers[layer].forward(x, bypass, &self.rotary, pos, kv)
+        self.layers[layer].forward(x, edit, &self.rotary, pos, kv)
     }
 
     fn final_norm(&self, x: &Tensor) -> Result<Tensor> {

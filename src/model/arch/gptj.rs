@@ -30,12 +30,13 @@ use serde::Deserialize;
 
 use super::{Architecture, Family, Shape};
 use crate::bad_input;
-use crate::model::attention::{bypass_rows, split_heads, LayerKv, Positions};
+use crate::intervene::LayerEdit;
+use crate::model::attention::{split_heads, LayerKv, Positions};
 use crate::model::config::check_heads_divide;
 use crate::model::linear::Linear;
 use crate::model::norm::Norm;
 use crate::model::rotary::{RopeScaling, RopeSpec, Rotary, RotaryStyle};
-use crate::model::{Activation, CausalLm, LayerBypass};
+use crate::model::{Activation, CausalLm};
 use crate::ops;
 
 pub const ARCHITECTURE: Architecture = Architecture {
@@ -173,15 +174,15 @@ impl Attention {
     fn forward(
         &self,
         x: &Tensor,
-        bypass: LayerBypass<'_>,
+        edit: &LayerEdit<'_>,
         rotary: &Rotary,
         pos: &Positions,
         kv: &mut LayerKv,
     ) -> Result<Tensor> {
         let own = self.v_proj.forward(x)?; // [b, t, hidden]
-        if let LayerBypass::On = bypass {
+        if edit.skips_attention() {
             // Identity attention weights: each token gets its own value vector.
-            return self.out_proj.forward(&own);
+            return self.out_proj.forward(&edit.heads(|| Ok(own), None)?);
         }
         // [b, heads, t, head_dim], the first rotary_dim of each head rotated in pairs.
         let q = rotary.apply(
@@ -196,7 +197,7 @@ impl Attention {
             .contiguous()?;
         let (k, v) = kv.append(k, split_heads(&own, self.heads)?.contiguous()?)?;
         let mixed = ops::attend(&q, &k, &v, pos.mask(false), Some(self.scale))?;
-        let mixed = bypass_rows(bypass, || Ok(own), mixed)?;
+        let mixed = edit.heads(|| Ok(own), Some(mixed))?;
         self.out_proj.forward(&mixed)
     }
 }
@@ -241,15 +242,15 @@ impl Block {
     fn forward(
         &self,
         x: &Tensor,
-        bypass: LayerBypass<'_>,
+        edit: &LayerEdit<'_>,
         rotary: &Rotary,
         pos: &Positions,
         kv: &mut LayerKv,
     ) -> Result<Tensor> {
         // Both branches read the same norm; summed in HF's order.
         let h = self.ln_1.forward(x)?;
-        let attn = self.attn.forward(&h, bypass, rotary, pos, kv)?;
-        (attn + self.mlp.forward(&h)?)? + x
+        let attn = edit.attn_out(self.attn.forward(&h, edit, rotary, pos, kv)?)?;
+        (attn + edit.mlp_out(self.mlp.forward(&h)?)?)? + x
     }
 }
 
@@ -310,11 +311,11 @@ impl CausalLm for GptJ {
         &self,
         layer: usize,
         x: &Tensor,
-        bypass: LayerBypass<'_>,
+        edit: &LayerEdit<'_>,
         pos: &Positions,
         kv: &mut LayerKv,
     ) -> Result<Tensor> {
-        self.h[layer].forward(x, bypass, &self.rotary, pos, kv)
+        self.h[layer].forward(x, edit, &self.rotary, pos, kv)
     }
 
     fn final_norm(&self, x: &Tensor) -> Result<Tensor> {

@@ -27,12 +27,13 @@ use serde::Deserialize;
 
 use super::{Architecture, Family, Shape};
 use crate::bad_input;
-use crate::model::attention::{bypass_rows, Heads, LayerKv, Positions};
+use crate::intervene::LayerEdit;
+use crate::model::attention::{Heads, LayerKv, Positions};
 use crate::model::config::check_heads_divide;
 use crate::model::linear::Linear;
 use crate::model::norm::Norm;
 use crate::model::rotary::{RopeKeys, RopeSpec, Rotary, RotaryStyle};
-use crate::model::{Activation, CausalLm, LayerBypass};
+use crate::model::{Activation, CausalLm};
 use crate::ops;
 
 const SIZE_FIELDS: &[&str] = &[
@@ -295,7 +296,7 @@ impl Attention {
     fn forward(
         &self,
         x: &Tensor,
-        bypass: LayerBypass<'_>,
+        edit: &LayerEdit<'_>,
         rotary: &Rotary,
         pos: &Positions,
         kv: &mut LayerKv,
@@ -307,9 +308,11 @@ impl Attention {
             dim,
         } = self.heads;
         let v = self.v_proj.forward(x)?; // [b, t, kv_heads * dim]
-        if let LayerBypass::On = bypass {
+        if edit.skips_attention() {
             // Identity attention weights: each head gets its own position's value vector.
-            return self.o_proj.forward(&self.heads.own_values(&v)?);
+            return self
+                .o_proj
+                .forward(&edit.heads(|| self.heads.own_values(&v), None)?);
         }
         let q = self.q_proj.forward(x)?.reshape((b, t, query, dim))?;
         let k = self.k_proj.forward(x)?.reshape((b, t, kv_heads, dim))?;
@@ -329,7 +332,7 @@ impl Attention {
         let (k, v_all) = kv.append(k, v_heads)?;
         let scale = 1.0 / (dim as f64).sqrt();
         let mixed = ops::attend(&q, &k, &v_all, pos.mask(self.sliding), Some(scale))?;
-        let mixed = bypass_rows(bypass, || self.heads.own_values(&v), mixed)?;
+        let mixed = edit.heads(|| self.heads.own_values(&v), Some(mixed))?;
         self.o_proj.forward(&mixed)
     }
 }
@@ -381,18 +384,16 @@ impl Layer {
     fn forward(
         &self,
         x: &Tensor,
-        bypass: LayerBypass<'_>,
+        edit: &LayerEdit<'_>,
         rotary: &Rotary,
         pos: &Positions,
         kv: &mut LayerKv,
     ) -> Result<Tensor> {
-        let attn =
-            self.self_attn
-                .forward(&self.input_layernorm.forward(x)?, bypass, rotary, pos, kv)?;
+        let a = self.input_layernorm.forward(x)?;
+        let attn = edit.attn_out(self.self_attn.forward(&a, edit, rotary, pos, kv)?)?;
         let h = (x + attn)?;
-        let mlp = self
-            .mlp
-            .forward(&self.post_attention_layernorm.forward(&h)?)?;
+        let m = self.post_attention_layernorm.forward(&h)?;
+        let mlp = edit.mlp_out(self.mlp.forward(&m)?)?;
         h + mlp
     }
 }
@@ -447,11 +448,11 @@ impl CausalLm for Llama {
         &self,
         layer: usize,
         x: &Tensor,
-        bypass: LayerBypass<'_>,
+        edit: &LayerEdit<'_>,
         pos: &Positions,
         kv: &mut LayerKv,
     ) -> Result<Tensor> {
-        self.layers[layer].forward(x, bypass, &self.rotary, pos, kv)
+        self.layers[layer].forward(x, edit, &self.rotary, pos, kv)
     }
 
     fn final_norm(&self, x: &Tensor) -> Result<Tensor> {

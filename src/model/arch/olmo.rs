@@ -28,12 +28,13 @@ use serde::Deserialize;
 
 use super::{Architecture, Family, Shape};
 use crate::bad_input;
-use crate::model::attention::{bypass_rows, Heads, LayerKv, Positions};
+use crate::intervene::LayerEdit;
+use crate::model::attention::{Heads, LayerKv, Positions};
 use crate::model::config::check_heads_divide;
 use crate::model::linear::Linear;
 use crate::model::norm::Norm;
 use crate::model::rotary::{RopeKeys, RopeSpec, Rotary, RotaryStyle};
-use crate::model::{Activation, CausalLm, LayerBypass};
+use crate::model::{Activation, CausalLm};
 use crate::ops;
 
 pub const ARCHITECTURE: Architecture = Architecture {
@@ -256,7 +257,7 @@ impl Attention {
     fn forward(
         &self,
         x: &Tensor,
-        bypass: LayerBypass<'_>,
+        edit: &LayerEdit<'_>,
         rotary: &Rotary,
         pos: &Positions,
         kv: &mut LayerKv,
@@ -268,9 +269,11 @@ impl Attention {
             dim,
         } = self.heads;
         let v = self.project(&self.v_proj, x)?; // [b, t, kv_heads * dim], clipped
-        if let LayerBypass::On = bypass {
+        if edit.skips_attention() {
             // Identity attention weights: each head gets its own position's value vector.
-            return self.o_proj.forward(&self.heads.own_values(&v)?);
+            return self
+                .o_proj
+                .forward(&edit.heads(|| self.heads.own_values(&v), None)?);
         }
         let q = self.project(&self.q_proj, x)?.reshape((b, t, query, dim))?;
         let k = self
@@ -288,7 +291,7 @@ impl Attention {
         let (k, v_all) = kv.append(k, v_heads)?;
         let scale = 1.0 / (dim as f64).sqrt();
         let mixed = ops::attend(&q, &k, &v_all, &pos.causal_mask, Some(scale))?;
-        let mixed = bypass_rows(bypass, || self.heads.own_values(&v), mixed)?;
+        let mixed = edit.heads(|| self.heads.own_values(&v), Some(mixed))?;
         self.o_proj.forward(&mixed)
     }
 }
@@ -304,15 +307,16 @@ impl Layer {
     fn forward(
         &self,
         x: &Tensor,
-        bypass: LayerBypass<'_>,
+        edit: &LayerEdit<'_>,
         rotary: &Rotary,
         pos: &Positions,
         kv: &mut LayerKv,
     ) -> Result<Tensor> {
-        let h = (x + self
-            .self_attn
-            .forward(&self.norm.forward(x)?, bypass, rotary, pos, kv)?)?;
-        &h + self.mlp.forward(&self.norm.forward(&h)?)?
+        let a = self.norm.forward(x)?;
+        let attn = edit.attn_out(self.self_attn.forward(&a, edit, rotary, pos, kv)?)?;
+        let h = (x + attn)?;
+        let mlp = edit.mlp_out(self.mlp.forward(&self.norm.forward(&h)?)?)?;
+        &h + mlp
     }
 }
 
@@ -377,11 +381,11 @@ impl CausalLm for Olmo {
         &self,
         layer: usize,
         x: &Tensor,
-        bypass: LayerBypass<'_>,
+        edit: &LayerEdit<'_>,
         pos: &Positions,
         kv: &mut LayerKv,
     ) -> Result<Tensor> {
-        self.layers[layer].forward(x, bypass, &self.rotary, pos, kv)
+        self.layers[layer].forward(x, edit, &self.rotary, pos, kv)
     }
 
     fn final_norm(&self, x: &Tensor) -> Result<Tensor> {

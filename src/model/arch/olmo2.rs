@@ -42,11 +42,12 @@ use serde_json::Value;
 use super::olmo::{check_head_dim, check_rotary, default_act, lm_head, Mlp};
 use super::{Architecture, Family, Shape};
 use crate::bad_input;
-use crate::model::attention::{bypass_rows, Heads, LayerKv, Positions};
+use crate::intervene::LayerEdit;
+use crate::model::attention::{Heads, LayerKv, Positions};
 use crate::model::linear::Linear;
 use crate::model::norm::Norm;
 use crate::model::rotary::{RopeKeys, RopeSpec, Rotary, RotaryStyle};
-use crate::model::{Activation, CausalLm, LayerBypass};
+use crate::model::{Activation, CausalLm};
 use crate::ops;
 
 const SIZE_FIELDS: &[&str] = &[
@@ -335,7 +336,7 @@ impl Attention {
     fn forward(
         &self,
         x: &Tensor,
-        bypass: LayerBypass<'_>,
+        edit: &LayerEdit<'_>,
         rotary: &Rotary,
         pos: &Positions,
         kv: &mut LayerKv,
@@ -347,9 +348,11 @@ impl Attention {
             dim,
         } = self.heads;
         let v = self.v_proj.forward(x)?; // [b, t, kv_heads * dim]
-        if let LayerBypass::On = bypass {
+        if edit.skips_attention() {
             // Identity attention weights: each head gets its own position's value vector.
-            return self.o_proj.forward(&self.heads.own_values(&v)?);
+            return self
+                .o_proj
+                .forward(&edit.heads(|| self.heads.own_values(&v), None)?);
         }
         // The norms span the whole projection, before the heads are split.
         let q = self.q_norm.forward(&self.q_proj.forward(x)?)?;
@@ -369,7 +372,7 @@ impl Attention {
         let (k, v_all) = kv.append(k, v_heads)?;
         let scale = 1.0 / (dim as f64).sqrt();
         let mixed = ops::attend(&q, &k, &v_all, pos.mask(self.sliding), Some(scale))?;
-        let mixed = bypass_rows(bypass, || self.heads.own_values(&v), mixed)?;
+        let mixed = edit.heads(|| self.heads.own_values(&v), Some(mixed))?;
         self.o_proj.forward(&mixed)
     }
 }
@@ -403,15 +406,20 @@ impl Layer {
     fn forward(
         &self,
         x: &Tensor,
-        bypass: LayerBypass<'_>,
+        edit: &LayerEdit<'_>,
         rotary: &Rotary,
         pos: &Positions,
         kv: &mut LayerKv,
     ) -> Result<Tensor> {
-        let attn = self.self_attn.forward(x, bypass, rotary, pos, kv)?;
-        let h = (x + self.post_attention_layernorm.forward(&attn)?)?;
-        let mlp = self.mlp.forward(&h)?;
-        &h + self.post_feedforward_layernorm.forward(&mlp)?
+        // A sublayer's output is what it adds to the residual stream: here that is after its
+        // post-norm, so zero and mean ablation act on the normalized output.
+        let attn = self.self_attn.forward(x, edit, rotary, pos, kv)?;
+        let attn = edit.attn_out(self.post_attention_layernorm.forward(&attn)?)?;
+        let h = (x + attn)?;
+        let mlp = self
+            .post_feedforward_layernorm
+            .forward(&self.mlp.forward(&h)?)?;
+        &h + edit.mlp_out(mlp)?
     }
 }
 
@@ -477,7 +485,7 @@ impl CausalLm for Olmo2 {
         &self,
         layer: usize,
         x: &Tensor,
-        bypass: LayerBypass<'_>,
+        edit: &LayerEdit<'_>,
         pos: &Positions,
         kv: &mut LayerKv,
     ) -> Result<Tensor> {
@@ -486,7 +494,7 @@ impl CausalLm for Olmo2 {
             (LayerType::Sliding, Some(sliding)) => sliding,
             _ => &self.rotary,
         };
-        layer.forward(x, bypass, rotary, pos, kv)
+        layer.forward(x, edit, rotary, pos, kv)
     }
 
     fn final_norm(&self, x: &Tensor) -> Result<Tensor> {

@@ -34,11 +34,12 @@ use serde::Deserialize;
 
 use super::{Architecture, Family, Shape};
 use crate::bad_input;
-use crate::model::attention::{bypass_rows, split_heads, LayerKv, Positions};
+use crate::intervene::LayerEdit;
+use crate::model::attention::{split_heads, LayerKv, Positions};
 use crate::model::config::{check_heads_divide, MAX_HIDDEN};
 use crate::model::linear::Linear;
 use crate::model::norm::Norm;
-use crate::model::{Activation, CausalLm, LayerBypass};
+use crate::model::{Activation, CausalLm};
 use crate::ops;
 
 pub const ARCHITECTURE: Architecture = Architecture {
@@ -187,21 +188,21 @@ impl Attention {
     fn forward(
         &self,
         x: &Tensor,
-        bypass: LayerBypass<'_>,
+        edit: &LayerEdit<'_>,
         pos: &Positions,
         kv: &mut LayerKv,
     ) -> Result<Tensor> {
         let own = self.v_proj.forward(x)?; // [b, t, hidden]
-        if let LayerBypass::On = bypass {
+        if edit.skips_attention() {
             // Identity attention weights: each token gets its own value vector.
-            return self.out_proj.forward(&own);
+            return self.out_proj.forward(&edit.heads(|| Ok(own), None)?);
         }
         // q scaled before the product, as HF does; [b, heads, t, head_dim].
         let q = split_heads(&(self.q_proj.forward(x)? * self.scaling)?, self.heads)?;
         let k = split_heads(&self.k_proj.forward(x)?, self.heads)?.contiguous()?;
         let (k, v) = kv.append(k, split_heads(&own, self.heads)?.contiguous()?)?;
         let mixed = ops::attend(&q, &k, &v, pos.mask(false), None)?;
-        let mixed = bypass_rows(bypass, || Ok(own), mixed)?;
+        let mixed = edit.heads(|| Ok(own), Some(mixed))?;
         self.out_proj.forward(&mixed)
     }
 }
@@ -251,21 +252,20 @@ impl Layer {
     fn forward(
         &self,
         x: &Tensor,
-        bypass: LayerBypass<'_>,
+        edit: &LayerEdit<'_>,
         pos: &Positions,
         kv: &mut LayerKv,
     ) -> Result<Tensor> {
         if self.pre_norm {
-            let attn =
-                self.self_attn
-                    .forward(&self.self_attn_layer_norm.forward(x)?, bypass, pos, kv)?;
+            let a = self.self_attn_layer_norm.forward(x)?;
+            let attn = edit.attn_out(self.self_attn.forward(&a, edit, pos, kv)?)?;
             let h = (x + attn)?;
-            let mlp = self.mlp.forward(&self.final_layer_norm.forward(&h)?)?;
+            let mlp = edit.mlp_out(self.mlp.forward(&self.final_layer_norm.forward(&h)?)?)?;
             h + mlp
         } else {
-            let attn = self.self_attn.forward(x, bypass, pos, kv)?;
+            let attn = edit.attn_out(self.self_attn.forward(x, edit, pos, kv)?)?;
             let h = self.self_attn_layer_norm.forward(&(x + attn)?)?;
-            let mlp = self.mlp.forward(&h)?;
+            let mlp = edit.mlp_out(self.mlp.forward(&h)?)?;
             self.final_layer_norm.forward(&(h + mlp)?)
         }
     }
@@ -342,11 +342,11 @@ impl CausalLm for Opt {
         &self,
         layer: usize,
         x: &Tensor,
-        bypass: LayerBypass<'_>,
+        edit: &LayerEdit<'_>,
         pos: &Positions,
         kv: &mut LayerKv,
     ) -> Result<Tensor> {
-        self.layers[layer].forward(x, bypass, pos, kv)
+        self.layers[layer].forward(x, edit, pos, kv)
     }
 
     /// The final LayerNorm (when there is one), then `project_out` (when there is one).

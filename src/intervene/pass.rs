@@ -1,0 +1,105 @@
+//! The pass every sweep engine shares: blocks below a setting's lowest touched layer compute
+//! exactly what the base model does, so one base pass keeps the residual stream at each layer
+//! where some setting starts, and each setting runs only its own blocks from there. Settings
+//! that touch one layer (every head of it, its MLP) all start from the same stream.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use candle_core::Tensor;
+
+use super::mean::Recording;
+use super::{RowEdits, Setting};
+use crate::model::{KvCache, LayerKv, Model, Positions};
+
+/// A hook on every block's output: `(layer, residual stream after it)`.
+pub type AfterBlock<'a> = &'a mut dyn FnMut(usize, &Tensor) -> Result<()>;
+
+/// One input under the base model.
+pub struct BasePass {
+    /// The residual stream entering each layer where some setting starts.
+    at: BTreeMap<usize, Tensor>,
+    /// The last block's output.
+    pub hidden: Tensor,
+    /// The base model's KV cache of the input.
+    pub cache: KvCache,
+}
+
+impl BasePass {
+    /// Run the base model on the embedded input `x` with `cache` (empty, or holding a cached
+    /// context), keeping the stream where one of `settings` starts. With `record`, the sites
+    /// some setting mean-ablates are summed there.
+    pub fn run(
+        model: &Model,
+        mut x: Tensor,
+        pos: &Positions,
+        mut cache: KvCache,
+        settings: &[Setting],
+        record: Option<&Recording>,
+        after: AfterBlock,
+    ) -> Result<Self> {
+        let mut at = BTreeMap::new();
+        for layer in 0..model.num_layers() {
+            if settings.iter().any(|s| s.lowest() == Some(layer)) {
+                at.insert(layer, x.clone());
+            }
+            x = model.base_block(layer, &x, record, pos, &mut cache)?;
+            after(layer, &x)?;
+        }
+        Ok(Self {
+            at,
+            hidden: x,
+            cache,
+        })
+    }
+
+    /// The last block's output under `setting` (edits `edits`): the base's own for the base
+    /// model, else the blocks from the setting's lowest layer up, from the base stream there.
+    /// `cache` must hold the base's layers below that layer (see [`below`], [`from_layer`]);
+    /// the setting's own layers are appended to it.
+    pub fn resume(
+        &self,
+        model: &Model,
+        setting: &Setting,
+        edits: &RowEdits,
+        pos: &Positions,
+        cache: &mut KvCache,
+        after: AfterBlock,
+    ) -> Result<Tensor> {
+        match setting.lowest() {
+            None => Ok(self.hidden.clone()),
+            Some(low) => {
+                let start = self.at.get(&low).ok_or_else(|| {
+                    anyhow::anyhow!("the base pass kept no stream at layer {low}")
+                })?;
+                model.run_layers(
+                    start.clone(),
+                    low..model.num_layers(),
+                    edits,
+                    pos,
+                    cache,
+                    after,
+                )
+            }
+        }
+    }
+}
+
+/// A copy of `cache` with the layers `from..` emptied (to be recomputed under a setting).
+pub fn below(cache: &KvCache, from: usize) -> KvCache {
+    let mut out = cache.clone();
+    out.layers[from..]
+        .iter_mut()
+        .for_each(|kv| *kv = LayerKv::default());
+    out
+}
+
+/// A copy of `cache` with only the layers `from..` (a pass that starts at `from` never reads
+/// the others, so they need not be copied).
+pub fn from_layer(cache: &KvCache, from: usize) -> KvCache {
+    let mut out = cache.clone();
+    out.layers[..from]
+        .iter_mut()
+        .for_each(|kv| *kv = LayerKv::default());
+    out
+}
