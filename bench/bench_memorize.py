@@ -81,7 +81,10 @@ def python_pipeline(model, rows, prefix, settings, batch):
             ids = torch.tensor(rows[start:start + batch])
             with torch.no_grad():
                 logits = model(ids).logits[:, prefix - 1:-1].double()
-                out = model.generate(ids[:, :prefix], max_new_tokens=suffix, min_new_tokens=suffix,
+                # An explicit mask: without it generate treats every token equal to
+                # pad_token_id (0) in the prompt as padding and masks it out.
+                out = model.generate(ids[:, :prefix], attention_mask=torch.ones_like(ids[:, :prefix]),
+                                     max_new_tokens=suffix, min_new_tokens=suffix,
                                      do_sample=False, eos_token_id=None, pad_token_id=0,
                                      output_scores=True, return_dict_in_generate=True)
             logp = torch.log_softmax(logits, -1)

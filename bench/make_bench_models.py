@@ -83,7 +83,9 @@ def scale_up(model):
 def greedy_rows(model, rng, vocab):
     prefix = torch.tensor(rng.integers(0, vocab, size=(ROWS, PREFIX)), dtype=torch.long)
     with torch.no_grad():
-        out = model.generate(prefix, max_new_tokens=SEQ - PREFIX, min_new_tokens=SEQ - PREFIX,
+        # The explicit mask keeps generate from masking prompt tokens equal to pad_token_id.
+        out = model.generate(prefix, attention_mask=torch.ones_like(prefix),
+                             max_new_tokens=SEQ - PREFIX, min_new_tokens=SEQ - PREFIX,
                              do_sample=False, eos_token_id=None, pad_token_id=0)
     return out.numpy().astype(np.int64)
 

@@ -166,7 +166,8 @@ fn fast_path_equals_naive_greedy_loop() {
                 for (row, scores) in result.samples.iter().enumerate() {
                     let suffix = &data.row(row)[prefix_len..];
                     let prompt = &data.row(row)[..prefix_len];
-                    let greedy = naive_greedy(&model, prompt, s, &result.setting, means.as_ref());
+                    let greedy =
+                        naive_greedy(&model, prompt, s, &result.setting, means.collected());
                     let matches = greedy.iter().zip(suffix).filter(|(g, t)| g == t).count();
                     let memorized = greedy
                         .iter()

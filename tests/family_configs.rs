@@ -8,44 +8,18 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 use sweep_util::*;
 
-/// A copy of fixture `fixture` in `dir/name` whose config is `edit`ed (`null` removes a key).
+/// A copy of fixture `fixture` in `dir/name` with the fields of `edit` set in its config
+/// (`null` removes a key).
 fn edited_copy(dir: &Path, fixture: &str, name: &str, edit: &Value) -> PathBuf {
-    let to = dir.join(name);
-    std::fs::create_dir_all(&to).unwrap();
-    for entry in std::fs::read_dir(fixture_model(fixture)).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    let merge = |config: &mut Value| {
+        for (key, value) in edit.as_object().unwrap() {
+            match value.is_null() {
+                true => drop(config.as_object_mut().unwrap().remove(key)),
+                false => config[key] = value.clone(),
+            }
         }
-    }
-    let path = to.join("config.json");
-    let mut config: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    for (key, value) in edit.as_object().unwrap() {
-        if value.is_null() {
-            config.as_object_mut().unwrap().remove(key);
-        } else {
-            config[key] = value.clone();
-        }
-    }
-    std::fs::write(&path, config.to_string()).unwrap();
-    to
-}
-
-fn memorize_fails_with(dir: &Path, model: &Path, data: &Path, needles: &[&str]) {
-    let args = [
-        "memorize",
-        "--model-path",
-        model.to_str().unwrap(),
-        "--dataset-path",
-        data.to_str().unwrap(),
-        "--prefix-len",
-        "8",
-        "--output",
-        "out.json",
-    ];
-    run_fails(dir, &args, 2, needles);
-    assert!(!dir.join("out.json").exists());
-    assert!(!dir.join("out.json.partial").exists());
+    };
+    edited_model(dir, fixture, name, merge).0
 }
 
 #[test]
@@ -138,7 +112,7 @@ fn missing_or_absurd_fields_are_named() {
         let data = fixture_model(fixture).join("data.npy");
         let mut all = vec!["config.json"];
         all.extend_from_slice(needles);
-        memorize_fails_with(dir.path(), &model, &data, &all);
+        memorize_fails(dir.path(), &model, &data, 2, &all);
     }
 }
 
@@ -153,10 +127,11 @@ fn tensor_shape_mismatch_names_tensor_and_shapes() {
         &json!({"intermediate_size": 96}),
     );
     let data = fixture_model("qwen2").join("data.npy");
-    memorize_fails_with(
+    memorize_fails(
         dir.path(),
         &model,
         &data,
+        2,
         &[
             "model.layers.0.mlp.gate_proj.weight",
             "[96, 64]",

@@ -6,56 +6,16 @@ mod sweep_util;
 
 use std::path::Path;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use sweep_util::*;
-
-/// How a case changes the fixture's config.json.
-enum Edit {
-    Remove(&'static str),
-    Set(&'static str, Value),
-}
 
 /// Copy fixture `name` into `dir/case`, apply `edit` to its config, run `memorize` on it and
 /// check the failure.
 fn refused(dir: &Path, name: &str, case: usize, edit: Edit, needle: &str) {
-    let model = dir.join(format!("{name}-{case}"));
-    std::fs::create_dir_all(&model).unwrap();
-    for entry in std::fs::read_dir(fixture_model(name)).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), model.join(entry.file_name())).unwrap();
-        }
-    }
-    let path = model.join("config.json");
-    let mut config: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    match edit {
-        Edit::Remove(field) => {
-            config.as_object_mut().unwrap().remove(field);
-        }
-        Edit::Set(field, value) => config[field] = value,
-    }
-    std::fs::write(&path, config.to_string()).unwrap();
-    let data = model.join("data.npy");
-    let args = [
-        "memorize",
-        "--model-path",
-        model.to_str().unwrap(),
-        "--dataset-path",
-        data.to_str().unwrap(),
-        "--prefix-len",
-        "8",
-        "--output",
-        "out.json",
-    ];
+    let (model, config) = edited_model(dir, name, &format!("{name}-{case}"), |c| edit.apply(c));
     let architecture = config["architectures"][0].as_str().unwrap().to_owned();
-    run_fails(
-        dir,
-        &args,
-        2,
-        &["config.json", &format!("{architecture} config: "), needle],
-    );
-    assert!(!dir.join("out.json").exists());
-    assert!(!dir.join("out.json.partial").exists());
+    let needles = ["config.json", &format!("{architecture} config: "), needle];
+    memorize_fails(dir, &model, &model.join("data.npy"), 2, &needles);
 }
 
 /// The cases every OLMo family shares (all three fixtures have hidden 64 and 4 heads).

@@ -3,40 +3,9 @@
 
 mod sweep_util;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use sweep_util::*;
-
-/// A copy of a fixture model in `dir/name`.
-fn copy_model(dir: &Path, fixture: &str, name: &str) -> PathBuf {
-    let to = dir.join(name);
-    std::fs::create_dir_all(&to).unwrap();
-    for entry in std::fs::read_dir(fixture_model(fixture)).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-        }
-    }
-    to
-}
-
-/// `memorize` on `model` with the fixture's data; must fail with `code` and the needles.
-fn memorize_fails(dir: &Path, model: &Path, data: &Path, code: i32, needles: &[&str]) {
-    let args = [
-        "memorize",
-        "--model-path",
-        model.to_str().unwrap(),
-        "--dataset-path",
-        data.to_str().unwrap(),
-        "--prefix-len",
-        "8",
-        "--output",
-        "out.json",
-    ];
-    run_fails(dir, &args, code, needles);
-    assert!(!dir.join("out.json").exists());
-    assert!(!dir.join("out.json.partial").exists());
-}
 
 fn neox_data() -> PathBuf {
     fixture_model("neox-parallel").join("data.npy")

@@ -433,3 +433,64 @@ fn report_refuses_bad_input() {
     assert_eq!(run.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&run.stderr).contains("expected a .html or .svg"));
 }
+
+/// A per-head sweep (2 layers × 2 heads) as memorize and benchmark write it: the report page
+/// carries both layer × head heatmaps and the residual-deviation curves.
+#[test]
+fn report_page_draws_the_head_heatmaps_and_deviation_curves() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = ["base", "head:0.0", "head:0.1", "head:1.0", "head:1.1"];
+    let mem_results: Vec<Value> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, label)| {
+            let mut e = mem_entry(json!(null), 1.0 - 0.2 * i as f64);
+            e.as_object_mut().unwrap().remove("bypass");
+            e["setting"] = json!(label);
+            e["residual_deviation"] = json!([0.0, 0.1 * i as f64]);
+            e
+        })
+        .collect();
+    let bench_results: Vec<Value> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, label)| {
+            let mut e = bench_entry(json!(null), 0.7 - 0.1 * i as f64, 0.7, 0.5, 20.0);
+            e.as_object_mut().unwrap().remove("bypass");
+            e["setting"] = json!(label);
+            e
+        })
+        .collect();
+    let mut mem = mem_json();
+    mem["results"] = json!(mem_results);
+    let mut bench = bench_json();
+    bench["results"] = json!(bench_results);
+    let mem = write_json(dir.path(), "mem.json", &mem);
+    let bench = write_json(dir.path(), "bench.json", &bench);
+    let html = dir.path().join("out.html");
+    let run = llm_mem(dir.path())
+        .arg("report")
+        .args([&mem, &bench])
+        .arg("-o")
+        .arg(&html)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    for title in [
+        "Memorization per head",
+        "Benchmarks per head",
+        "Residual deviation per block",
+    ] {
+        assert!(page.contains(&format!("<h2>{title}</h2>")), "{title}");
+    }
+    // Four cells in each heatmap; mean acc over lambada (0.5) and piqa (0.7 - 0.1 i).
+    assert_eq!(page.matches("class=\"cell\"").count(), 8);
+    assert!(page.contains("head:1.1: 0.2000</title>"), "memorize cell");
+    assert!(page.contains("head:0.1: 0.5000</title>"), "benchmark cell");
+    assert_eq!(page.matches("class=\"deviation\"").count(), 4);
+}

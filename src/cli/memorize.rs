@@ -160,7 +160,7 @@ fn compute(
                 &job.data,
                 args.prefix_len,
                 &settings,
-                means.as_ref(),
+                &means,
                 args.kl_from_base,
                 rows,
             )?;

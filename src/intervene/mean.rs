@@ -75,6 +75,15 @@ impl Recording {
         self.wanted.is_empty()
     }
 
+    /// How many blocks a pass that only records must run: up to the highest recorded layer.
+    pub fn layers_needed(&self) -> usize {
+        self.wanted
+            .iter()
+            .map(|&(layer, _)| layer + 1)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The next pass counts the positions where `weight` `[b, t]` is 1 (0 = padding).
     pub fn begin_pass(&self, weight: &Tensor) -> Result<()> {
         let weight = weight.to_dtype(DType::F64)?;

@@ -28,7 +28,8 @@ pub struct BasePass {
 impl BasePass {
     /// Run the base model on the embedded input `x` with `cache` (empty, or holding a cached
     /// context), keeping the stream where one of `settings` starts. With `record`, the sites
-    /// some setting mean-ablates are summed there.
+    /// some setting mean-ablates are summed there; a pass that only records (no `settings`)
+    /// stops after the highest recorded layer, and its `hidden` is the stream there.
     pub fn run(
         model: &Model,
         mut x: Tensor,
@@ -39,7 +40,11 @@ impl BasePass {
         after: AfterBlock,
     ) -> Result<Self> {
         let mut at = BTreeMap::new();
-        for layer in 0..model.num_layers() {
+        let layers = match (settings.is_empty(), record) {
+            (true, Some(record)) => record.layers_needed(),
+            _ => model.num_layers(),
+        };
+        for layer in 0..layers {
             if settings.iter().any(|s| s.lowest() == Some(layer)) {
                 at.insert(layer, x.clone());
             }

@@ -44,13 +44,34 @@ impl Batch<'_> {
 /// Upper bound on rows decoded together; their KV caches are held until the decode runs.
 const MAX_DECODE_ROWS: usize = 256;
 
+/// Where the means of a sweep's mean-ablated settings come from.
+pub enum SweepMeans {
+    /// No setting mean-ablates.
+    Unneeded,
+    /// The data is one batch: that batch's own base pass records them, no other pass runs.
+    InBatch,
+    /// The data spans several batches, and a mean is over every row: collected before the
+    /// sweep by base passes that stop at the highest mean-ablated layer ([`collect_means`]).
+    Collected(Means),
+}
+
+impl SweepMeans {
+    /// The means collected before the sweep (`None` for the other two).
+    pub fn collected(&self) -> Option<&Means> {
+        match self {
+            Self::Collected(means) => Some(means),
+            Self::Unneeded | Self::InBatch => None,
+        }
+    }
+}
+
 /// Scores of every row of `batch` under each of `settings` (outer index = setting). With
 /// `kl`, each sample's `kl_from_base` too (its `residual_deviation` always).
 pub fn score_batch(
     model: &Model,
     batch: &Batch,
     settings: &[Setting],
-    means: Option<&Means>,
+    means: &SweepMeans,
     kl: bool,
 ) -> Result<Vec<Vec<SampleScores>>> {
     let (rows, len) = (batch.rows, batch.seq_len);
@@ -61,12 +82,34 @@ pub fn score_batch(
     // after every block at the suffix-predicting positions (for the effect sizes).
     let mut base_cache = model.new_cache();
     let pos = model.begin_step(&mut base_cache, &sequence_positions(rows, len, device)?)?;
+    let record = match means {
+        SweepMeans::InBatch => {
+            let record = Recording::new(settings);
+            record.begin_pass(&Tensor::ones((rows, len), DType::F32, device)?)?;
+            Some(record)
+        }
+        SweepMeans::Unneeded | SweepMeans::Collected(_) => None,
+    };
     let x = model.embed(&ids, &pos)?;
     let mut base_stream = Vec::with_capacity(model.num_layers());
-    let base = BasePass::run(model, x, &pos, base_cache, settings, None, &mut |_, x| {
-        base_stream.push(predicting(x, batch)?.to_dtype(DType::F32)?);
-        Ok(())
-    })?;
+    let base = BasePass::run(
+        model,
+        x,
+        &pos,
+        base_cache,
+        settings,
+        record.as_ref(),
+        &mut |_, x| {
+            base_stream.push(predicting(x, batch)?.to_dtype(DType::F32)?);
+            Ok(())
+        },
+    )?;
+    let own_means = record.map(|r| r.finish(device)).transpose()?;
+    let means = match means {
+        SweepMeans::Collected(m) => Some(m),
+        SweepMeans::InBatch => own_means.as_ref(),
+        SweepMeans::Unneeded => None,
+    };
     let effects = Effects::new(model, base_stream, &base.hidden, batch, kl)?;
 
     let mut forced_all = Vec::with_capacity(settings.len());
@@ -457,18 +500,22 @@ pub fn reproduced_rows(model: &Model, batch: &Batch) -> Result<Vec<bool>> {
         .collect())
 }
 
-/// The base-model means of every site `settings` mean-ablate, over every position of every
-/// row of `data` (`None` when no setting needs one): base passes only, `batch_size` rows at a
-/// time, summed in f64.
+/// The means `settings` need over every position of every row of `data`, `batch_size` rows
+/// at a time: none when no setting mean-ablates; the one batch's own base pass when the data
+/// is one batch; else base passes beforehand, each stopping at the highest mean-ablated
+/// layer, summed in f64 row by row (so all three give the same bits).
 pub fn collect_means(
     model: &Model,
     data: &super::TokenRows,
     batch_size: usize,
     settings: &[Setting],
-) -> Result<Option<Means>> {
+) -> Result<SweepMeans> {
     let record = Recording::new(settings);
     if record.is_empty() {
-        return Ok(None);
+        return Ok(SweepMeans::Unneeded);
+    }
+    if data.rows <= batch_size.max(1) {
+        return Ok(SweepMeans::InBatch);
     }
     let (len, device) = (data.cols, &model.device);
     let mut start = 0;
@@ -477,7 +524,7 @@ pub fn collect_means(
         let ids = Tensor::from_slice(data.rows_slice(start, rows), (rows, len), device)?;
         let mut cache = model.new_cache();
         let pos = model.begin_step(&mut cache, &sequence_positions(rows, len, device)?)?;
-        record.begin_pass(&Tensor::ones((rows, len), candle_core::DType::F32, device)?)?;
+        record.begin_pass(&Tensor::ones((rows, len), DType::F32, device)?)?;
         let x = model.embed(&ids, &pos)?;
         BasePass::run(
             model,
@@ -490,5 +537,5 @@ pub fn collect_means(
         )?;
         start += rows;
     }
-    Ok(Some(record.finish(device)?))
+    Ok(SweepMeans::Collected(record.finish(device)?))
 }

@@ -10,9 +10,10 @@ use std::ops::Range;
 use anyhow::{Context, Result};
 
 use crate::bad_input;
-use crate::intervene::{Means, Setting};
+use crate::intervene::Setting;
 use crate::model::{Model, ModelConfig};
 use crate::sweep::shard::setting_cost;
+pub use engine::SweepMeans;
 pub use metrics::{MeanScores, SampleScores};
 pub use npy::TokenRows;
 
@@ -76,15 +77,7 @@ pub fn run_sweep(
     let mut start = 0;
     while start < data.rows {
         let end = data.rows.min(start + batch_size.max(1));
-        let scores = score_rows(
-            model,
-            data,
-            prefix_len,
-            settings,
-            means.as_ref(),
-            true,
-            start..end,
-        )?;
+        let scores = score_rows(model, data, prefix_len, settings, &means, true, start..end)?;
         for (all, batch_scores) in samples.iter_mut().zip(scores) {
             all.extend(batch_scores);
         }
@@ -101,7 +94,7 @@ pub fn score_rows(
     data: &TokenRows,
     prefix_len: usize,
     settings: &[Setting],
-    means: Option<&Means>,
+    means: &SweepMeans,
     kl: bool,
     rows: Range<usize>,
 ) -> Result<Vec<Vec<SampleScores>>> {

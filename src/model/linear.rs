@@ -40,6 +40,21 @@ impl Linear {
         Self::new(weight, Some(vb.get(out_dim, "bias")?))
     }
 
+    /// The LM head `lm_head.weight` `[vocab, hidden]` (no bias), or with `tied` the token
+    /// embedding matrix itself.
+    pub fn lm_head(
+        embeddings: &Tensor,
+        tied: bool,
+        hidden: usize,
+        vocab: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        match tied {
+            true => Self::new(embeddings.clone(), None),
+            false => Self::load(hidden, vocab, false, vb.pp("lm_head")),
+        }
+    }
+
     pub fn weight(&self) -> &Tensor {
         &self.weight
     }

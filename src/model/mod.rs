@@ -10,6 +10,7 @@ pub mod attention;
 pub mod config;
 pub mod head;
 pub mod linear;
+pub mod mlp;
 pub mod norm;
 pub mod rotary;
 pub mod weights;

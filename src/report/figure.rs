@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use super::axis::{self, Axis};
+use super::heads;
 use super::join::{Joined, ResultFile};
 use super::plot::{benchmark_figure, memorize_figure};
 use super::svg::{escape, ramp, Anchor, Shape, Svg};
@@ -325,6 +326,27 @@ bypass settings present in both files.</p>\n",
     if let Ok(fig) = benchmark_figure(&bench.value) {
         body.push_str("<h2>Benchmarks per bypassed layer</h2>\n");
         body.push_str(&fig.render().inline());
+    }
+    // Per-head sweeps and effect sizes, when the files hold them.
+    let extra = [
+        (
+            "Memorization per head",
+            heads::head_heatmap(&mem.value, "exact_match"),
+        ),
+        (
+            "Benchmarks per head",
+            heads::head_heatmap(&bench.value, "mean acc"),
+        ),
+        (
+            "Residual deviation per block",
+            heads::deviation_plot(&mem.value),
+        ),
+    ];
+    for (title, fig) in extra {
+        if let Some(fig) = fig {
+            body.push_str(&format!("<h2>{title}</h2>\n"));
+            body.push_str(&fig.inline());
+        }
     }
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\

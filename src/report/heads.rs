@@ -51,9 +51,29 @@ fn head_cells(value: &Value) -> BTreeMap<(usize, usize), f64> {
 
 /// Write the layer × head heatmap beside the JSON when the result holds single-head settings.
 pub fn write_head_heatmap(json_path: &Path, value: &Value, what: &str) -> Result<Option<PathBuf>> {
+    write_beside(json_path, "heads", head_heatmap(value, what))
+}
+
+/// Write the residual deviation per block, one curve per setting, beside a memorize JSON.
+pub fn write_deviation_plot(json_path: &Path, value: &Value) -> Result<Option<PathBuf>> {
+    write_beside(json_path, "deviation", deviation_plot(value))
+}
+
+fn write_beside(json_path: &Path, what: &str, figure: Option<Svg>) -> Result<Option<PathBuf>> {
+    let Some(figure) = figure else {
+        return Ok(None);
+    };
+    let path = path_beside(json_path, what);
+    svg::write_file(&path, &figure.document())?;
+    Ok(Some(path))
+}
+
+/// The layer × head heatmap of `what` (a result's single-head settings), `None` when it has
+/// none.
+pub fn head_heatmap(value: &Value, what: &str) -> Option<Svg> {
     let cells = head_cells(value);
     if cells.is_empty() {
-        return Ok(None);
+        return None;
     }
     let layers = cells.keys().map(|k| k.0).max().unwrap_or(0) + 1;
     let heads = cells.keys().map(|k| k.1).max().unwrap_or(0) + 1;
@@ -95,13 +115,12 @@ pub fn write_head_heatmap(json_path: &Path, value: &Value, what: &str) -> Result
         Anchor::Start,
         "",
     );
-    let path = path_beside(json_path, "heads");
-    svg::write_file(&path, &doc.document())?;
-    Ok(Some(path))
+    Some(doc)
 }
 
-/// Write the residual deviation per block, one curve per setting, beside a memorize JSON.
-pub fn write_deviation_plot(json_path: &Path, value: &Value) -> Result<Option<PathBuf>> {
+/// The residual deviation per block, one curve per setting other than the base model, `None`
+/// when the result has no deviations (benchmark files, files written before they existed).
+pub fn deviation_plot(value: &Value) -> Option<Svg> {
     let curves: Vec<(String, Vec<f64>)> = value["results"]
         .as_array()
         .into_iter()
@@ -118,7 +137,7 @@ pub fn write_deviation_plot(json_path: &Path, value: &Value) -> Result<Option<Pa
         })
         .collect();
     if curves.is_empty() {
-        return Ok(None);
+        return None;
     }
     let blocks = curves.iter().map(|c| c.1.len()).max().unwrap_or(1);
     let top_value = curves
@@ -168,7 +187,7 @@ pub fn write_deviation_plot(json_path: &Path, value: &Value) -> Result<Option<Pa
         doc.polyline(
             &points,
             svg::palette(i),
-            r#"stroke-width="1.5" class="curve""#,
+            r#"stroke-width="1.5" class="deviation""#,
         );
         if i < 20 {
             let ly = top + 12.0 * i as f64;
@@ -181,9 +200,7 @@ pub fn write_deviation_plot(json_path: &Path, value: &Value) -> Result<Option<Pa
             doc.text((left + w + 32.0, ly + 4.0), label, 10.0, Anchor::Start, "");
         }
     }
-    let path = path_beside(json_path, "deviation");
-    svg::write_file(&path, &doc.document())?;
-    Ok(Some(path))
+    Some(doc)
 }
 
 /// Write the figures of this module that the result has data for, and say where they went
@@ -229,7 +246,7 @@ mod tests {
         assert!(text.contains("head:0.1: 0.2500"));
         let dev = write_deviation_plot(&out, &value).unwrap().unwrap();
         let text = std::fs::read_to_string(dev).unwrap();
-        assert_eq!(text.matches("class=\"curve\"").count(), 4);
+        assert_eq!(text.matches("class=\"deviation\"").count(), 4);
         let none = json!({"results": [{"bypass": [], "exact_match": 1.0}]});
         assert!(write_head_heatmap(&out, &none, "x").unwrap().is_none());
     }

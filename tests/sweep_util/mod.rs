@@ -21,6 +21,74 @@ pub fn fixture_model(name: &str) -> PathBuf {
     repo("tests/fixtures/models").join(name)
 }
 
+/// A copy of fixture model `fixture`'s files in `dir/name`.
+pub fn copy_model(dir: &Path, fixture: &str, name: &str) -> PathBuf {
+    let to = dir.join(name);
+    std::fs::create_dir_all(&to).unwrap();
+    for entry in std::fs::read_dir(fixture_model(fixture)).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+    to
+}
+
+/// What a bad-config case does to one field of a `config.json`.
+pub enum Edit {
+    /// Remove the field (which must be there: the case would test nothing otherwise).
+    Remove(&'static str),
+    Set(&'static str, serde_json::Value),
+}
+
+impl Edit {
+    pub fn apply(&self, config: &mut serde_json::Value) {
+        match self {
+            Edit::Remove(field) => {
+                let removed = config.as_object_mut().unwrap().remove(*field);
+                assert!(removed.is_some(), "config.json has no {field} to remove");
+            }
+            Edit::Set(field, value) => config[*field] = value.clone(),
+        }
+    }
+}
+
+/// A copy of fixture `fixture` in `dir/name` whose config `edit` changes; returns the copy and
+/// its edited config.
+pub fn edited_model(
+    dir: &Path,
+    fixture: &str,
+    name: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> (PathBuf, serde_json::Value) {
+    let to = copy_model(dir, fixture, name);
+    let path = to.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    edit(&mut config);
+    std::fs::write(&path, config.to_string()).unwrap();
+    (to, config)
+}
+
+/// `memorize --prefix-len 8` of `model` on `data`, run in `dir`, fails with exit `code` and one
+/// line holding every needle, and writes no output (nor a checkpoint).
+pub fn memorize_fails(dir: &Path, model: &Path, data: &Path, code: i32, needles: &[&str]) {
+    let args = [
+        "memorize",
+        "--model-path",
+        model.to_str().unwrap(),
+        "--dataset-path",
+        data.to_str().unwrap(),
+        "--prefix-len",
+        "8",
+        "--output",
+        "out.json",
+    ];
+    run_fails(dir, &args, code, needles);
+    assert!(!dir.join("out.json").exists(), "{needles:?}: wrote output");
+    assert!(!dir.join("out.json.partial").exists());
+}
+
 /// Run in `dir`; panic with stderr unless it succeeds.
 pub fn run_ok(dir: &Path, args: &[&str]) -> Output {
     let out = bin().current_dir(dir).args(args).output().unwrap();

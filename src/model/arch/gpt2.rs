@@ -21,6 +21,7 @@ use crate::intervene::LayerEdit;
 use crate::model::attention::{split_heads, LayerKv, Positions};
 use crate::model::config::check_heads_divide;
 use crate::model::linear::Linear;
+use crate::model::mlp::Mlp;
 use crate::model::norm::Norm;
 use crate::model::{Activation, CausalLm};
 use crate::ops;
@@ -180,28 +181,6 @@ impl Attention {
     }
 }
 
-struct Mlp {
-    c_fc: Linear,
-    c_proj: Linear,
-    act: Activation,
-}
-
-impl Mlp {
-    fn new(cfg: &Gpt2Config, vb: VarBuilder) -> Result<Self> {
-        Ok(Self {
-            c_fc: Linear::load_conv1d(cfg.n_embd, cfg.inner(), vb.pp("c_fc"))?,
-            c_proj: Linear::load_conv1d(cfg.inner(), cfg.n_embd, vb.pp("c_proj"))?,
-            act: Activation::from_name(&cfg.activation_function)
-                .map_err(candle_core::Error::wrap)?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.c_proj
-            .forward(&self.act.apply(&self.c_fc.forward(x)?)?)
-    }
-}
-
 struct Block {
     ln_1: Norm,
     attn: Attention,
@@ -216,7 +195,11 @@ impl Block {
             ln_1: ln("ln_1")?,
             attn: Attention::new(cfg, layer, vb.pp("attn"))?,
             ln_2: ln("ln_2")?,
-            mlp: Mlp::new(cfg, vb.pp("mlp"))?,
+            mlp: Mlp::new(
+                Linear::load_conv1d(cfg.n_embd, cfg.inner(), vb.pp("mlp.c_fc"))?,
+                Linear::load_conv1d(cfg.inner(), cfg.n_embd, vb.pp("mlp.c_proj"))?,
+                &cfg.activation_function,
+            )?,
         })
     }
 

@@ -17,6 +17,7 @@ use crate::intervene::LayerEdit;
 use crate::model::attention::{split_heads, LayerKv, Positions};
 use crate::model::config::{check_heads_divide, MAX_LAYERS};
 use crate::model::linear::Linear;
+use crate::model::mlp::Mlp;
 use crate::model::norm::Norm;
 use crate::model::{Activation, CausalLm};
 use crate::ops;
@@ -196,28 +197,6 @@ impl Attention {
     }
 }
 
-struct Mlp {
-    c_fc: Linear,
-    c_proj: Linear,
-    act: Activation,
-}
-
-impl Mlp {
-    fn new(cfg: &GptNeoConfig, vb: VarBuilder) -> Result<Self> {
-        Ok(Self {
-            c_fc: Linear::load(cfg.hidden_size, cfg.intermediate(), true, vb.pp("c_fc"))?,
-            c_proj: Linear::load(cfg.intermediate(), cfg.hidden_size, true, vb.pp("c_proj"))?,
-            act: Activation::from_name(&cfg.activation_function)
-                .map_err(candle_core::Error::wrap)?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.c_proj
-            .forward(&self.act.apply(&self.c_fc.forward(x)?)?)
-    }
-}
-
 struct Block {
     ln_1: Norm,
     attn: Attention,
@@ -228,11 +207,16 @@ struct Block {
 impl Block {
     fn new(cfg: &GptNeoConfig, local: bool, vb: VarBuilder) -> Result<Self> {
         let ln = |name: &str| Norm::layer(cfg.hidden_size, cfg.layer_norm_epsilon, vb.pp(name));
+        let h = cfg.hidden_size;
         Ok(Self {
             ln_1: ln("ln_1")?,
             attn: Attention::new(cfg, local, vb.pp("attn").pp("attention"))?,
             ln_2: ln("ln_2")?,
-            mlp: Mlp::new(cfg, vb.pp("mlp"))?,
+            mlp: Mlp::new(
+                Linear::load(h, cfg.intermediate(), true, vb.pp("mlp.c_fc"))?,
+                Linear::load(cfg.intermediate(), h, true, vb.pp("mlp.c_proj"))?,
+                &cfg.activation_function,
+            )?,
         })
     }
 

@@ -17,6 +17,7 @@ use crate::intervene::LayerEdit;
 use crate::model::attention::{LayerKv, Positions};
 use crate::model::config::check_heads_divide;
 use crate::model::linear::Linear;
+use crate::model::mlp::Mlp;
 use crate::model::norm::Norm;
 use crate::model::rotary::{RopeKeys, RopeSpec, Rotary, RotaryStyle};
 use crate::model::{Activation, CausalLm};
@@ -212,37 +213,6 @@ impl Attention {
     }
 }
 
-struct Mlp {
-    dense_h_to_4h: Linear,
-    dense_4h_to_h: Linear,
-    act: Activation,
-}
-
-impl Mlp {
-    fn new(cfg: &GptNeoXConfig, vb: VarBuilder) -> Result<Self> {
-        Ok(Self {
-            dense_h_to_4h: Linear::load(
-                cfg.hidden_size,
-                cfg.intermediate_size,
-                true,
-                vb.pp("dense_h_to_4h"),
-            )?,
-            dense_4h_to_h: Linear::load(
-                cfg.intermediate_size,
-                cfg.hidden_size,
-                true,
-                vb.pp("dense_4h_to_h"),
-            )?,
-            act: Activation::from_name(&cfg.hidden_act).map_err(candle_core::Error::wrap)?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.dense_4h_to_h
-            .forward(&self.act.apply(&self.dense_h_to_4h.forward(x)?)?)
-    }
-}
-
 struct Layer {
     input_layernorm: Norm,
     post_attention_layernorm: Norm,
@@ -254,11 +224,16 @@ struct Layer {
 impl Layer {
     fn new(cfg: &GptNeoXConfig, vb: VarBuilder) -> Result<Self> {
         let ln = |name: &str| Norm::layer(cfg.hidden_size, cfg.layer_norm_eps, vb.pp(name));
+        let (h, inner) = (cfg.hidden_size, cfg.intermediate_size);
         Ok(Self {
             input_layernorm: ln("input_layernorm")?,
             post_attention_layernorm: ln("post_attention_layernorm")?,
             attention: Attention::new(cfg, vb.pp("attention"))?,
-            mlp: Mlp::new(cfg, vb.pp("mlp"))?,
+            mlp: Mlp::new(
+                Linear::load(h, inner, true, vb.pp("mlp.dense_h_to_4h"))?,
+                Linear::load(inner, h, true, vb.pp("mlp.dense_4h_to_h"))?,
+                &cfg.hidden_act,
+            )?,
             parallel_residual: cfg.use_parallel_residual,
         })
     }

@@ -34,6 +34,7 @@ use crate::intervene::LayerEdit;
 use crate::model::attention::{split_heads, LayerKv, Positions};
 use crate::model::config::check_heads_divide;
 use crate::model::linear::Linear;
+use crate::model::mlp::Mlp;
 use crate::model::norm::Norm;
 use crate::model::rotary::{RopeScaling, RopeSpec, Rotary, RotaryStyle};
 use crate::model::{Activation, CausalLm};
@@ -202,28 +203,6 @@ impl Attention {
     }
 }
 
-struct Mlp {
-    fc_in: Linear,
-    fc_out: Linear,
-    act: Activation,
-}
-
-impl Mlp {
-    fn new(cfg: &GptJConfig, vb: VarBuilder) -> Result<Self> {
-        Ok(Self {
-            fc_in: Linear::load(cfg.n_embd, cfg.inner(), true, vb.pp("fc_in"))?,
-            fc_out: Linear::load(cfg.inner(), cfg.n_embd, true, vb.pp("fc_out"))?,
-            act: Activation::from_name(&cfg.activation_function)
-                .map_err(candle_core::Error::wrap)?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc_out
-            .forward(&self.act.apply(&self.fc_in.forward(x)?)?)
-    }
-}
-
 struct Block {
     ln_1: Norm,
     attn: Attention,
@@ -235,7 +214,11 @@ impl Block {
         Ok(Self {
             ln_1: Norm::layer(cfg.n_embd, cfg.layer_norm_epsilon, vb.pp("ln_1"))?,
             attn: Attention::new(cfg, vb.pp("attn"))?,
-            mlp: Mlp::new(cfg, vb.pp("mlp"))?,
+            mlp: Mlp::new(
+                Linear::load(cfg.n_embd, cfg.inner(), true, vb.pp("mlp.fc_in"))?,
+                Linear::load(cfg.inner(), cfg.n_embd, true, vb.pp("mlp.fc_out"))?,
+                &cfg.activation_function,
+            )?,
         })
     }
 

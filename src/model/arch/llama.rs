@@ -31,6 +31,7 @@ use crate::intervene::LayerEdit;
 use crate::model::attention::{Heads, LayerKv, Positions};
 use crate::model::config::check_heads_divide;
 use crate::model::linear::Linear;
+use crate::model::mlp::GatedMlp;
 use crate::model::norm::Norm;
 use crate::model::rotary::{RopeKeys, RopeSpec, Rotary, RotaryStyle};
 use crate::model::{Activation, CausalLm};
@@ -337,37 +338,11 @@ impl Attention {
     }
 }
 
-struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
-    act: Activation,
-}
-
-impl Mlp {
-    fn new(cfg: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
-        let (hidden, inner, bias) = (cfg.hidden_size, cfg.intermediate_size, cfg.biases().2);
-        Ok(Self {
-            gate_proj: Linear::load(hidden, inner, bias, vb.pp("gate_proj"))?,
-            up_proj: Linear::load(hidden, inner, bias, vb.pp("up_proj"))?,
-            down_proj: Linear::load(inner, hidden, bias, vb.pp("down_proj"))?,
-            act: Activation::from_name(&cfg.hidden_act).map_err(candle_core::Error::wrap)?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gated = self
-            .act
-            .gated(&self.gate_proj.forward(x)?, &self.up_proj.forward(x)?)?;
-        self.down_proj.forward(&gated)
-    }
-}
-
 struct Layer {
     input_layernorm: Norm,
     self_attn: Attention,
     post_attention_layernorm: Norm,
-    mlp: Mlp,
+    mlp: GatedMlp,
 }
 
 impl Layer {
@@ -377,7 +352,13 @@ impl Layer {
             input_layernorm: norm("input_layernorm")?,
             self_attn: Attention::new(cfg, sliding, vb.pp("self_attn"))?,
             post_attention_layernorm: norm("post_attention_layernorm")?,
-            mlp: Mlp::new(cfg, vb.pp("mlp"))?,
+            mlp: GatedMlp::load(
+                cfg.hidden_size,
+                cfg.intermediate_size,
+                cfg.biases().2,
+                &cfg.hidden_act,
+                vb.pp("mlp"),
+            )?,
         })
     }
 
@@ -417,11 +398,13 @@ impl Llama {
             .enumerate()
             .map(|(i, sliding)| Layer::new(cfg, sliding, body.pp("layers").pp(i)))
             .collect::<Result<Vec<_>>>()?;
-        let lm_head = if cfg.tie_word_embeddings {
-            Linear::new(embed_tokens.embeddings().clone(), None)?
-        } else {
-            Linear::load(cfg.hidden_size, cfg.vocab_size, false, vb.pp("lm_head"))?
-        };
+        let lm_head = Linear::lm_head(
+            embed_tokens.embeddings(),
+            cfg.tie_word_embeddings,
+            cfg.hidden_size,
+            cfg.vocab_size,
+            vb.clone(),
+        )?;
         Ok(Self {
             layers,
             norm: Norm::rms(cfg.hidden_size, cfg.rms_norm_eps, body.pp("norm"))?,

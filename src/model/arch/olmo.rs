@@ -32,6 +32,7 @@ use crate::intervene::LayerEdit;
 use crate::model::attention::{Heads, LayerKv, Positions};
 use crate::model::config::check_heads_divide;
 use crate::model::linear::Linear;
+use crate::model::mlp::GatedMlp;
 use crate::model::norm::Norm;
 use crate::model::rotary::{RopeKeys, RopeSpec, Rotary, RotaryStyle};
 use crate::model::{Activation, CausalLm};
@@ -177,46 +178,6 @@ pub(super) fn check_rotary(rope: &RopeSpec, head_dim: usize) -> anyhow::Result<(
 }
 
 /// The SwiGLU MLP of OLMo 1, 2 and 3: `down(act(gate(x)) · up(x))`, no biases.
-pub(super) struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
-    act: Activation,
-}
-
-impl Mlp {
-    pub(super) fn new(hidden: usize, inner: usize, act: &str, vb: VarBuilder) -> Result<Self> {
-        Ok(Self {
-            gate_proj: Linear::load(hidden, inner, false, vb.pp("gate_proj"))?,
-            up_proj: Linear::load(hidden, inner, false, vb.pp("up_proj"))?,
-            down_proj: Linear::load(inner, hidden, false, vb.pp("down_proj"))?,
-            act: Activation::from_name(act).map_err(candle_core::Error::wrap)?,
-        })
-    }
-
-    pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gated = self
-            .act
-            .gated(&self.gate_proj.forward(x)?, &self.up_proj.forward(x)?)?;
-        self.down_proj.forward(&gated)
-    }
-}
-
-/// The LM head: `lm_head.weight`, or the token embedding when tied.
-pub(super) fn lm_head(
-    embed_tokens: &Embedding,
-    tied: bool,
-    hidden: usize,
-    vocab: usize,
-    vb: VarBuilder,
-) -> Result<Linear> {
-    if tied {
-        Linear::new(embed_tokens.embeddings().clone(), None)
-    } else {
-        Linear::load(hidden, vocab, false, vb.pp("lm_head"))
-    }
-}
-
 struct Attention {
     q_proj: Linear,
     k_proj: Linear,
@@ -300,7 +261,7 @@ struct Layer {
     /// `input_layernorm` and `post_attention_layernorm` in HF: parameter-free, so one serves both.
     norm: Norm,
     self_attn: Attention,
-    mlp: Mlp,
+    mlp: GatedMlp,
 }
 
 impl Layer {
@@ -340,9 +301,10 @@ impl Olmo {
                 Ok(Layer {
                     norm: norm.clone(),
                     self_attn: Attention::new(cfg, vb.pp("self_attn"))?,
-                    mlp: Mlp::new(
+                    mlp: GatedMlp::load(
                         cfg.hidden_size,
                         cfg.intermediate_size,
+                        false,
                         &cfg.hidden_act,
                         vb.pp("mlp"),
                     )?,
@@ -350,8 +312,8 @@ impl Olmo {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            lm_head: lm_head(
-                &embed_tokens,
+            lm_head: Linear::lm_head(
+                embed_tokens.embeddings(),
                 cfg.tie_word_embeddings,
                 cfg.hidden_size,
                 cfg.vocab_size,

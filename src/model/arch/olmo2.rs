@@ -39,12 +39,13 @@ use candle_nn::{Embedding, VarBuilder};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::olmo::{check_head_dim, check_rotary, default_act, lm_head, Mlp};
+use super::olmo::{check_head_dim, check_rotary, default_act};
 use super::{Architecture, Family, Shape};
 use crate::bad_input;
 use crate::intervene::LayerEdit;
 use crate::model::attention::{Heads, LayerKv, Positions};
 use crate::model::linear::Linear;
+use crate::model::mlp::GatedMlp;
 use crate::model::norm::Norm;
 use crate::model::rotary::{RopeKeys, RopeSpec, Rotary, RotaryStyle};
 use crate::model::{Activation, CausalLm};
@@ -380,7 +381,7 @@ impl Attention {
 struct Layer {
     self_attn: Attention,
     post_attention_layernorm: Norm,
-    mlp: Mlp,
+    mlp: GatedMlp,
     post_feedforward_layernorm: Norm,
     layer_type: LayerType,
 }
@@ -392,9 +393,10 @@ impl Layer {
         Ok(Self {
             self_attn: Attention::new(cfg, sliding, vb.pp("self_attn"))?,
             post_attention_layernorm: norm("post_attention_layernorm")?,
-            mlp: Mlp::new(
+            mlp: GatedMlp::load(
                 cfg.hidden_size,
                 cfg.intermediate_size,
+                false,
                 &cfg.hidden_act,
                 vb.pp("mlp"),
             )?,
@@ -460,8 +462,8 @@ impl Olmo2 {
             false => None,
         };
         Ok(Self {
-            lm_head: lm_head(
-                &embed_tokens,
+            lm_head: Linear::lm_head(
+                embed_tokens.embeddings(),
                 cfg.tie_word_embeddings,
                 cfg.hidden_size,
                 cfg.vocab_size,

@@ -38,6 +38,7 @@ use crate::intervene::LayerEdit;
 use crate::model::attention::{split_heads, LayerKv, Positions};
 use crate::model::config::{check_heads_divide, MAX_HIDDEN};
 use crate::model::linear::Linear;
+use crate::model::mlp::Mlp;
 use crate::model::norm::Norm;
 use crate::model::{Activation, CausalLm};
 use crate::ops;
@@ -207,28 +208,6 @@ impl Attention {
     }
 }
 
-struct Mlp {
-    fc1: Linear,
-    fc2: Linear,
-    act: Activation,
-}
-
-impl Mlp {
-    fn new(cfg: &OptConfig, vb: &VarBuilder) -> Result<Self> {
-        let (h, ffn, bias) = (cfg.hidden_size, cfg.ffn_dim, cfg.enable_bias);
-        Ok(Self {
-            fc1: Linear::load(h, ffn, bias, vb.pp("fc1"))?,
-            fc2: Linear::load(ffn, h, bias, vb.pp("fc2"))?,
-            act: Activation::from_name(&cfg.activation_function)
-                .map_err(candle_core::Error::wrap)?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&self.act.apply(&self.fc1.forward(x)?)?)
-    }
-}
-
 struct Layer {
     self_attn_layer_norm: Norm,
     self_attn: Attention,
@@ -240,11 +219,16 @@ struct Layer {
 
 impl Layer {
     fn new(cfg: &OptConfig, vb: VarBuilder) -> Result<Self> {
+        let (h, ffn, bias) = (cfg.hidden_size, cfg.ffn_dim, cfg.enable_bias);
         Ok(Self {
             self_attn_layer_norm: layer_norm(cfg, vb.pp("self_attn_layer_norm"))?,
             self_attn: Attention::new(cfg, vb.pp("self_attn"))?,
             final_layer_norm: layer_norm(cfg, vb.pp("final_layer_norm"))?,
-            mlp: Mlp::new(cfg, &vb)?,
+            mlp: Mlp::new(
+                Linear::load(h, ffn, bias, vb.pp("fc1"))?,
+                Linear::load(ffn, h, bias, vb.pp("fc2"))?,
+                &cfg.activation_function,
+            )?,
             pre_norm: cfg.do_layer_norm_before,
         })
     }
@@ -308,11 +292,13 @@ impl Opt {
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| Layer::new(cfg, body.pp("layers").pp(i)))
             .collect::<Result<Vec<_>>>()?;
-        let lm_head = if cfg.tie_word_embeddings {
-            Linear::new(embed_tokens.embeddings().clone(), None)?
-        } else {
-            Linear::load(embed_dim, cfg.vocab_size, false, vb.pp("lm_head"))?
-        };
+        let lm_head = Linear::lm_head(
+            embed_tokens.embeddings(),
+            cfg.tie_word_embeddings,
+            embed_dim,
+            cfg.vocab_size,
+            vb.clone(),
+        )?;
         Ok(Self {
             embed_positions: Embedding::new(positions, hidden),
             project_in: projection("project_in", embed_dim, hidden)?,

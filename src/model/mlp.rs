@@ -1,0 +1,64 @@
+//! The two MLP shapes of every family: `down(act(up(x)))` (GPT-2, GPT-Neo, GPT-NeoX, GPT-J,
+//! OPT) and the gated `down(act(gate(x)) · up(x))` (Llama, Mistral, Qwen, OLMo). The
+//! families differ only in their tensor names and biases, so each builds the projections and
+//! hands them over.
+
+use candle_core::{Result, Tensor};
+use candle_nn::VarBuilder;
+
+use super::linear::Linear;
+use super::Activation;
+
+/// `down(act(up(x)))`.
+pub struct Mlp {
+    up: Linear,
+    down: Linear,
+    act: Activation,
+}
+
+impl Mlp {
+    /// `act` is the config's activation name (refused with the list of known ones).
+    pub fn new(up: Linear, down: Linear, act: &str) -> Result<Self> {
+        Ok(Self {
+            up,
+            down,
+            act: Activation::from_name(act).map_err(candle_core::Error::wrap)?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.down.forward(&self.act.apply(&self.up.forward(x)?)?)
+    }
+}
+
+/// `down_proj(act(gate_proj(x)) · up_proj(x))`, the tensors named as Llama names them.
+pub struct GatedMlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+    act: Activation,
+}
+
+impl GatedMlp {
+    pub fn load(
+        hidden: usize,
+        inner: usize,
+        bias: bool,
+        act: &str,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        Ok(Self {
+            gate_proj: Linear::load(hidden, inner, bias, vb.pp("gate_proj"))?,
+            up_proj: Linear::load(hidden, inner, bias, vb.pp("up_proj"))?,
+            down_proj: Linear::load(inner, hidden, bias, vb.pp("down_proj"))?,
+            act: Activation::from_name(act).map_err(candle_core::Error::wrap)?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let gated = self
+            .act
+            .gated(&self.gate_proj.forward(x)?, &self.up_proj.forward(x)?)?;
+        self.down_proj.forward(&gated)
+    }
+}
