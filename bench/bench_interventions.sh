@@ -28,7 +28,7 @@ fastest() {
     local start end t
     start=$(date +%s.%N)
     "$bin" memorize --model-path "$MODEL" --dataset-path "$MODEL/memorized.npy" \
-      --prefix-len 32 --batch-size 64 --force --output "$OUT/$name.json" "$@" 2>/dev/null
+      --prefix-len 32 --batch-size 64 --force --output "$OUT/$name.json" "$@" >/dev/null 2>&1
     end=$(date +%s.%N)
     t=$(echo "$end - $start" | bc)
     if [ -z "$best" ] || [ "$(echo "$t < $best" | bc)" = 1 ]; then best=$t; fi

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """HF references for llm-mem's interventions (issue 14): every kind patched into Hugging Face
-transformers by hooks, on one GPT-NeoX, one GPT-Neo and one Llama-family (GQA) fixture.
+transformers by hooks, on one fixture of each block shape: GPT-NeoX (parallel), GPT-Neo,
+Llama (GQA), GPT-2 (Conv1D), GPT-J (parallel, one LayerNorm), OPT (post-LN), OLMo 1
+(clip_qkv) and OLMo 2 (post-sublayer norms).
 
-For each of ``neox-parallel``, ``neo-local`` and ``llama-gqa`` (built by make_fixtures.py /
-make_family_fixtures.py) it writes ``tests/fixtures/models/<name>/reference/interventions.json``:
+For each fixture of FIXTURES (built by make_fixtures.py, make_family_fixtures.py,
+make_gptj_opt_fixtures.py and make_olmo_fixtures.py) it writes ``tests/fixtures/models/<name>/reference/interventions.json``:
 per setting (llm-mem's canonical label) the six memorize metrics, ``residual_deviation`` (per
 block, the mean over rows and suffix-predicting positions of ||h_l - h_l^base|| / ||h_l^base||,
 h_l = the output of block l) and ``kl_from_base`` (mean KL(p_base || p_setting), nats), and the
@@ -15,11 +17,15 @@ The sites, as hooks (the model code is not changed):
 * a head's output before the output projection -> zero / mean: a pre-hook on
   dense / out_proj / o_proj;
 * the attention sublayer's output -> zero / mean: a forward hook on the attention module;
-* the MLP's output -> zero / mean: a forward hook on the block's MLP.
+* the MLP's output -> zero / mean: a forward hook on the block's MLP (OPT, which has no MLP
+  module: on ``fc2``).
+A sublayer's output is what it adds to the residual stream: for OLMo 2, whose sublayers end
+in a norm before the add, the hooks sit on ``post_attention_layernorm`` and
+``post_feedforward_layernorm``.
 ``mean`` = the site's mean over every position of every row of data.npy under the unmodified
 model, in float64. Free-running continuations come from a no-cache greedy loop.
 
-Run from the repository root (about a minute on 2 cores)::
+Run from the repository root (a few minutes on 2 cores)::
 
     /work/venv/bin/python scripts/make_intervention_fixtures.py
 """
@@ -30,14 +36,30 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import make_family_fixtures as ff  # noqa: E402  (registers the Llama-like families)
+import make_family_fixtures as ff  # noqa: E402,F401  (registers the Llama-like families, GPT-2)
 import make_fixtures as mf  # noqa: E402  (one thread, the whole-layer bypass patches)
+import make_gptj_opt_fixtures  # noqa: E402,F401  (registers GPT-J, OPT)
+import make_olmo_fixtures  # noqa: E402,F401  (registers OLMo 1/2/3)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from transformers import GPTNeoForCausalLM, GPTNeoXForCausalLM, LlamaForCausalLM  # noqa: E402
+from transformers import (  # noqa: E402
+    GPT2LMHeadModel,
+    GPTJForCausalLM,
+    GPTNeoForCausalLM,
+    GPTNeoXForCausalLM,
+    LlamaForCausalLM,
+    Olmo2ForCausalLM,
+    OlmoForCausalLM,
+    OPTForCausalLM,
+)
+from transformers.models.gpt2 import modeling_gpt2  # noqa: E402
 from transformers.models.gpt_neo import modeling_gpt_neo  # noqa: E402
 from transformers.models.gpt_neox import modeling_gpt_neox  # noqa: E402
+from transformers.models.gptj import modeling_gptj  # noqa: E402
 from transformers.models.llama import modeling_llama  # noqa: E402
+from transformers.models.olmo import modeling_olmo  # noqa: E402
+from transformers.models.olmo2 import modeling_olmo2  # noqa: E402
+from transformers.models.opt import modeling_opt  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -45,6 +67,11 @@ FIXTURES = {
     "neox-parallel": GPTNeoXForCausalLM,
     "neo-local": GPTNeoForCausalLM,
     "llama-gqa": LlamaForCausalLM,
+    "gpt2": GPT2LMHeadModel,
+    "gptj": GPTJForCausalLM,
+    "opt-350m-style": OPTForCausalLM,
+    "olmo": OlmoForCausalLM,
+    "olmo2": Olmo2ForCausalLM,
 }
 
 
@@ -112,21 +139,35 @@ def with_head_identity(orig, head_axis):
     return attn
 
 
-# eager_attention_forward returns [b, q, heads, d]; GPT-Neo's _attn [b, heads, q, d].
-modeling_gpt_neox.eager_attention_forward = with_head_identity(modeling_gpt_neox.eager_attention_forward, 2)
-modeling_llama.eager_attention_forward = with_head_identity(modeling_llama.eager_attention_forward, 2)
+# eager_attention_forward returns [b, q, heads, d]; GPT-Neo's _attn [b, heads, q, d]. The
+# family scripts imported above have already wrapped these with their whole-layer bypass.
+for _mod in (modeling_gpt_neox, modeling_llama, modeling_gpt2, modeling_gptj, modeling_opt, modeling_olmo,
+             modeling_olmo2):
+    _mod.eager_attention_forward = with_head_identity(_mod.eager_attention_forward, 2)
 modeling_gpt_neo.GPTNeoSelfAttention._attn = with_head_identity(modeling_gpt_neo.GPTNeoSelfAttention._attn, 1)
 
 
 def sites(model, i):
-    """(attention module, output projection, mlp) of block i."""
+    """(module whose output is the attention sublayer's, output projection, module whose
+    output is the MLP's) of block i."""
     if isinstance(model, GPTNeoXForCausalLM):
         blk = model.gpt_neox.layers[i]
         return blk.attention, blk.attention.dense, blk.mlp
     if isinstance(model, GPTNeoForCausalLM):
         blk = model.transformer.h[i]
         return blk.attn, blk.attn.attention.out_proj, blk.mlp
+    if isinstance(model, GPT2LMHeadModel):
+        blk = model.transformer.h[i]
+        return blk.attn, blk.attn.c_proj, blk.mlp
+    if isinstance(model, GPTJForCausalLM):
+        blk = model.transformer.h[i]
+        return blk.attn, blk.attn.out_proj, blk.mlp
+    if isinstance(model, OPTForCausalLM):
+        blk = model.model.decoder.layers[i]
+        return blk.self_attn, blk.self_attn.out_proj, blk.fc2
     blk = model.model.layers[i]
+    if isinstance(model, Olmo2ForCausalLM):
+        return blk.post_attention_layernorm, blk.self_attn.o_proj, blk.post_feedforward_layernorm
     return blk.self_attn, blk.self_attn.o_proj, blk.mlp
 
 
@@ -204,7 +245,8 @@ class Record:
         self.sums, self.count = {}, 0
 
     def add(self, key, x):
-        s = x.double().sum(dim=(0, 1))
+        # Over every position: OPT's MLP runs on [b * t, hidden], the others on [b, t, hidden].
+        s = x.double().reshape(-1, x.shape[-1]).sum(dim=0)
         self.sums[key] = self.sums.get(key, 0) + s
 
     def means(self):

@@ -1,7 +1,7 @@
 //! Every intervention kind against Hugging Face with the same intervention patched in by hooks
-//! (scripts/make_intervention_fixtures.py), on a GPT-NeoX, a GPT-Neo and a Llama (GQA)
-//! fixture, on both kernel paths: the six metrics, `residual_deviation` per block and
-//! `kl_from_base`.
+//! (scripts/make_intervention_fixtures.py), on one fixture of each block shape (GPT-NeoX
+//! parallel, GPT-Neo, Llama GQA, GPT-2, GPT-J, OPT post-LN, OLMo 1, OLMo 2), on both kernel
+//! paths: the six metrics, `residual_deviation` per block and `kl_from_base`.
 
 mod common;
 
@@ -11,7 +11,16 @@ use llm_mem::memorize;
 use llm_mem::ops::with_kernels;
 use serde::Deserialize;
 
-const FIXTURES: [&str; 3] = ["neox-parallel", "neo-local", "llama-gqa"];
+const FIXTURES: [&str; 8] = [
+    "neox-parallel",
+    "neo-local",
+    "llama-gqa",
+    "gpt2",
+    "gptj",
+    "opt-350m-style",
+    "olmo",
+    "olmo2",
+];
 
 #[derive(Deserialize)]
 struct Expected {
