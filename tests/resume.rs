@@ -340,3 +340,52 @@ fn extract_resumes_after_ctrl_c_with_identical_bytes() {
     assert_eq!(read("out.npy"), read("ref.npy"));
     assert!(!Path::new(&partial).exists());
 }
+
+/// A sweep of every intervention kind (a mean needs every row, so each resumed run collects
+/// it again over the whole data) resumes after kill -9 to the bytes of an uninterrupted run.
+#[test]
+fn intervention_sweep_resumes_to_identical_bytes() {
+    let kinds: [&'static str; 8] = [
+        "--ablate",
+        "head:6.0,6.2",
+        "--ablate",
+        "mlp:5=mean",
+        "--ablate",
+        "attn:4=zero+head:7.1=mean",
+        "--ablate",
+        "attn:2=mean",
+    ];
+    let dir = tempdir_with_data();
+    run_ok(dir.path(), &strs(&sweep_args("ref.json", &kinds)));
+    let partial = dir.path().join("out.json.partial");
+    let args = sweep_args("out.json", &kinds);
+    let mut child = start_and_wait_for_checkpoint(dir.path(), &strs(&args), &partial);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done = items_done(&partial).unwrap();
+    assert!(done > 0 && done < 40, "checkpoint after {done} rows");
+
+    let mut resumed = kinds.to_vec();
+    resumed.push("--resume");
+    run_ok(dir.path(), &strs(&sweep_args("out.json", &resumed)));
+    let bytes = std::fs::read(dir.path().join("out.json")).unwrap();
+    assert_eq!(bytes, std::fs::read(dir.path().join("ref.json")).unwrap());
+    let out: Value = serde_json::from_slice(&bytes).unwrap();
+    let labels: Vec<&str> = out["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["setting"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            "base",
+            "attn:3",
+            "head:6.0,6.2",
+            "mlp:5=mean",
+            "attn:4=zero+head:7.1=mean",
+            "attn:2=mean"
+        ]
+    );
+}
