@@ -227,19 +227,24 @@ fn markdown_rows(stdout: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// `llm-mem report MEM BENCH -o OUT` in `dir`.
+fn report(dir: &Path, mem: &Path, bench: &Path, out: &Path) -> std::process::Output {
+    llm_mem(dir)
+        .arg("report")
+        .args([mem, bench])
+        .arg("-o")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn report_joins_by_setting_and_writes_a_self_contained_page() {
     let dir = tempfile::tempdir().unwrap();
     let mem = write_json(dir.path(), "mem.json", &mem_json());
     let bench = write_json(dir.path(), "bench.json", &bench_json());
     let html = dir.path().join("out.html");
-    let run = llm_mem(dir.path())
-        .arg("report")
-        .args([&mem, &bench])
-        .arg("-o")
-        .arg(&html)
-        .output()
-        .unwrap();
+    let run = report(dir.path(), &mem, &bench, &html);
     let (stdout, stderr) = (
         String::from_utf8_lossy(&run.stdout),
         String::from_utf8_lossy(&run.stderr),
@@ -468,13 +473,7 @@ fn report_page_draws_the_head_heatmaps_and_deviation_curves() {
     let mem = write_json(dir.path(), "mem.json", &mem);
     let bench = write_json(dir.path(), "bench.json", &bench);
     let html = dir.path().join("out.html");
-    let run = llm_mem(dir.path())
-        .arg("report")
-        .args([&mem, &bench])
-        .arg("-o")
-        .arg(&html)
-        .output()
-        .unwrap();
+    let run = report(dir.path(), &mem, &bench, &html);
     assert!(
         run.status.success(),
         "{}",
