@@ -64,6 +64,30 @@ impl HubRepo {
     }
 }
 
+/// The branch where the hub keeps every dataset's parquet export.
+pub const PARQUET_REVISION: &str = "refs/convert/parquet";
+
+/// Name of file `shard` of a split in the hub's parquet export.
+pub fn parquet_export_file(config: &str, split: &str, shard: usize) -> String {
+    format!("{config}/{split}/{shard:04}.parquet")
+}
+
+/// Local paths of the files of split `split` (dataset config `config`) in dataset `repo`'s
+/// parquet export (`<config>/<split>/0000.parquet`, `0001.parquet`, …), each downloaded unless
+/// cached. The first missing file ends the list; a missing first file is the error.
+pub fn parquet_export(repo: &str, config: &str, split: &str) -> Result<Vec<PathBuf>> {
+    let export = HubRepo::dataset(repo, Some(PARQUET_REVISION));
+    let mut files = Vec::new();
+    for shard in 0.. {
+        match export.get(&parquet_export_file(config, split, shard)) {
+            Ok(path) => files.push(path),
+            Err(_) if shard > 0 => break,
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(files)
+}
+
 /// The access token, found as `huggingface_hub.get_token` finds it (the one transformers and
 /// lm-eval send): `HF_TOKEN`, else the older `HUGGING_FACE_HUB_TOKEN`, else the file
 /// `HF_TOKEN_PATH` (default `$HF_HOME/token`, with `HF_HOME` defaulting to

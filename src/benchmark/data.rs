@@ -12,7 +12,6 @@ use serde_json::{Map as JsonMap, Number, Value};
 
 use crate::bad_input;
 use crate::error::BadInputContext;
-use crate::hub::HubRepo;
 
 /// Where lm-eval gets a task's documents.
 #[derive(Debug, Clone, Copy)]
@@ -264,24 +263,13 @@ pub fn read_hub(task: &'static str, source: &HubSource) -> Result<Vec<Record>> {
 
 /// Local paths of the parquet files of `source`, downloaded unless cached.
 pub fn hub_files(task: &str, source: &HubSource) -> Result<Vec<PathBuf>> {
-    let repo = HubRepo::dataset(source.repo, Some(PARQUET_REVISION));
-    let mut files = Vec::new();
-    for shard in 0.. {
-        match repo.get(&hub_file_name(source, shard)) {
-            Ok(path) => files.push(path),
-            Err(_) if shard > 0 => break,
-            Err(err) => {
-                return Err(err).with_context(|| {
-                    format!("{task}: reading the hub dataset {} (use --data-dir DIR with DIR/{task}.jsonl to run offline)", source.repo)
-                })
-            }
-        }
-    }
-    Ok(files)
+    crate::hub::parquet_export(source.repo, source.config, source.split).with_context(|| {
+        format!("{task}: reading the hub dataset {} (use --data-dir DIR with DIR/{task}.jsonl to run offline)", source.repo)
+    })
 }
 
 fn hub_file_name(source: &HubSource, shard: usize) -> String {
-    format!("{}/{}/{shard:04}.parquet", source.config, source.split)
+    crate::hub::parquet_export_file(source.config, source.split, shard)
 }
 
 /// The records of [`hub_files`]' `files`, numbered across them.
@@ -301,6 +289,3 @@ pub fn read_hub_files(
     }
     Ok(records)
 }
-
-/// The branch where the hub keeps every dataset's parquet export.
-pub const PARQUET_REVISION: &str = "refs/convert/parquet";

@@ -240,7 +240,10 @@ fn prepare(
     let device = runtime::parse_device(&args.model.device)?;
     let dtype = runtime::parse_dtype(&args.model.dtype, &device)?;
     let fingerprint = Fingerprint {
-        inputs: [("data".to_string(), fingerprint::file_id(&dataset_path)?)].into(),
+        inputs: data::input_files(&dataset_path)?
+            .into_iter()
+            .map(|(name, file)| Ok((name, fingerprint::file_id(&file)?)))
+            .collect::<Result<_>>()?,
         params: params(args),
         settings: sweep.clone(),
         ..Fingerprint::for_model("memorize", files, dtype, &device)?

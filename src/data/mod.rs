@@ -152,20 +152,39 @@ pub fn read_index(path: &Path, rows: usize) -> Result<Vec<SampleOrigin>> {
         .collect())
 }
 
+/// The files behind `--dataset-path`, named for the run's fingerprint: the path itself, or a
+/// hub split's parquet files (`data/0000.parquet`, …).
+pub fn input_files(path: &Path) -> Result<Vec<(String, PathBuf)>> {
+    Ok(match table::HubSplit::parse(path)? {
+        None => vec![("data".to_string(), path.to_path_buf())],
+        Some(split) => split
+            .files()?
+            .into_iter()
+            .enumerate()
+            .map(|(i, file)| (format!("data/{i:04}.parquet"), file))
+            .collect(),
+    })
+}
+
 /// Memorized samples as `memorize` reads them, and their origins if asked for and known.
 pub struct Samples {
     pub rows: TokenRows,
     pub origins: Option<Vec<SampleOrigin>>,
 }
 
-/// A 2-D `.npy` (origins from the `.index.npy` beside it, if there is one) or a parquet table
-/// with a `tokens` column (origins from its `index` column, if it has one).
+/// A 2-D `.npy` (origins from the `.index.npy` beside it, if there is one), a parquet table
+/// with a `tokens` column (origins from its `index` column, if it has one), or such a table
+/// on the hub ([`table::HubSplit`]).
 pub fn read_samples(path: &Path, want_origins: bool) -> Result<Samples> {
     let is_parquet = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
-    if is_parquet {
-        let table = table::read_token_table(path)?;
+    let hub = table::HubSplit::parse(path)?;
+    if is_parquet || hub.is_some() {
+        let table = match hub {
+            Some(split) => table::read_token_tables(&split.files()?)?,
+            None => table::read_token_table(path)?,
+        };
         let origins = table.index.filter(|_| want_origins).map(|index| {
             index
                 .into_iter()

@@ -5,7 +5,7 @@
 //! Read with the parquet crate's record API (no arrow), projected onto those two columns so
 //! that a table with other columns (text, scores) costs only what is needed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use parquet::file::reader::{FileReader, SerializedFileReader};
@@ -20,6 +20,109 @@ use crate::memorize::TokenRows;
 pub struct TokenTable {
     pub rows: TokenRows,
     pub index: Option<Vec<i64>>,
+}
+
+/// A memorized set on the hub by name: `hf://datasets/ORG/NAME/SPLIT` (dataset config
+/// `default`) or `hf://datasets/ORG/NAME/CONFIG/SPLIT`, read from the hub's parquet export of
+/// the dataset (the files `<config>/<split>/0000.parquet`, … that the dataset viewer serves).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubSplit {
+    pub repo: String,
+    pub config: String,
+    pub split: String,
+}
+
+impl HubSplit {
+    pub const PREFIX: &'static str = "hf://datasets/";
+
+    /// `None` for a local path; a name with the prefix but not 3 or 4 parts is refused.
+    pub fn parse(path: &Path) -> Result<Option<Self>> {
+        let Some(rest) = path.to_str().and_then(|p| p.strip_prefix(Self::PREFIX)) else {
+            return Ok(None);
+        };
+        let parts: Vec<&str> = rest.split('/').collect();
+        if parts.iter().any(|p| p.is_empty()) {
+            return Err(Self::malformed(path));
+        }
+        let (org, name, config, split) = match parts[..] {
+            [org, name, split] => (org, name, "default", split),
+            [org, name, config, split] => (org, name, config, split),
+            _ => return Err(Self::malformed(path)),
+        };
+        Ok(Some(Self {
+            repo: format!("{org}/{name}"),
+            config: config.to_string(),
+            split: split.to_string(),
+        }))
+    }
+
+    fn malformed(path: &Path) -> anyhow::Error {
+        bad_input!(
+            "--dataset-path {}: expected {}ORG/NAME/SPLIT or {}ORG/NAME/CONFIG/SPLIT",
+            path.display(),
+            Self::PREFIX,
+            Self::PREFIX
+        )
+    }
+
+    /// The split's parquet files, downloaded unless cached.
+    pub fn files(&self) -> Result<Vec<PathBuf>> {
+        crate::hub::parquet_export(&self.repo, &self.config, &self.split).map_err(|err| {
+            bad_input!(
+                "--dataset-path {}: split {:?} (config {:?}) of dataset {}: {err:#}",
+                self,
+                self.split,
+                self.config,
+                self.repo
+            )
+        })
+    }
+}
+
+impl std::fmt::Display for HubSplit {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "{}{}/{}/{}",
+            Self::PREFIX,
+            self.repo,
+            self.config,
+            self.split
+        )
+    }
+}
+
+/// The tables of `files` one after the other (a split's parquet export), which must agree on
+/// the row length and on having an `index` column.
+pub fn read_token_tables(files: &[PathBuf]) -> Result<TokenTable> {
+    let mut all: Option<TokenTable> = None;
+    for path in files {
+        let next = read_token_table(path)?;
+        let Some(table) = all.as_mut() else {
+            all = Some(next);
+            continue;
+        };
+        if next.rows.cols != table.rows.cols {
+            return Err(bad_input!(
+                "{}: rows of {} tokens, but the split's first file has rows of {}",
+                path.display(),
+                next.rows.cols,
+                table.rows.cols
+            ));
+        }
+        if next.index.is_some() != table.index.is_some() {
+            return Err(bad_input!(
+                "{}: the split's files disagree on having an \"index\" column",
+                path.display()
+            ));
+        }
+        table.rows.ids.extend(next.rows.ids);
+        table.rows.rows += next.rows.rows;
+        if let (Some(index), Some(more)) = (table.index.as_mut(), next.index) {
+            index.extend(more);
+        }
+    }
+    all.ok_or_else(|| bad_input!("no parquet files to read"))
 }
 
 pub fn read_token_table(path: &Path) -> Result<TokenTable> {
