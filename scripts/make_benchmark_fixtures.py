@@ -49,7 +49,7 @@ What it writes (all deterministic: fixed seeds, one CPU thread):
       reference free of f32 rounding) and in float32 (`results_f32`, lm-eval's default for
       this checkpoint), plus every request lm-eval built (strings and token ids) and its
       float64 (loglikelihood, is_greedy) answer per setting, and the tokenizer class
-      AutoTokenizer built (`tokenizer_class`; the neox/neo/llama/gpt2 files predate that key)
+      AutoTokenizer built (`tokenizer_class`)
 
 Tokenizer: byte-level BPE trained with `tokenizers` on the task text, GPT-2/Pythia style:
 nothing added on encode, <|endoftext|> (id 0) is bos = eos = unk. Models: random init, then

@@ -7,7 +7,8 @@
 //! BOS) declared GPT2Tokenizer but loaded as it is; OPT with only vocab.json + merges.txt and
 //! `add_bos_token`, so that `</s>` starts every context and rolling text), hand-written records
 //! for all 10 tasks, and lm-eval's requests, answers and results for the base model and two
-//! bypass settings. Every prompt and token id must be lm-eval's; every acc/acc_norm equal and every
+//! bypass settings. The tokenizer class must be the one AutoTokenizer built, every prompt and
+//! token id lm-eval's; every acc/acc_norm equal and every
 //! perplexity, bits-per-byte and stderr within 1e-6 relative of lm-eval run in float64 (the
 //! exact values, up to our own f32 rounding); and acc/acc_norm equal, the rest within 5e-6,
 //! of lm-eval's default float32 run.
@@ -42,8 +43,8 @@ fn root() -> PathBuf {
 struct Expected {
     max_length: usize,
     prefix_token_id: u32,
-    /// The class AutoTokenizer built (absent from the fixtures made before it was recorded).
-    tokenizer_class: Option<String>,
+    /// The class AutoTokenizer built.
+    tokenizer_class: String,
     settings: Vec<Vec<usize>>,
     results: Vec<SettingResult>,
     results_f32: Vec<SettingResult>,
@@ -280,9 +281,11 @@ fn parity(model_name: &str) -> Expected {
     let (model, tok) = load(model_name);
     assert_eq!(tok.max_length(), expected.max_length);
     assert_eq!(tok.prefix_token().unwrap(), expected.prefix_token_id);
-    if let Some(class) = &expected.tokenizer_class {
-        assert_eq!(tok.class(), class, "{model_name}: tokenizer class");
-    }
+    assert_eq!(
+        tok.class(),
+        expected.tokenizer_class,
+        "{model_name}: tokenizer class"
+    );
     let tasks = all_tasks();
     let requests = check_requests(&tok, &tasks, &expected);
 
@@ -390,7 +393,7 @@ fn gpt2_matches_lm_eval() {
 #[test]
 fn olmo2_matches_lm_eval() {
     let expected = parity("olmo2");
-    assert_eq!(expected.tokenizer_class.as_deref(), Some("TokenizersBackend"));
+    assert_eq!(expected.tokenizer_class, "TokenizersBackend");
     let first = |r: &Request| match (&r.context_enc, &r.windows) {
         (Some(context), _) => context[0],
         (None, Some(windows)) => windows[0].1[0],
@@ -409,7 +412,7 @@ fn olmo2_matches_lm_eval() {
 #[test]
 fn opt_matches_lm_eval() {
     let expected = parity("opt");
-    assert_eq!(expected.tokenizer_class.as_deref(), Some("GPT2Tokenizer"));
+    assert_eq!(expected.tokenizer_class, "GPT2Tokenizer");
     assert_eq!(expected.prefix_token_id, 2);
     let (mut contexts, mut texts) = (0, 0);
     for r in &expected.requests {
@@ -423,7 +426,10 @@ fn opt_matches_lm_eval() {
             texts += 1;
         }
     }
-    assert!(contexts > 0 && texts > 0, "{contexts} contexts, {texts} texts");
+    assert!(
+        contexts > 0 && texts > 0,
+        "{contexts} contexts, {texts} texts"
+    );
 }
 
 /// How requests are batched (and which choices share a context pass) must not change a score.
