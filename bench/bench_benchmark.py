@@ -63,7 +63,7 @@ from lm_eval.models.huggingface import HFLM  # noqa: E402
 from lm_eval.tasks import TaskManager  # noqa: E402
 
 # The fixture scripts: the offline task YAMLs and the bypass (the hook, or the attention patch).
-import make_benchmark_fixtures as fixtures  # noqa: E402  (prints versions, trains its BPE: ~1 s)
+import make_benchmark_fixtures as fixtures  # noqa: E402  (prints versions, trains its BPE tokenizers: seconds)
 from make_fixtures import set_bypass  # noqa: E402
 
 # Both modules pin one thread and deterministic algorithms for the fixtures; undo that here.

@@ -1,10 +1,14 @@
 //! `llm-mem benchmark` against lm-evaluation-harness itself, on the committed fixtures made by
-//! `scripts/make_benchmark_fixtures.py`: four tiny checkpoints with tokenizers (GPT-NeoX;
+//! `scripts/make_benchmark_fixtures.py`: six tiny checkpoints with tokenizers (GPT-NeoX;
 //! GPT-Neo with a local window smaller than many requests; Llama with grouped-query attention
 //! and a Llama-2-style tokenizer that transformers rebuilds and that adds `<s>` to every context
 //! and scores P(`<s>` | `<s>`) first in rolling windows; GPT-2 without BOS, whose tokenizer.json
-//! GPT2Tokenizer re-pre-tokenizes), hand-written records for all 10 tasks, and lm-eval's
-//! requests, answers and results for the base model and two bypass settings. Every prompt and token id must be lm-eval's; every acc/acc_norm equal and every
+//! GPT2Tokenizer re-pre-tokenizes; OLMo 2 with a dolma2-style tokenizer.json (cl100k split, no
+//! BOS) declared GPT2Tokenizer but loaded as it is; OPT with only vocab.json + merges.txt and
+//! `add_bos_token`, so that `</s>` starts every context and rolling text), hand-written records
+//! for all 10 tasks, and lm-eval's requests, answers and results for the base model and two
+//! bypass settings. The tokenizer class must be the one AutoTokenizer built, every prompt and
+//! token id lm-eval's; every acc/acc_norm equal and every
 //! perplexity, bits-per-byte and stderr within 1e-6 relative of lm-eval run in float64 (the
 //! exact values, up to our own f32 rounding); and acc/acc_norm equal, the rest within 5e-6,
 //! of lm-eval's default float32 run.
@@ -39,6 +43,8 @@ fn root() -> PathBuf {
 struct Expected {
     max_length: usize,
     prefix_token_id: u32,
+    /// The class AutoTokenizer built.
+    tokenizer_class: String,
     settings: Vec<Vec<usize>>,
     results: Vec<SettingResult>,
     results_f32: Vec<SettingResult>,
@@ -270,11 +276,16 @@ fn tolerance_of(key: &str, value: f64) -> f64 {
     }
 }
 
-fn parity(model_name: &str) {
+fn parity(model_name: &str) -> Expected {
     let expected = load_expected(model_name);
     let (model, tok) = load(model_name);
     assert_eq!(tok.max_length(), expected.max_length);
     assert_eq!(tok.prefix_token().unwrap(), expected.prefix_token_id);
+    assert_eq!(
+        tok.class(),
+        expected.tokenizer_class,
+        "{model_name}: tokenizer class"
+    );
     let tasks = all_tasks();
     let requests = check_requests(&tok, &tasks, &expected);
 
@@ -354,6 +365,7 @@ fn parity(model_name: &str) {
         exact.worst,
         f32.worst
     );
+    expected
 }
 
 #[test]
@@ -374,6 +386,50 @@ fn llama_matches_lm_eval() {
 #[test]
 fn gpt2_matches_lm_eval() {
     parity("gpt2");
+}
+
+/// No BOS (the prefix token is `<|endoftext|>`, as bos = eos there), the cl100k split of the
+/// tokenizer.json kept (AutoTokenizer's plain backend for `olmo2`, not the declared class).
+#[test]
+fn olmo2_matches_lm_eval() {
+    let expected = parity("olmo2");
+    assert_eq!(expected.tokenizer_class, "TokenizersBackend");
+    let first = |r: &Request| match (&r.context_enc, &r.windows) {
+        (Some(context), _) => context[0],
+        (None, Some(windows)) => windows[0].1[0],
+        _ => panic!("a request with neither context nor windows"),
+    };
+    // nothing is added on encode: no context and no rolling text starts with <|endoftext|>
+    assert!(expected
+        .requests
+        .iter()
+        .all(|r| first(r) != expected.prefix_token_id));
+}
+
+/// OPT's tokenizer (vocab.json + merges.txt, `add_bos_token`) puts `</s>` (id 2) before every
+/// string lm-eval encodes: every context starts with it, and a rolling text's first window
+/// scores P(`</s>` | `</s>`) first, the prefix token being `</s>` too.
+#[test]
+fn opt_matches_lm_eval() {
+    let expected = parity("opt");
+    assert_eq!(expected.tokenizer_class, "GPT2Tokenizer");
+    assert_eq!(expected.prefix_token_id, 2);
+    let (mut contexts, mut texts) = (0, 0);
+    for r in &expected.requests {
+        if let Some(context) = &r.context_enc {
+            assert_eq!(context[0], 2, "{} doc {}: {context:?}", r.task, r.doc);
+            contexts += 1;
+        }
+        if let Some(windows) = &r.windows {
+            assert_eq!(windows[0].0, [2], "{} doc {}", r.task, r.doc);
+            assert_eq!(windows[0].1[0], 2, "{} doc {}", r.task, r.doc);
+            texts += 1;
+        }
+    }
+    assert!(
+        contexts > 0 && texts > 0,
+        "{contexts} contexts, {texts} texts"
+    );
 }
 
 /// How requests are batched (and which choices share a context pass) must not change a score.
