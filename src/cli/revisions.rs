@@ -288,7 +288,7 @@ mod tests {
         // Along the schedule: the log-spaced start keeps its spacing.
         assert_eq!(
             names("step0-step1000:4"),
-            ["step0", "step4", "step64", "step1000"]
+            ["step0", "step8", "step64", "step1000"]
         );
         assert_eq!(
             names("main,step0-step2:3"),
