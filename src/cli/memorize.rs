@@ -215,7 +215,11 @@ fn compute(
     bar.set_position(file.results.iter().map(|r| r.len() as u64).sum::<u64>() * cols);
     let say = |line: String| bar.suspend(|| eprintln!("{line}"));
     // The means of `mean` ablations belong to a model: collected anew for each revision.
-    let mut means: Option<(usize, Option<Means>)> = None;
+    struct GroupMeans {
+        group: usize,
+        means: Option<Means>,
+    }
+    let mut means: Option<GroupMeans> = None;
     let unit_name = if file.revisions.is_some() {
         format!("rows of {} revisions", groups.len())
     } else {
@@ -231,10 +235,13 @@ fn compute(
             let mine = &units[groups[group].clone()];
             let settings: Vec<Setting> = mine.iter().map(|u| u.setting.clone()).collect();
             let model = models.model(mine[0].revision.as_deref(), &args.model, &say)?;
-            if means.as_ref().map(|m| m.0) != Some(group) {
+            if means.as_ref().map(|m| m.group) != Some(group) {
                 let collected =
                     memorize::engine::collect_means(model, &job.data, args.batch_size, &settings)?;
-                means = Some((group, collected));
+                means = Some(GroupMeans {
+                    group,
+                    means: collected,
+                });
             }
             let first_row = group * rows;
             let scores = memorize::score_rows(
@@ -242,7 +249,7 @@ fn compute(
                 &job.data,
                 args.prefix_len,
                 &settings,
-                means.as_ref().and_then(|m| m.1.as_ref()),
+                means.as_ref().and_then(|m| m.means.as_ref()),
                 args.kl_from_base,
                 items.start - first_row..items.end - first_row,
             )?;
@@ -369,15 +376,20 @@ fn params(args: &MemorizeArgs) -> std::collections::BTreeMap<String, serde_json:
     params
 }
 
-/// Means per setting of a sweep file's units, by revision: one list without revisions
-/// (revision `None`). A finished file of a revision sweep gives one list per revision of the
-/// sweep, in its order, an identical revision sharing the numbers of the first of its kind; a
-/// shard file, one per revision it computed.
-pub fn results_by_revision(
-    file: &SweepFile<StoredSample>,
-) -> Vec<(Option<String>, Vec<memorize::SettingResult>)> {
+/// The means per setting of one revision (or of the one model of a plain sweep).
+pub struct RevisionResults {
+    /// `None` in a plain sweep.
+    pub revision: Option<String>,
+    pub results: Vec<memorize::SettingResult>,
+}
+
+/// The results of a sweep file's units, by revision: one list without revisions. A finished
+/// file of a revision sweep gives one list per revision of the sweep, in its order, an
+/// identical revision sharing the numbers of the first of its kind; a shard file, one per
+/// revision it computed.
+pub fn results_by_revision(file: &SweepFile<StoredSample>) -> Vec<RevisionResults> {
     let units = file.units();
-    let mut computed: Vec<(Option<String>, Vec<memorize::SettingResult>)> = file
+    let mut computed: Vec<RevisionResults> = file
         .groups()
         .into_iter()
         .map(|group| {
@@ -389,10 +401,10 @@ pub fn results_by_revision(
                 .iter()
                 .map(|r| r.iter().map(|s| s.0.clone()).collect())
                 .collect();
-            (
-                units[group.start].revision.clone(),
-                memorize::results(&settings, samples),
-            )
+            RevisionResults {
+                revision: units[group.start].revision.clone(),
+                results: memorize::results(&settings, samples),
+            }
         })
         .collect();
     let Some(ids) = file
@@ -404,20 +416,21 @@ pub fn results_by_revision(
         return computed;
     };
     let firsts = crate::sweep::revisions::representatives(ids);
-    let mut out = Vec::with_capacity(ids.len());
+    let mut out: Vec<RevisionResults> = Vec::with_capacity(ids.len());
     for (id, &first) in ids.iter().zip(&firsts) {
-        let of_first = Some(ids[first].revision.clone());
-        let at = computed
-            .iter()
-            .position(|(r, _)| *r == of_first)
-            .expect("a finished sweep holds every computed revision");
         let results = if first == out.len() {
-            std::mem::take(&mut computed[at].1)
+            let at = computed
+                .iter()
+                .position(|c| c.revision.as_deref() == Some(id.revision.as_str()))
+                .expect("a finished sweep holds every computed revision");
+            std::mem::take(&mut computed[at].results)
         } else {
-            let (_, earlier) = &out[first];
-            Vec::clone(earlier)
+            out[first].results.clone()
         };
-        out.push((Some(id.revision.clone()), results));
+        out.push(RevisionResults {
+            revision: Some(id.revision.clone()),
+            results,
+        });
     }
     out
 }
@@ -426,9 +439,9 @@ pub fn results_by_revision(
 fn tables(file: &SweepFile<StoredSample>) -> String {
     results_by_revision(file)
         .iter()
-        .map(|(revision, results)| match revision {
-            Some(revision) => format!("revision {revision}\n{}", table::memorize_table(results)),
-            None => table::memorize_table(results),
+        .map(|r| match &r.revision {
+            Some(revision) => format!("revision {revision}\n{}", table::memorize_table(&r.results)),
+            None => table::memorize_table(&r.results),
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -438,7 +451,7 @@ fn tables(file: &SweepFile<StoredSample>) -> String {
 /// place the memorize result JSON is made, for a run and for `merge` alike.
 pub fn write_report(output: &Path, file: &SweepFile<StoredSample>, header: &Header) -> Result<()> {
     let mut report: Option<MemorizeReport> = None;
-    for (revision, results) in results_by_revision(file) {
+    for RevisionResults { revision, results } in results_by_revision(file) {
         let mut part = MemorizeReport::new(
             header.model.clone(),
             header.data.clone(),

@@ -133,7 +133,13 @@ pub fn identify(model_path: &str, revision: &str) -> Result<Identified> {
 pub struct RevisionSweep {
     model_path: String,
     pub revisions: Vec<Identified>,
-    loaded: Option<(String, Model)>,
+    loaded: Option<Loaded>,
+}
+
+/// The model in memory and the revision it is.
+struct Loaded {
+    revision: String,
+    model: Model,
 }
 
 impl RevisionSweep {
@@ -202,7 +208,7 @@ impl RevisionSweep {
         args: &ModelArgs,
         say: &dyn Fn(String),
     ) -> Result<&Model> {
-        if self.loaded.as_ref().map(|(r, _)| r.as_str()) != Some(revision) {
+        if self.loaded.as_ref().map(|l| l.revision.as_str()) != Some(revision) {
             self.loaded = None;
             let expected = self
                 .revisions
@@ -218,9 +224,12 @@ impl RevisionSweep {
                 ));
             }
             say(format!("revision {revision}: loading its weights"));
-            self.loaded = Some((revision.to_string(), load_model(args, &files)?));
+            self.loaded = Some(Loaded {
+                revision: revision.to_string(),
+                model: load_model(args, &files)?,
+            });
         }
-        Ok(&self.loaded.as_ref().expect("just loaded").1)
+        Ok(&self.loaded.as_ref().expect("just loaded").model)
     }
 }
 

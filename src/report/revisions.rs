@@ -137,41 +137,12 @@ pub fn heatmap(value: &Value) -> Result<Svg> {
         doc.text((x, top - 8.0), &layer.to_string(), 11.0, Anchor::Middle, "");
     }
     for (row, series) in grid.series.iter().enumerate() {
-        let y = top + cell_h * row as f64;
-        doc.text(
-            (left - 8.0, y + cell_h * 0.65),
-            &series.name,
-            11.0,
-            Anchor::End,
-            "",
+        heatmap_row(
+            &mut doc,
+            series,
+            (left, top + cell_h * row as f64),
+            (cell_w, cell_h),
         );
-        let cells = series
-            .base
-            .map(|v| (0, "base".to_string(), v))
-            .into_iter()
-            .chain(
-                series
-                    .layers
-                    .iter()
-                    .map(|&(l, v)| (l + 1, format!("attn:{l}"), v)),
-            );
-        for (column, setting, v) in cells {
-            let x = left + cell_w * column as f64;
-            doc.raw(&format!(
-                r#"<rect x="{x:.1}" y="{y:.1}" width="{cell_w}" height="{cell_h}" fill="{}" class="cell" data-revision="{}" data-setting="{setting}"><title>{} {setting}: {v:.4}</title></rect>"#,
-                svg::ramp(v),
-                escape(&series.name),
-                escape(&series.name),
-            ));
-            let ink = if v < 0.6 { "#fff" } else { "#222" };
-            doc.text(
-                (x + cell_w / 2.0, y + cell_h * 0.66),
-                &format!("{v:.2}"),
-                10.0,
-                Anchor::Middle,
-                &format!(r#"fill="{ink}""#),
-            );
-        }
     }
     let bottom = top + cell_h * grid.revisions.len() as f64 + 22.0;
     doc.text(
@@ -182,6 +153,40 @@ pub fn heatmap(value: &Value) -> Result<Svg> {
         r##"fill="#555""##,
     );
     Ok(doc)
+}
+
+/// One revision's row of the heatmap, its cells left to right from `at`: the base model, then
+/// each bypassed layer.
+fn heatmap_row(doc: &mut Svg, series: &Series, at: (f64, f64), (cell_w, cell_h): (f64, f64)) {
+    let (left, y) = at;
+    let name = escape(&series.name);
+    doc.text(
+        (left - 8.0, y + cell_h * 0.65),
+        &series.name,
+        11.0,
+        Anchor::End,
+        "",
+    );
+    let base = series.base.map(|v| (0, "base".to_string(), v));
+    let layers = series
+        .layers
+        .iter()
+        .map(|&(l, v)| (l + 1, format!("attn:{l}"), v));
+    for (column, setting, v) in base.into_iter().chain(layers) {
+        let x = left + cell_w * column as f64;
+        doc.raw(&format!(
+            r#"<rect x="{x:.1}" y="{y:.1}" width="{cell_w}" height="{cell_h}" fill="{}" class="cell" data-revision="{name}" data-setting="{setting}"><title>{name} {setting}: {v:.4}</title></rect>"#,
+            svg::ramp(v),
+        ));
+        let ink = if v < 0.6 { "#fff" } else { "#222" };
+        doc.text(
+            (x + cell_w / 2.0, y + cell_h * 0.66),
+            &format!("{v:.2}"),
+            10.0,
+            Anchor::Middle,
+            &format!(r#"fill="{ink}""#),
+        );
+    }
 }
 
 /// exact_match and memorized_len per bypassed layer, one curve per revision.
