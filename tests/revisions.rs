@@ -217,6 +217,33 @@ fn the_sweep_draws_its_heatmap_and_report_pages_it() {
         heat.matches("class=\"cell\"").count(),
         REVISIONS.len() * SETTINGS
     );
+
+    // A sweep over revisions is not joined with a benchmark; a plain result needs one.
+    let refused = |args: &[&str], needle: &str| {
+        let out = llm_mem()
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_one_line(&stderr);
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!dir.path().join("never.html").exists());
+    };
+    refused(
+        &["report", "sweep.json", "bench.json", "-o", "never.html"],
+        "sweep.json: a sweep over revisions is reported alone",
+    );
+    let mut plain = sweep.clone();
+    for entry in plain["results"].as_array_mut().unwrap() {
+        entry.as_object_mut().unwrap().remove("revision");
+    }
+    std::fs::write(dir.path().join("plain.json"), plain.to_string()).unwrap();
+    refused(
+        &["report", "plain.json", "-o", "never.html"],
+        "plain.json: BENCH.json is missing",
+    );
 }
 
 #[test]
