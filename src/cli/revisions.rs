@@ -1,6 +1,6 @@
 //! `--revision`: one hub revision, or the list of a sweep over training checkpoints
-//! (`memorize --revision step3000,step13000,step143000`), and what each revision of a sweep
-//! is by content before anything is computed.
+//! (`memorize --revision step3000,step13000,step143000`); what each revision of a sweep is by
+//! content, known before anything is computed; and its models, loaded one at a time.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

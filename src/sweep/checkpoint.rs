@@ -27,7 +27,8 @@ use crate::intervene::Setting;
 pub const FORMAT: &str = "llm-mem sweep";
 pub const VERSION: u32 = 1;
 
-/// Results for items `0..items_done` under each of `settings`.
+/// Results for items `0..items_done` under each of `settings` (over revisions: each unit has
+/// its revision's items, as the module doc says).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SweepFile<T> {
     pub format: String,
