@@ -458,3 +458,29 @@ fn a_malformed_revision_list_is_named() {
         &["an empty revision name"],
     );
 }
+
+#[test]
+fn a_commit_hash_names_its_snapshot_offline() {
+    let dir = tempdir_with_data();
+    let refs = repo("tests/fixtures/hub/hub/models--llm-mem--tiny-pythia/refs");
+    let commit = std::fs::read_to_string(refs.join("step2000")).unwrap();
+    assert_eq!(commit.len(), 40, "a commit hash without a line break");
+    let list = format!("{commit},step3000");
+    let out = run(
+        dir.path(),
+        &memorize(&list, "sweep.json", &["--num-layers", "0"]),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{commit} and step3000 have identical weights")),
+        "{stderr}"
+    );
+    let sweep = json(&dir.path().join("sweep.json"));
+    let revisions: Vec<&str> = sweep["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["revision"].as_str().unwrap())
+        .collect();
+    assert_eq!(revisions, [commit.as_str(), "step3000"]);
+}
