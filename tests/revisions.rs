@@ -250,11 +250,19 @@ fn the_sweep_draws_its_heatmap_and_report_pages_it() {
 fn shards_over_revisions_and_settings_merge_to_the_unsharded_bytes() {
     let dir = tempdir_with_data();
     let mut units = Vec::new();
-    for k in 0..2 {
+    for (k, revision) in REVISIONS[..2].iter().enumerate() {
         let name = format!("s{k}.json");
-        run(
+        let out = run(
             dir.path(),
             &memorize(&all(), &name, &["--shard", &format!("{k}/2")]),
+        );
+        // Consecutive runs of equal cost: each shard loads one of the two computed models.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let loaded = format!("revision {revision}: loading its weights");
+        assert_eq!(
+            loading_lines(&stderr),
+            [loaded.as_str()],
+            "shard {k}: {stderr}"
         );
         let shard = json(&dir.path().join(&name));
         let revisions = shard["revisions"].as_array().unwrap();

@@ -18,7 +18,7 @@ use crate::memorize::{self, TokenRows};
 use crate::model::{Model, ModelConfig, ModelFiles};
 use crate::report::json::{DataInfo, MemorizeReport, ModelInfo};
 use crate::report::{plot, table};
-use crate::sweep::{self, fingerprint, Fingerprint, OutputPlan, Shard, SweepFile, Unit};
+use crate::sweep::{self, fingerprint, shard, Fingerprint, OutputPlan, Shard, SweepFile, Unit};
 use crate::{bad_input, default_model, runtime};
 
 /// `--prefix-len` when not given.
@@ -341,10 +341,13 @@ fn prepare(args: &MemorizeArgs, models: &Models) -> Result<Job> {
     };
     let units = crate::sweep::revisions::units(&fingerprint);
     let costs = memorize::setting_costs(&sweep, layers, data.cols, data.cols - args.prefix_len);
-    let mine = long_run::settings_to_run(args.shard, units.len(), || {
-        // The same settings cost the same at every revision.
-        (0..units.len()).map(|u| costs[u % costs.len()]).collect()
-    })?
+    // The same settings cost the same at every revision.
+    let unit_costs: Vec<f64> = (0..units.len()).map(|u| costs[u % costs.len()]).collect();
+    let mine = match args.shard {
+        // Over revisions a shard holds consecutive units: few revisions to load.
+        Some(k) => shard::units_of(k, &unit_costs, fingerprint.revisions.is_some())?,
+        None => (0..units.len()).collect(),
+    }
     .into_iter()
     .map(|u| units[u].clone())
     .collect();
