@@ -196,8 +196,9 @@ fn prepare(args: &BenchmarkArgs) -> Result<Job> {
     let device = runtime::parse_device(&args.model.device)?;
     let dtype = runtime::parse_dtype(&args.model.dtype, &device)?;
     let model_path = args.model.path()?;
-    let files = weights::resolve(&model_path, args.model.revision.as_deref())?;
-    let tokenizer = tokenizer_files(&files, &model_path, args.model.revision.as_deref())?;
+    let revision = args.model.single_revision()?;
+    let files = weights::resolve(&model_path, revision.as_deref())?;
+    let tokenizer = tokenizer_files(&files, &model_path, revision.as_deref())?;
     let tok = LmTokenizer::load(&tokenizer)?;
     let tasks = specs
         .iter()

@@ -94,7 +94,7 @@ pub fn run(args: ExtractArgs) -> Result<()> {
     } else {
         prepare_corpus(&args, &files)?
     };
-    let resumed = match plan.start::<bool>(&fingerprint, None, &[Setting::base()])? {
+    let resumed = match plan.start::<bool>(&fingerprint, None, &[Setting::base()], None)? {
         Start::Resume(file) => Some(*file),
         // An .npy holds no fingerprint, so --resume never finds it already done.
         Start::Fresh | Start::AlreadyDone => None,

@@ -66,7 +66,12 @@ pub fn begin<T: DeserializeOwned>(
     plan: &OutputPlan,
     fresh: SweepFile<T>,
 ) -> Result<Option<SweepFile<T>>> {
-    let file = match plan.start::<T>(&fresh.fingerprint, fresh.shard, &fresh.settings)? {
+    let file = match plan.start::<T>(
+        &fresh.fingerprint,
+        fresh.shard,
+        &fresh.settings,
+        fresh.revisions.as_deref(),
+    )? {
         Start::AlreadyDone => {
             eprintln!("{} is already complete", plan.output.display());
             return Ok(None);

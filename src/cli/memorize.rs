@@ -1,5 +1,6 @@
 //! `llm-mem memorize`: score memorized samples under each bypass setting, checkpointed after
-//! every batch so that a crash, Ctrl-C or time limit costs at most one batch.
+//! every batch so that a crash, Ctrl-C or time limit costs at most one batch; with
+//! `--revision a,b,c`, at each training checkpoint of the list in turn, into one result.
 
 use std::path::{Path, PathBuf};
 
@@ -8,15 +9,16 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use super::long_run::{self, parse_shard, ResumeArgs, RunHeader};
+use super::revisions::{self, RevisionSweep};
 use super::{load_model, model_id, progress_bar, resolve_model, ModelArgs};
 use crate::data::{self, SampleOrigin};
 use crate::intervene::Setting;
 use crate::memorize::stored::StoredSample;
-use crate::memorize::{self, TokenRows};
-use crate::model::{Model, ModelConfig};
+use crate::memorize::{self, SweepMeans, TokenRows};
+use crate::model::{Model, ModelConfig, ModelFiles};
 use crate::report::json::{DataInfo, MemorizeReport, ModelInfo};
 use crate::report::{plot, table};
-use crate::sweep::{self, fingerprint, Fingerprint, OutputPlan, Shard, SweepFile};
+use crate::sweep::{self, fingerprint, shard, Fingerprint, OutputPlan, Shard, SweepFile, Unit};
 use crate::{bad_input, default_model, runtime};
 
 /// `--prefix-len` when not given.
@@ -57,7 +59,8 @@ pub struct MemorizeArgs {
     #[command(flatten)]
     pub run: ResumeArgs,
     /// Compute only shard K of N (0-based, e.g. `$SLURM_ARRAY_TASK_ID/8`): a share of the
-    /// settings, balanced by cost, for all rows. Writes a shard file; `llm-mem merge` joins
+    /// settings (over revisions: of the revision × setting pairs), balanced by cost, for all
+    /// rows. Writes a shard file; `llm-mem merge` joins
     /// the N shard files into the result one run would have written.
     #[arg(long, value_name = "K/N", value_parser = parse_shard)]
     pub shard: Option<Shard>,
@@ -94,15 +97,77 @@ impl RunHeader for Header {
     }
 }
 
-/// Everything checked and read before the model is loaded.
+/// The checkpoints a run scores: one model, loaded before anything else is read, or the
+/// revisions of a sweep over training checkpoints, identified up front and loaded one at a
+/// time as the sweep reaches them.
+enum Models {
+    One { files: ModelFiles, model: Model },
+    Revisions(RevisionSweep),
+}
+
+impl Models {
+    fn open(args: &ModelArgs) -> Result<Self> {
+        if let Some(text) = &args.revision {
+            let names = revisions::parse(text)?;
+            if names.len() > 1 {
+                let path = args.model_path.as_deref().ok_or_else(|| {
+                    bad_input!(
+                        "--revision {text}: a sweep over revisions needs a hub id as --model-path"
+                    )
+                })?;
+                return Ok(Self::Revisions(RevisionSweep::identify(path, &names)?));
+            }
+        }
+        let files = resolve_model(args)?;
+        let model = load_model(args, &files)?;
+        Ok(Self::One { files, model })
+    }
+
+    /// The config the sweep is built from (every revision's has the same shape).
+    fn config(&self) -> &ModelConfig {
+        match self {
+            Self::One { model, .. } => &model.config,
+            Self::Revisions(sweep) => sweep.config(),
+        }
+    }
+
+    /// Every config the data must fit, named for messages.
+    fn configs(&self) -> Vec<(String, &ModelConfig)> {
+        match self {
+            Self::One { model, .. } => vec![(String::new(), &model.config)],
+            Self::Revisions(sweep) => sweep
+                .revisions
+                .iter()
+                .map(|r| (format!(" (revision {})", r.id.revision), &r.config))
+                .collect(),
+        }
+    }
+
+    /// The model that scores `revision` (`None` for a single model).
+    fn model(
+        &mut self,
+        revision: Option<&str>,
+        args: &ModelArgs,
+        say: &dyn Fn(String),
+    ) -> Result<&Model> {
+        match (self, revision) {
+            (Self::One { model, .. }, _) => Ok(model),
+            (Self::Revisions(sweep), Some(revision)) => sweep.model(revision, args, say),
+            (Self::Revisions(_), None) => unreachable!("units of a revision sweep have revisions"),
+        }
+    }
+}
+
+/// Everything checked and read before the first batch.
 struct Job {
     data: TokenRows,
     origins: Option<Vec<SampleOrigin>>,
     data_name: String,
-    sweep: Vec<Setting>,
-    /// Indices into `sweep` this run computes (all of them unless sharded).
-    mine: Vec<usize>,
+    /// This run's units (all of the sweep's unless sharded), in sweep order.
+    mine: Vec<Unit>,
     fingerprint: Fingerprint,
+    /// What the report says about the model.
+    model: ModelInfo,
 }
 
 pub fn run(args: MemorizeArgs) -> Result<()> {
@@ -111,60 +176,84 @@ pub fn run(args: MemorizeArgs) -> Result<()> {
     }
     let plan = args.run.plan(&output_path(&args));
     plan.precheck()?;
-    let files = resolve_model(&args.model)?;
-    let model = load_model(&args.model, &files)?;
-    let job = prepare(&args, &files, &model.config)?;
-    let mine: Vec<Setting> = job.mine.iter().map(|&s| job.sweep[s].clone()).collect();
-    let header = header(&args, &model, &job);
-    let fresh = SweepFile::new(
+    let mut models = Models::open(&args.model)?;
+    let job = prepare(&args, &models)?;
+    let header = header(&args, &job);
+    let fresh = SweepFile::of_units(
         job.fingerprint.clone(),
         args.shard,
-        mine,
+        job.mine.clone(),
         job.data.rows,
         serde_json::to_value(&header)?,
     );
     let Some(mut file) = long_run::begin(&plan, fresh)? else {
         return Ok(());
     };
-    compute(&args, &model, &job, &plan, &mut file)?;
+    compute(&args, &mut models, &job, &plan, &mut file)?;
     long_run::finish(
         &plan,
         &file,
-        || table::memorize_table(&results_of(&file)),
+        || tables(&file),
         || write_report(&plan.output, &file, &header),
     )
 }
 
-/// Score the rows `file` still lacks under its settings, checkpointing every batch.
+/// Score the rows `file` still lacks under its units, one revision after another,
+/// checkpointing every batch.
 fn compute(
     args: &MemorizeArgs,
-    model: &Model,
+    models: &mut Models,
     job: &Job,
     plan: &OutputPlan,
     file: &mut SweepFile<StoredSample>,
 ) -> Result<()> {
-    let settings: Vec<Setting> = job.mine.iter().map(|&s| job.sweep[s].clone()).collect();
-    let means = memorize::engine::collect_means(model, &job.data, args.batch_size, &settings)?;
-    let per_row = (job.data.cols * settings.len()) as u64;
-    let bar = progress_bar(job.data.rows as u64 * per_row);
-    bar.set_position(file.items_done as u64 * per_row);
+    let units = file.units();
+    let groups = file.groups();
+    let rows = file.rows();
+    let cols = job.data.cols as u64;
+    let bar = progress_bar(units.len() as u64 * rows as u64 * cols);
+    bar.set_position(file.results.iter().map(|r| r.len() as u64).sum::<u64>() * cols);
+    let say = |line: String| bar.suspend(|| eprintln!("{line}"));
+    // The means of `mean` ablations belong to a model: collected anew for each revision.
+    struct GroupMeans {
+        group: usize,
+        means: SweepMeans,
+    }
+    let mut means: Option<GroupMeans> = None;
+    let unit_name = if file.revisions.is_some() {
+        format!("rows of {} revisions", groups.len())
+    } else {
+        "rows".to_string()
+    };
     let result = sweep::run_interruptible(
         file,
         plan,
         &|start| start + args.batch_size,
-        "rows",
-        &mut |rows| {
-            let n = rows.len() as u64;
+        &unit_name,
+        &mut |items| {
+            let group = items.start / rows;
+            let mine = &units[groups[group].clone()];
+            let settings: Vec<Setting> = mine.iter().map(|u| u.setting.clone()).collect();
+            let model = models.model(mine[0].revision.as_deref(), &args.model, &say)?;
+            if means.as_ref().map(|m| m.group) != Some(group) {
+                let collected =
+                    memorize::engine::collect_means(model, &job.data, args.batch_size, &settings)?;
+                means = Some(GroupMeans {
+                    group,
+                    means: collected,
+                });
+            }
+            let first_row = group * rows;
             let scores = memorize::score_rows(
                 model,
                 &job.data,
                 args.prefix_len,
                 &settings,
-                &means,
+                &means.as_ref().expect("collected above").means,
                 args.kl_from_base,
-                rows,
+                items.start - first_row..items.end - first_row,
             )?;
-            bar.inc(n * per_row);
+            bar.inc(items.len() as u64 * cols * settings.len() as u64);
             Ok(scores
                 .into_iter()
                 .map(|s| s.into_iter().map(StoredSample).collect())
@@ -175,15 +264,9 @@ fn compute(
     result
 }
 
-fn header(args: &MemorizeArgs, model: &Model, job: &Job) -> Header {
+fn header(args: &MemorizeArgs, job: &Job) -> Header {
     Header {
-        model: ModelInfo {
-            path: args.model.display_name(),
-            architecture: model.config.architecture().into(),
-            num_layers: model.num_layers(),
-            dtype: runtime::dtype_name(model.dtype).into(),
-            device: runtime::device_name(&model.device),
-        },
+        model: job.model.clone(),
         data: DataInfo {
             path: job.data_name.clone(),
             num_samples: job.data.rows,
@@ -213,11 +296,7 @@ pub fn default_output(model: &str, prefix_len: usize, shard: Option<Shard>) -> P
 
 /// Read and check the data, build the sweep and this run's share of it, and fingerprint it
 /// all.
-fn prepare(
-    args: &MemorizeArgs,
-    files: &crate::model::ModelFiles,
-    config: &ModelConfig,
-) -> Result<Job> {
+fn prepare(args: &MemorizeArgs, models: &Models) -> Result<Job> {
     let dataset_path = match (&args.dataset_path, &args.model.model_path) {
         (Some(path), _) => path.clone(),
         (None, None) => default_model::unpack()?.join(default_model::DATA_FILE),
@@ -231,14 +310,29 @@ fn prepare(
         rows: data,
         origins,
     } = data::read_samples(&dataset_path, args.per_sample)?;
-    memorize::validate_config(config, &data, args.prefix_len, &data_name)?;
+    for (which, config) in models.configs() {
+        memorize::validate_config(
+            config,
+            &data,
+            args.prefix_len,
+            &format!("{data_name}{which}"),
+        )?;
+    }
+    let config = models.config();
     let layers = config.num_layers();
     let sweep = args.sweep.settings(layers, config.shape().heads)?;
-    let mine = long_run::settings_to_run(args.shard, sweep.len(), || {
-        memorize::setting_costs(&sweep, layers, data.cols, data.cols - args.prefix_len)
-    })?;
     let device = runtime::parse_device(&args.model.device)?;
     let dtype = runtime::parse_dtype(&args.model.dtype, &device)?;
+    let base = match models {
+        Models::One { files, .. } => Fingerprint::for_model("memorize", files, dtype, &device)?,
+        Models::Revisions(revisions) => {
+            let ids = revisions.ids();
+            Fingerprint {
+                revisions: Some(ids.clone()),
+                ..Fingerprint::for_model_id("memorize", ids[0].model.clone(), dtype, &device)
+            }
+        }
+    };
     let fingerprint = Fingerprint {
         inputs: data::input_files(&dataset_path)?
             .into_iter()
@@ -246,15 +340,34 @@ fn prepare(
             .collect::<Result<_>>()?,
         params: params(args),
         settings: sweep.clone(),
-        ..Fingerprint::for_model("memorize", files, dtype, &device)?
+        ..base
+    };
+    let units = crate::sweep::revisions::units(&fingerprint);
+    let costs = memorize::setting_costs(&sweep, layers, data.cols, data.cols - args.prefix_len);
+    // The same settings cost the same at every revision.
+    let unit_costs: Vec<f64> = (0..units.len()).map(|u| costs[u % costs.len()]).collect();
+    let mine = match args.shard {
+        // Over revisions a shard holds consecutive units: few revisions to load.
+        Some(k) => shard::units_of(k, &unit_costs, fingerprint.revisions.is_some())?,
+        None => (0..units.len()).collect(),
+    }
+    .into_iter()
+    .map(|u| units[u].clone())
+    .collect();
+    let model = ModelInfo {
+        path: args.model.display_name(),
+        architecture: config.architecture().into(),
+        num_layers: layers,
+        dtype: runtime::dtype_name(dtype).into(),
+        device: runtime::device_name(&device),
     };
     Ok(Job {
         data,
         origins,
         data_name,
-        sweep,
         mine,
         fingerprint,
+        model,
     })
 }
 
@@ -269,32 +382,114 @@ fn params(args: &MemorizeArgs) -> std::collections::BTreeMap<String, serde_json:
     params
 }
 
-/// Means per setting of a (complete) sweep file, in its settings' order.
-pub fn results_of(file: &SweepFile<StoredSample>) -> Vec<memorize::SettingResult> {
-    let settings = file.settings.clone();
-    let samples = file
-        .results
-        .iter()
-        .map(|r| r.iter().map(|s| s.0.clone()).collect())
+/// The means per setting of one revision (or of the one model of a plain sweep).
+pub struct RevisionResults {
+    /// `None` in a plain sweep.
+    pub revision: Option<String>,
+    pub results: Vec<memorize::SettingResult>,
+}
+
+/// The results of a sweep file's units, by revision: one list without revisions. A finished
+/// file of a revision sweep gives one list per revision of the sweep, in its order, an
+/// identical revision sharing the numbers of the first of its kind; a shard file, one per
+/// revision it computed.
+pub fn results_by_revision(file: &SweepFile<StoredSample>) -> Vec<RevisionResults> {
+    let units = file.units();
+    let mut computed: Vec<RevisionResults> = file
+        .groups()
+        .into_iter()
+        .map(|group| {
+            let settings: Vec<Setting> = units[group.clone()]
+                .iter()
+                .map(|u| u.setting.clone())
+                .collect();
+            let samples = file.results[group.clone()]
+                .iter()
+                .map(|r| r.iter().map(|s| s.0.clone()).collect())
+                .collect();
+            RevisionResults {
+                revision: units[group.start].revision.clone(),
+                results: memorize::results(&settings, samples),
+            }
+        })
         .collect();
-    memorize::results(&settings, samples)
+    let Some(ids) = file
+        .fingerprint
+        .revisions
+        .as_ref()
+        .filter(|_| file.shard.is_none())
+    else {
+        return computed;
+    };
+    let firsts = crate::sweep::revisions::representatives(ids);
+    let mut out: Vec<RevisionResults> = Vec::with_capacity(ids.len());
+    for (id, &first) in ids.iter().zip(&firsts) {
+        let results = if first == out.len() {
+            let at = computed
+                .iter()
+                .position(|c| c.revision.as_deref() == Some(id.revision.as_str()))
+                .expect("a finished sweep holds every computed revision");
+            std::mem::take(&mut computed[at].results)
+        } else {
+            out[first].results.clone()
+        };
+        out.push(RevisionResults {
+            revision: Some(id.revision.clone()),
+            results,
+        });
+    }
+    out
+}
+
+/// The tables of a sweep file for stdout: one, or one per revision under its name.
+fn tables(file: &SweepFile<StoredSample>) -> String {
+    results_by_revision(file)
+        .iter()
+        .map(|r| match &r.revision {
+            Some(revision) => format!("revision {revision}\n{}", table::memorize_table(&r.results)),
+            None => table::memorize_table(&r.results),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Write the final report of a complete, unsharded sweep file and print its table. The one
 /// place the memorize result JSON is made, for a run and for `merge` alike.
 pub fn write_report(output: &Path, file: &SweepFile<StoredSample>, header: &Header) -> Result<()> {
-    let results = results_of(file);
-    let mut report = MemorizeReport::new(
-        header.model.clone(),
-        header.data.clone(),
-        &results,
-        header.per_sample,
-        header.origins.as_deref(),
-    );
+    let mut report: Option<MemorizeReport> = None;
+    for RevisionResults { revision, results } in results_by_revision(file) {
+        let mut part = MemorizeReport::new(
+            header.model.clone(),
+            header.data.clone(),
+            &results,
+            header.per_sample,
+            header.origins.as_deref(),
+        );
+        for entry in &mut part.results {
+            entry.revision = revision.clone();
+        }
+        match &mut report {
+            Some(report) => report.results.append(&mut part.results),
+            None => report = Some(part),
+        }
+    }
+    let mut report = report.expect("a sweep has at least one setting");
     report.fingerprint = Some(file.fingerprint.clone());
     sweep::atomic::write_json_pretty(output, &report)?;
-    plot::announce(plot::write_memorize_plot(output, &report));
-    crate::report::heads::write_extra_plots(output, &report, "exact_match");
-    print!("{}", table::memorize_table(&results));
+    if file.revisions.is_some() {
+        match serde_json::to_value(&report)
+            .map_err(anyhow::Error::from)
+            .and_then(|value| crate::report::revisions::write_beside(output, &value))
+        {
+            Ok(paths) => paths
+                .iter()
+                .for_each(|p| eprintln!("wrote {}", p.display())),
+            Err(err) => eprintln!("warning: no plot: {err:#}"),
+        }
+    } else {
+        plot::announce(plot::write_memorize_plot(output, &report));
+        crate::report::heads::write_extra_plots(output, &report, "exact_match");
+    }
+    print!("{}", tables(file));
     Ok(())
 }

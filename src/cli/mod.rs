@@ -7,6 +7,7 @@ pub mod long_run;
 mod memorize;
 mod merge;
 mod report;
+pub mod revisions;
 
 use std::path::Path;
 
@@ -99,7 +100,11 @@ pub struct ModelArgs {
     #[arg(long, value_name = "DIR|HUB_ID")]
     pub model_path: Option<String>,
     /// Hub revision (branch, tag or commit), e.g. step143000. Ignored for local directories.
-    #[arg(long)]
+    /// `memorize` also sweeps over training checkpoints in one run: a comma list such as
+    /// step3000,step13000,step143000, where `stepA-stepB:K` stands for K checkpoints of
+    /// Pythia's schedule (step0, 1, 2, 4 … 512, then every 1000 to 143000) evenly spaced along
+    /// it from stepA to stepB.
+    #[arg(long, value_name = "REV[,REV...]")]
     pub revision: Option<String>,
     /// Where to run: auto (first GPU if built with CUDA, else CPU), cpu, cuda, cuda:N.
     #[arg(long, default_value = "auto")]
@@ -185,6 +190,20 @@ impl ModelArgs {
         }
     }
 
+    /// The one `--revision` of a run of one checkpoint; a list is refused.
+    pub fn single_revision(&self) -> Result<Option<String>> {
+        let Some(text) = &self.revision else {
+            return Ok(None);
+        };
+        match revisions::parse(text)?.as_slice() {
+            [one] => Ok(Some(one.clone())),
+            _ => Err(bad_input!(
+                "--revision {text}: a list of revisions is swept by `llm-mem memorize` only; run \
+                 this command once per revision"
+            )),
+        }
+    }
+
     /// How the model is named in output files and paths.
     pub fn display_name(&self) -> String {
         self.model_path
@@ -194,7 +213,7 @@ impl ModelArgs {
 }
 
 pub fn resolve_model(args: &ModelArgs) -> Result<ModelFiles> {
-    weights::resolve(&args.path()?, args.revision.as_deref())
+    weights::resolve(&args.path()?, args.single_revision()?.as_deref())
 }
 
 pub fn load_model(args: &ModelArgs, files: &ModelFiles) -> Result<Model> {

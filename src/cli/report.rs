@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::report::join::{self, Kind, ResultFile};
-use crate::report::{figure, json, svg};
+use crate::report::{figure, json, revisions, svg};
 use crate::{bad_input, default_model};
 
 #[derive(Args)]
@@ -14,14 +14,17 @@ use crate::{bad_input, default_model};
   llm-mem report        (after `llm-mem memorize` and `llm-mem benchmark` with no arguments)
   llm-mem report memorization_scores/pythia-160m_prefix32.json benchmark_scores/EleutherAI_pythia-160m.json
   llm-mem report mem.json bench.json -o tradeoff.svg --metric acc_norm --tasks piqa,arc_easy,hellaswag
+  llm-mem report checkpoints.json      (a `memorize --revision a,b,c` result alone)
 
 The markdown table (one row per setting: bypass, exact_match, mean metric, each task's metric)
 goes to stdout. Settings found in only one file are named on stderr and left out.")]
 pub struct ReportArgs {
     /// Result of `llm-mem memorize` (gives exact_match, the y axis). Without MEM.json and
     /// BENCH.json: the outputs of `llm-mem memorize` and `llm-mem benchmark` run with no
-    /// arguments in this directory (the built-in model).
-    #[arg(value_name = "MEM.json", requires = "benchmark")]
+    /// arguments in this directory (the built-in model). A sweep over training checkpoints
+    /// (`memorize --revision a,b,c`) is reported alone: a revision × bypassed-layer heatmap of
+    /// exact_match and the per-layer curves of each revision.
+    #[arg(value_name = "MEM.json")]
     pub memorize: Option<PathBuf>,
     /// Result of `llm-mem benchmark` on the same model (gives the x axis).
     #[arg(value_name = "BENCH.json")]
@@ -75,10 +78,10 @@ fn default_output(mem: &Path) -> PathBuf {
     mem.with_file_name(format!("{stem}_report.html"))
 }
 
-/// The two result files: as given, or the built-in model's default outputs, which must exist.
-fn inputs(args: &ReportArgs) -> Result<(PathBuf, PathBuf)> {
-    if let (Some(mem), Some(bench)) = (&args.memorize, &args.benchmark) {
-        return Ok((mem.clone(), bench.clone()));
+/// The result files: as given, or the built-in model's default outputs, which must exist.
+fn inputs(args: &ReportArgs) -> Result<(PathBuf, Option<PathBuf>)> {
+    if let Some(mem) = &args.memorize {
+        return Ok((mem.clone(), args.benchmark.clone()));
     }
     let model = default_model::NAME;
     let mem = super::memorize::default_output(model, super::memorize::DEFAULT_PREFIX_LEN, None);
@@ -91,12 +94,31 @@ fn inputs(args: &ReportArgs) -> Result<(PathBuf, PathBuf)> {
             ));
         }
     }
-    Ok((mem, bench))
+    Ok((mem, Some(bench)))
 }
 
 pub fn run(args: ReportArgs) -> Result<()> {
     let (mem_path, bench_path) = inputs(&args)?;
     let (output, format) = output_of(&args, &mem_path)?;
+    if let Some(sweep) = revision_sweep(&mem_path)? {
+        if let Some(bench) = &bench_path {
+            return Err(bad_input!(
+                "{}: a sweep over revisions is reported alone (llm-mem report {}), not joined \
+                 with {}",
+                mem_path.display(),
+                mem_path.display(),
+                bench.display()
+            ));
+        }
+        return report_revisions(&mem_path, &sweep, &output, format);
+    }
+    let bench_path = bench_path.ok_or_else(|| {
+        bad_input!(
+            "{}: BENCH.json is missing; name the benchmark result to join with (llm-mem report \
+             MEM.json BENCH.json)",
+            mem_path.display()
+        )
+    })?;
     let mem = ResultFile::load(&mem_path, Kind::Memorize)?;
     let bench = ResultFile::load(&bench_path, Kind::Benchmark)?;
     let tasks: Option<Vec<String>> = args.tasks.as_deref().map(|t| {
@@ -121,6 +143,36 @@ pub fn run(args: ReportArgs) -> Result<()> {
     };
     svg::write_file(&output, &text)?;
     print!("{}", joined.markdown());
+    eprintln!("wrote {}", output.display());
+    Ok(())
+}
+
+/// The result at `path` when it is a sweep over revisions (`memorize --revision a,b,c`).
+fn revision_sweep(path: &Path) -> Result<Option<serde_json::Value>> {
+    let name = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| bad_input!("{name}: cannot read: {e}"))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad_input!("{name}: not valid JSON: {e}"))?;
+    Ok(revisions::is_revision_sweep(&value).then_some(value))
+}
+
+/// The report of a sweep over revisions: its heatmap (FILE.svg), or a page with the heatmap,
+/// the per-revision curves and the numbers (FILE.html); the table goes to stdout.
+fn report_revisions(
+    mem_path: &Path,
+    value: &serde_json::Value,
+    output: &Path,
+    format: Format,
+) -> Result<()> {
+    let table =
+        revisions::markdown(value).map_err(|err| bad_input!("{}: {err}", mem_path.display()))?;
+    json::check_writable(output)?;
+    let text = match format {
+        Format::Svg => revisions::heatmap(value)?.document(),
+        Format::Html => revisions::html_page(mem_path, value)?,
+    };
+    svg::write_file(output, &text)?;
+    print!("{table}");
     eprintln!("wrote {}", output.display());
     Ok(())
 }

@@ -16,9 +16,9 @@ use crate::bad_input;
 use crate::error::BadInputContext;
 use crate::hub::HubRepo;
 
-const INDEX: &str = "model.safetensors.index.json";
-const SAFETENSORS: &str = "model.safetensors";
-const PYTORCH: &str = "pytorch_model.bin";
+pub const INDEX: &str = "model.safetensors.index.json";
+pub const SAFETENSORS: &str = "model.safetensors";
+pub const PYTORCH: &str = "pytorch_model.bin";
 
 #[derive(Debug, Clone)]
 pub enum WeightFiles {
@@ -46,13 +46,17 @@ pub fn resolve(model_path: &str, revision: Option<&str>) -> Result<ModelFiles> {
     if !looks_like_hub_id(model_path) {
         return Err(bad_input!("--model-path {model_path}: no such directory"));
     }
-    resolve_hub(&HubRepo::model(model_path, revision)).with_context(|| {
+    let repo = HubRepo::model(model_path, revision);
+    if revision.is_some() {
+        repo.check_revision()?;
+    }
+    resolve_hub(&repo).with_context(|| {
         format!("--model-path {model_path}: not a local directory, and not available from the hub")
     })
 }
 
 /// `org/name` with no path syntax; anything else is meant as a local path.
-fn looks_like_hub_id(path: &str) -> bool {
+pub fn looks_like_hub_id(path: &str) -> bool {
     let parts: Vec<&str> = path.split('/').collect();
     let plain = |s: &str| !s.is_empty() && s != "." && s != ".." && !s.starts_with('~');
     (1..=2).contains(&parts.len()) && parts.iter().all(|p| plain(p)) && !path.contains('\\')
@@ -111,7 +115,7 @@ fn resolve_hub(repo: &HubRepo) -> Result<ModelFiles> {
 }
 
 /// Shard file names from a safetensors index's `weight_map`.
-fn shard_names(index: &Path) -> Result<BTreeSet<String>> {
+pub fn shard_names(index: &Path) -> Result<BTreeSet<String>> {
     let text =
         std::fs::read_to_string(index).bad_input(|| format!("reading {}", index.display()))?;
     let json: serde_json::Value =

@@ -285,7 +285,7 @@ fn draw_colorbar(svg: &mut Svg, (x, top): (f64, f64), layers: usize) {
     }
 }
 
-const STYLE: &str =
+pub(super) const STYLE: &str =
     "body{font-family:Helvetica,Arial,sans-serif;margin:2em auto;max-width:1150px;color:#222}\
 table{border-collapse:collapse;font-size:13px;margin:1em 0}\
 th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}\

@@ -47,6 +47,9 @@ pub struct DataInfo {
 
 #[derive(Debug, Serialize)]
 pub struct MemorizeEntry {
+    /// The training checkpoint, in a sweep over revisions (`--revision a,b,c`) only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
     #[serde(flatten)]
     pub setting: SettingFields,
     #[serde(flatten)]
@@ -100,6 +103,7 @@ impl MemorizeReport {
         let results = results
             .iter()
             .map(|r| MemorizeEntry {
+                revision: None,
                 setting: SettingFields::from(&r.setting),
                 scores: r.mean.clone(),
                 per_sample: per_sample.then(|| entries(&r.samples)),

@@ -8,5 +8,6 @@ pub mod join;
 pub mod json;
 pub mod panels;
 pub mod plot;
+pub mod revisions;
 pub mod svg;
 pub mod table;

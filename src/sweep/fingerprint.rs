@@ -48,6 +48,18 @@ pub struct Fingerprint {
     pub params: BTreeMap<String, Value>,
     /// Every setting of the whole sweep, in output order (shards hold a subset).
     pub settings: Vec<Setting>,
+    /// A sweep over training checkpoints (`--revision a,b,c`): every revision of the list, in
+    /// order, with its model by content (`model` is then the first revision's). Absent
+    /// otherwise, so that fingerprints written before revision sweeps existed still match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revisions: Option<Vec<RevisionId>>,
+}
+
+/// One revision of a revision sweep and what its checkpoint holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevisionId {
+    pub revision: String,
+    pub model: ModelId,
 }
 
 #[cfg(test)]
@@ -69,6 +81,7 @@ impl Fingerprint {
             inputs: BTreeMap::new(),
             params: BTreeMap::new(),
             settings,
+            revisions: None,
         }
     }
 }
@@ -106,6 +119,14 @@ fn diff_values(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
                 );
             }
         }
+        // Lists of records (the revisions of a sweep) of one length: the record that differs.
+        (Value::Array(x), Value::Array(y))
+            if x.len() == y.len() && x.iter().chain(y).all(Value::is_object) =>
+        {
+            for (i, (a, b)) in x.iter().zip(y).enumerate() {
+                diff_values(&format!("{path}[{i}]"), a, b, out);
+            }
+        }
         _ if a == b => {}
         _ => out.push(format!("{path} ({} vs {})", short(a), short(b))),
     }
@@ -116,7 +137,18 @@ fn short(v: &Value) -> String {
     match v {
         Value::String(s) if s.len() == 64 => format!("{}…", &s[..12]),
         Value::Null => "absent".into(),
-        Value::Array(items) if items.len() > 6 => format!("{} entries", items.len()),
+        Value::Array(items)
+            if items.iter().all(|r| r.get("revision").is_some()) && !items.is_empty() =>
+        {
+            let names: Vec<&str> = items
+                .iter()
+                .map(|r| r["revision"].as_str().unwrap_or("?"))
+                .collect();
+            format!("[{}]", names.join(", "))
+        }
+        Value::Array(items) if items.len() > 6 || items.iter().any(Value::is_object) => {
+            format!("{} entries", items.len())
+        }
         other => other.to_string(),
     }
 }
@@ -193,16 +225,27 @@ impl Fingerprint {
         dtype: candle_core::DType,
         device: &candle_core::Device,
     ) -> Result<Self> {
-        Ok(Self {
+        Ok(Self::for_model_id(command, model_id(files)?, dtype, device))
+    }
+
+    /// [`Fingerprint::for_model`] of a model already identified.
+    pub fn for_model_id(
+        command: &str,
+        model: ModelId,
+        dtype: candle_core::DType,
+        device: &candle_core::Device,
+    ) -> Self {
+        Self {
             tool: format!("llm-mem {}", env!("CARGO_PKG_VERSION")),
             command: command.into(),
-            model: model_id(files)?,
+            model,
             dtype: crate::runtime::dtype_name(dtype).into(),
             device: device_kind(&crate::runtime::device_name(device)),
             inputs: BTreeMap::new(),
             params: BTreeMap::new(),
             settings: Vec::new(),
-        })
+            revisions: None,
+        }
     }
 }
 
@@ -241,6 +284,7 @@ mod tests {
             )]),
             params: BTreeMap::from([("prefix_len".to_string(), Value::from(32))]),
             settings: vec![Setting::base(), Setting::bypass(&[0])],
+            revisions: None,
         }
     }
 
@@ -257,6 +301,26 @@ mod tests {
                 "inputs.data.sha256 (\"bbbbbbbbbbbb…\" vs \"cccccccccccc…\")".replace('"', ""),
                 "params.prefix_len (32 vs 16)".to_string()
             ]
+        );
+
+        // A sweep over revisions: the revisions by name, or the one whose model differs.
+        let id = |revision: &str, sha: &str| RevisionId {
+            revision: revision.into(),
+            model: ModelId {
+                config: FileId {
+                    bytes: 1,
+                    sha256: sha.repeat(64),
+                },
+                weights: BTreeMap::new(),
+            },
+        };
+        let (mut c, mut d) = (sample(), sample());
+        c.revisions = Some(vec![id("step1", "a"), id("step2", "a")]);
+        assert_eq!(c.differences(&d), ["revisions ([step1, step2] vs absent)"]);
+        d.revisions = Some(vec![id("step1", "a"), id("step2", "b")]);
+        assert_eq!(
+            c.differences(&d),
+            ["revisions[1].model.config.sha256 (aaaaaaaaaaaa… vs bbbbbbbbbbbb…)"]
         );
     }
 

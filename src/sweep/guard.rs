@@ -70,17 +70,21 @@ impl OutputPlan {
     }
 
     /// Decide, now that the run's fingerprint is known, whether to start afresh, resume, or
-    /// do nothing. `shard` and `settings` are this run's share of the sweep.
+    /// do nothing. `shard` and `settings` (with their `revisions`, over revisions) are this
+    /// run's share of the sweep.
     pub fn start<T: DeserializeOwned>(
         &self,
         fingerprint: &Fingerprint,
         shard: Option<Shard>,
         settings: &[Setting],
+        revisions: Option<&[String]>,
     ) -> Result<Start<T>> {
         if self.resume && self.partial.exists() {
             let file = SweepFile::<T>::load(&self.partial)?;
             let mut diffs = differences(&file.fingerprint, file.shard, fingerprint, shard);
-            if diffs.is_empty() && file.settings != settings {
+            if diffs.is_empty()
+                && (file.settings != settings || file.revisions.as_deref() != revisions)
+            {
                 diffs.push("settings of this shard".into());
             }
             if !diffs.is_empty() {

@@ -1,6 +1,7 @@
 //! `llm-mem merge`: shard files back into the one sweep they split, or a clear refusal. The
 //! shards must be finished, come from the same fingerprint, and hold every setting of the
-//! sweep exactly once; every overlap and gap is named in the message.
+//! sweep (over revisions: every revision and setting) exactly once; every overlap and gap is
+//! named in the message.
 
 use std::path::{Path, PathBuf};
 
@@ -8,9 +9,9 @@ use anyhow::Result;
 use serde::de::DeserializeOwned;
 
 use super::checkpoint::SweepFile;
+use super::revisions::{self, Unit};
 use super::shard::Shard;
 use crate::bad_input;
-use crate::intervene::Setting;
 
 /// Shards read and checked, lowest shard index first.
 pub struct Shards<T> {
@@ -57,18 +58,20 @@ impl<T: DeserializeOwned> Shards<T> {
         Ok(Self { files })
     }
 
-    /// Check every setting is covered exactly once and put the results in sweep order. The
-    /// merged file's header is the lowest shard's.
+    /// Check every unit (setting; over revisions, revision and setting) is covered exactly once
+    /// and put the results in sweep order. The merged file's header is the lowest shard's.
     pub fn merge(self) -> Result<SweepFile<T>> {
-        let sweep = self.files[0].1.fingerprint.settings.clone();
+        let sweep = revisions::units(&self.files[0].1.fingerprint);
+        let position = |unit: &Unit| {
+            sweep
+                .iter()
+                .position(|x| x == unit)
+                .expect("checked on load")
+        };
         let mut holders: Vec<Vec<usize>> = vec![Vec::new(); sweep.len()];
         for (f, (_, file)) in self.files.iter().enumerate() {
-            for setting in &file.settings {
-                let s = sweep
-                    .iter()
-                    .position(|x| x == setting)
-                    .expect("checked on load");
-                holders[s].push(f);
+            for unit in file.units() {
+                holders[position(&unit)].push(f);
             }
         }
         self.check_coverage(&sweep, &holders)?;
@@ -80,26 +83,24 @@ impl<T: DeserializeOwned> Shards<T> {
                 "cannot merge: only some shards carry per-setting summaries"
             ));
         }
+        let rows = files[0].1.rows();
         let mut results: Vec<Option<Vec<T>>> = sweep.iter().map(|_| None).collect();
         let mut summaries: Vec<serde_json::Value> = vec![serde_json::Value::Null; sweep.len()];
         for (_, file) in &mut files {
-            let settings = std::mem::take(&mut file.settings);
+            let units = file.units();
             let taken = std::mem::take(&mut file.results);
             let mut sums = file.summaries.take().map(Vec::into_iter);
-            for (setting, r) in settings.iter().zip(taken) {
-                let s = sweep
-                    .iter()
-                    .position(|x| x == setting)
-                    .expect("checked on load");
+            for (unit, r) in units.iter().zip(taken) {
+                let s = position(unit);
                 results[s] = Some(r);
                 if let Some(v) = sums.as_mut().and_then(Iterator::next) {
                     summaries[s] = v;
                 }
             }
         }
-        let (_, mut merged) = files.swap_remove(0);
-        merged.shard = None;
-        merged.settings = sweep;
+        let (_, first) = files.swap_remove(0);
+        let mut merged = SweepFile::of_units(first.fingerprint, None, sweep, rows, first.header);
+        merged.items_done = merged.items_total;
         merged.results = results
             .into_iter()
             .map(|r| r.expect("coverage checked"))
@@ -108,7 +109,7 @@ impl<T: DeserializeOwned> Shards<T> {
         Ok(merged)
     }
 
-    fn check_coverage(&self, sweep: &[Setting], holders: &[Vec<usize>]) -> Result<()> {
+    fn check_coverage(&self, sweep: &[Unit], holders: &[Vec<usize>]) -> Result<()> {
         let name = |f: usize| {
             let (path, file) = &self.files[f];
             format!(
@@ -185,6 +186,7 @@ pub fn command_of(path: &Path) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::intervene::Setting;
     use crate::sweep::fingerprint::Fingerprint;
 
     fn b(layers: &[usize]) -> Setting {

@@ -10,7 +10,8 @@
 //! finished file does not depend on where a run was interrupted, nor on `--batch-size`.
 //! With `--shard K/N` the unit of sharing is a setting ([`shard`]): each shard computes its
 //! share of the settings for all items, and [`merge`] puts the shards back together exactly
-//! as one run would have written them.
+//! as one run would have written them. A sweep over training checkpoints ([`revisions`])
+//! computes one revision after another; its unit is a (revision, setting) pair.
 
 pub mod atomic;
 pub mod checkpoint;
@@ -19,10 +20,12 @@ pub mod fingerprint;
 pub mod guard;
 pub mod interrupt;
 pub mod merge;
+pub mod revisions;
 pub mod shard;
 
 pub use checkpoint::{run_batches, run_interruptible, Outcome, SweepFile};
 pub use fingerprint::Fingerprint;
 pub use guard::{OutputPlan, Start};
 pub use interrupt::{Interrupt, Interrupted};
+pub use revisions::Unit;
 pub use shard::Shard;

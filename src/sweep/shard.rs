@@ -6,6 +6,10 @@
 //! late ones. The assignment is greedy longest-first (LPT): settings by decreasing estimated
 //! cost, each to the shard with the least work so far. The base model's own pass, which every
 //! shard runs whatever its settings, adds the same to every shard and is left out.
+//!
+//! Over revisions (`--revision a,b,c`) the units are (revision, setting) pairs, and a shard
+//! loads every revision it has a pair of: there the sweep is cut into consecutive runs of
+//! about equal cost instead ([`assign_consecutive`]), so that a shard loads one or two models.
 
 use std::fmt;
 use std::str::FromStr;
@@ -90,6 +94,53 @@ pub fn settings_of(shard: Shard, costs: &[f64]) -> anyhow::Result<Vec<usize>> {
         .collect())
 }
 
+/// The shard of each unit when switching between runs of units is expensive: over revisions,
+/// every revision a shard holds units of is a model it loads and a base pass it runs. The
+/// sweep order (revision by revision) is cut into `count` consecutive runs of about equal
+/// cost, each unit going to the shard its cost midpoint falls in, so that a shard holds one or
+/// two revisions rather than a share of each. With `count <= costs.len()` every shard gets at
+/// least one unit, and no two shards' loads differ by much more than the dearest unit.
+pub fn assign_consecutive(costs: &[f64], count: usize) -> Vec<usize> {
+    let total: f64 = costs.iter().sum();
+    let n = costs.len();
+    let mut owner = Vec::with_capacity(n);
+    let mut before = 0.0;
+    for (i, &cost) in costs.iter().enumerate() {
+        let at = if total > 0.0 {
+            ((before + cost / 2.0) / total * count as f64) as usize
+        } else {
+            i * count / n.max(1)
+        };
+        // Never skip a shard, and leave enough units for the shards still to come.
+        let prev = owner.last().copied().unwrap_or(0);
+        let highest = if i == 0 { 0 } else { prev + 1 };
+        let lowest = prev.max((count + i).saturating_sub(n));
+        owner.push(at.clamp(lowest, highest.max(lowest)));
+        before += cost;
+    }
+    owner
+}
+
+/// The units (indices into the sweep, in sweep order) that `shard` computes.
+pub fn units_of(shard: Shard, costs: &[f64], consecutive: bool) -> anyhow::Result<Vec<usize>> {
+    if !consecutive {
+        return settings_of(shard, costs);
+    }
+    if shard.count > costs.len() {
+        return Err(bad_input!(
+            "--shard {shard}: {} shards for a sweep of only {} (revision, setting) pairs (use at \
+             most {})",
+            shard.count,
+            costs.len(),
+            costs.len()
+        ));
+    }
+    let owner = assign_consecutive(costs, shard.count);
+    Ok((0..costs.len())
+        .filter(|&u| owner[u] == shard.index)
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +199,62 @@ mod tests {
             &costs
         )
         .is_err());
+    }
+
+    #[test]
+    fn consecutive_runs_keep_revisions_together_and_loads_balanced() {
+        // Three revisions of a Pythia-1.4b-like sweep: base + 24 single layers each.
+        let one: Vec<f64> = std::iter::once(setting_cost(None, 24, 64.0, 0.0))
+            .chain((0..24).map(|l| setting_cost(Some(l), 24, 64.0, 16.0)))
+            .collect();
+        let costs: Vec<f64> = (0..3).flat_map(|_| one.iter().copied()).collect();
+        let biggest = costs.iter().cloned().fold(0.0, f64::max);
+        for count in [1, 2, 3, 8, 75] {
+            let owner = assign_consecutive(&costs, count);
+            assert!(owner.windows(2).all(|w| w[1] == w[0] || w[1] == w[0] + 1));
+            let mut loads = vec![0.0; count];
+            let mut revisions = vec![std::collections::BTreeSet::new(); count];
+            for (u, &s) in owner.iter().enumerate() {
+                loads[s] += costs[u];
+                revisions[s].insert(u / one.len());
+            }
+            assert!(
+                revisions.iter().all(|r| !r.is_empty()),
+                "{count}: {owner:?}"
+            );
+            let most = revisions.iter().map(|r| r.len()).max().unwrap();
+            assert!(
+                most <= 3usize.div_ceil(count) + 1,
+                "{count}: {most} revisions"
+            );
+            let (min, max) = loads
+                .iter()
+                .fold((f64::MAX, 0.0f64), |(a, b), &l| (a.min(l), b.max(l)));
+            assert!(
+                max - min <= 2.0 * biggest,
+                "{count} shards: loads {loads:?}"
+            );
+            let mut seen = 0;
+            for index in 0..count {
+                seen += units_of(Shard { index, count }, &costs, true)
+                    .unwrap()
+                    .len();
+            }
+            assert_eq!(seen, costs.len());
+        }
+        let err = units_of(
+            Shard {
+                index: 0,
+                count: 76,
+            },
+            &costs,
+            true,
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err}").contains("75 (revision, setting) pairs"),
+            "{err}"
+        );
     }
 
     #[test]
