@@ -298,10 +298,14 @@ def float64_copy(model, pure):
     return m64
 
 
-def float64_gap(model, rows, res, pure):
-    m64 = float64_copy(model, pure)
+def float64_gap(model, rows, res, pure, copy=None, state=None):
+    """Largest |f32 logit - f64 logit| over the settings `res`: the f64 model is `copy(model,
+    pure)` (this script's float64_copy by default), and with `pure` the attention patch of
+    `state` (this script's STATE by default) computes its scores in float64 too."""
+    m64 = (copy or float64_copy)(model, pure)
+    state = STATE if state is None else state
     worst = 0.0
-    STATE["true_f64"] = pure
+    state["true_f64"] = pure
     try:
         for r in res:
             mf.set_bypass(m64, r["bypass"])
@@ -310,7 +314,7 @@ def float64_gap(model, rows, res, pure):
             assert l64.dtype == np.float64
             worst = max(worst, float(np.abs(l64 - r["logits"].astype(np.float64)).max()))
     finally:
-        STATE["true_f64"] = False
+        state["true_f64"] = False
     return worst
 
 

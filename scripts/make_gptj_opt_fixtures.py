@@ -209,19 +209,7 @@ def float64_copy(model, pure):
 
 
 def float64_gap(model, rows, res, pure):
-    m64 = float64_copy(model, pure)
-    worst = 0.0
-    STATE["true_f64"] = pure
-    try:
-        for r in res:
-            mf.set_bypass(m64, r["bypass"])
-            with torch.no_grad():
-                l64 = m64(torch.tensor(rows, dtype=torch.long), use_cache=False).logits.numpy()
-            assert l64.dtype == np.float64
-            worst = max(worst, float(np.abs(l64 - r["logits"].astype(np.float64)).max()))
-    finally:
-        STATE["true_f64"] = False
-    return worst
+    return mff.float64_gap(model, rows, res, pure, copy=float64_copy, state=STATE)
 
 
 # --------------------------------------------------------------------------------------
