@@ -309,6 +309,7 @@ fn prepare(args: &MemorizeArgs, models: &Models) -> Result<Job> {
     let data::Samples {
         rows: data,
         origins,
+        inputs,
     } = data::read_samples(&dataset_path, args.per_sample)?;
     for (which, config) in models.configs() {
         memorize::validate_config(
@@ -334,7 +335,7 @@ fn prepare(args: &MemorizeArgs, models: &Models) -> Result<Job> {
         }
     };
     let fingerprint = Fingerprint {
-        inputs: data::input_files(&dataset_path)?
+        inputs: inputs
             .into_iter()
             .map(|(name, file)| Ok((name, fingerprint::file_id(&file)?)))
             .collect::<Result<_>>()?,

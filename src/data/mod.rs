@@ -153,9 +153,9 @@ pub fn read_index(path: &Path, rows: usize) -> Result<Vec<SampleOrigin>> {
 }
 
 /// The files behind `--dataset-path`, named for the run's fingerprint: the path itself, or a
-/// hub split's parquet files (`data/0000.parquet`, …).
-pub fn input_files(path: &Path) -> Result<Vec<(String, PathBuf)>> {
-    Ok(match table::HubSplit::parse(path)? {
+/// hub split's parquet files (`data/0000.parquet`, …), resolved (downloaded) once.
+fn input_files(path: &Path, hub: Option<&table::HubSplit>) -> Result<Vec<(String, PathBuf)>> {
+    Ok(match hub {
         None => vec![("data".to_string(), path.to_path_buf())],
         Some(split) => split
             .files()?
@@ -170,6 +170,8 @@ pub fn input_files(path: &Path) -> Result<Vec<(String, PathBuf)>> {
 pub struct Samples {
     pub rows: TokenRows,
     pub origins: Option<Vec<SampleOrigin>>,
+    /// The files the samples were read from, named for the run's fingerprint.
+    pub inputs: Vec<(String, PathBuf)>,
 }
 
 /// A 2-D `.npy` (origins from the `.index.npy` beside it, if there is one), a parquet table
@@ -180,11 +182,10 @@ pub fn read_samples(path: &Path, want_origins: bool) -> Result<Samples> {
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
     let hub = table::HubSplit::parse(path)?;
+    let inputs = input_files(path, hub.as_ref())?;
     if is_parquet || hub.is_some() {
-        let table = match hub {
-            Some(split) => table::read_token_tables(&split.files()?)?,
-            None => table::read_token_table(path)?,
-        };
+        let files: Vec<PathBuf> = inputs.iter().map(|(_, file)| file.clone()).collect();
+        let table = table::read_token_tables(&files)?;
         let origins = table.index.filter(|_| want_origins).map(|index| {
             index
                 .into_iter()
@@ -197,6 +198,7 @@ pub fn read_samples(path: &Path, want_origins: bool) -> Result<Samples> {
         return Ok(Samples {
             rows: table.rows,
             origins,
+            inputs,
         });
     }
     let rows = crate::memorize::npy::read_token_rows(path)?;
@@ -206,7 +208,11 @@ pub fn read_samples(path: &Path, want_origins: bool) -> Result<Samples> {
     } else {
         None
     };
-    Ok(Samples { rows, origins })
+    Ok(Samples {
+        rows,
+        origins,
+        inputs,
+    })
 }
 
 #[cfg(test)]
