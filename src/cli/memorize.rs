@@ -30,9 +30,14 @@ pub struct MemorizeArgs {
     pub model: ModelArgs,
     /// 2-D .npy of token ids, one memorized sample (prefix + suffix) per row, any integer
     /// dtype; or a parquet table with a `tokens` list column (and optionally `index`), the
-    /// format of EleutherAI's pythia-memorized-evals. Default (only without --model-path): the
-    /// built-in model's memorized samples.
-    #[arg(long, value_name = "FILE.npy|FILE.parquet")]
+    /// format of EleutherAI's pythia-memorized-evals; or such a split on the hub,
+    /// hf://datasets/ORG/NAME/[CONFIG/]SPLIT (e.g.
+    /// hf://datasets/EleutherAI/pythia-memorized-evals/deduped.1.4b). Default (only without
+    /// --model-path): the built-in model's memorized samples.
+    #[arg(
+        long,
+        value_name = "FILE.npy|FILE.parquet|hf://datasets/ORG/NAME/SPLIT"
+    )]
     pub dataset_path: Option<PathBuf>,
     /// Tokens of each row given as the prompt; the rest is the suffix to reproduce.
     #[arg(long, default_value_t = DEFAULT_PREFIX_LEN)]
