@@ -71,12 +71,9 @@ fn tolerance(dtype: DType) -> Tolerance {
         },
         // bf16 keeps 8 significant bits: weights and activations are each rounded by up to
         // 2^-9 relative, and near-zero logits lose all relative precision, so logits are
-        // judged against their position's scale. CPU bf16 against CPU f32 on the fixtures
-        // (2026-12, the dry run; bench/RESULTS.md, GPU section): logits up to 5.5e-2 of the
-        // scale, entropy/NLL up to 3.1e-2 relative, discrete metrics differing on 6 of 96
-        // rows per path, all where the f32 margin is below 1.4e-2 of the top logit. The
-        // bounds are about twice what was measured; a margin below twice the logit error
-        // (2 x 5.5e-2) can swap.
+        // judged against their position's scale. The bounds are about twice the errors of
+        // CPU bf16 against CPU f32 on the fixtures (bench/RESULTS.md, GPU section, dry run);
+        // a top-2 margin below twice the logit bound can swap.
         DType::BF16 | DType::F16 => Tolerance {
             logits: None,
             logits_scaled: 1e-1,

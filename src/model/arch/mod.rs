@@ -4,6 +4,13 @@
 //! Adding a family: write `<family>.rs` (a serde `Config` mirroring `config.json`, its
 //! [`Family`] impl, sublayers with `new(cfg, vb)` + `forward`, a [`CausalLm`] model), then add
 //! one [`Architecture`] line to [`REGISTRY`]. Nothing else in llm-mem names an architecture.
+//! Closed sets in the config deserialize into their enums ([`Activation::hidden_act`],
+//! [`LayerType::layer_types`]); a Llama-style family describes its attention with
+//! [`AttentionOptions`] instead of writing one.
+//!
+//! [`Activation::hidden_act`]: super::Activation::hidden_act
+//! [`LayerType::layer_types`]: super::attention::LayerType::layer_types
+//! [`AttentionOptions`]: super::self_attention::AttentionOptions
 
 pub mod gpt2;
 pub mod gpt_neo;
