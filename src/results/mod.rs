@@ -138,3 +138,6 @@ pub fn check_writable(path: &Path) -> Result<()> {
     let _ = std::fs::remove_file(&probe);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
