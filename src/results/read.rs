@@ -7,24 +7,37 @@ use anyhow::Result;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ResultFile, SettingFields};
+use super::{Entry, ResultFile, SettingFields};
 use crate::bad_input;
 
 /// Read the result file of `R`'s command at `path`, in any layout written so far. Refused
 /// (bad input) when it cannot be read, is not JSON, is another command's result, or has an
 /// entry with no setting.
+///
+/// Read straight from the text, never through a `serde_json::Value`, whose maps sort their
+/// keys: tasks and metrics keep the file's order.
 pub fn read<R: ResultFile>(path: &Path) -> Result<R> {
     let name = path.display();
     let text = std::fs::read_to_string(path).map_err(|e| bad_input!("{name}: cannot read: {e}"))?;
-    let value: Value =
-        serde_json::from_str(&text).map_err(|e| bad_input!("{name}: not valid JSON: {e}"))?;
-    check_entries::<R>(&value).map_err(|e| bad_input!("{name}: {e}"))?;
-    serde_json::from_value(value).map_err(|e| {
-        bad_input!(
-            "{name}: not a readable `llm-mem {}` result ({e})",
-            R::COMMAND
-        )
-    })
+    let report: R = serde_json::from_str(&text).map_err(|err| {
+        let why = match serde_json::from_str::<Value>(&text) {
+            Err(e) => format!("not valid JSON: {e}"),
+            Ok(value) => check_entries::<R>(&value).err().unwrap_or_else(|| {
+                format!("not a readable `llm-mem {}` result ({err})", R::COMMAND)
+            }),
+        };
+        bad_input!("{name}: {why}")
+    })?;
+    for (i, entry) in report.entries().iter().enumerate() {
+        if entry.setting_fields().setting().is_none() {
+            return Err(bad_input!("{name}: {}", no_setting(i)));
+        }
+    }
+    Ok(report)
+}
+
+fn no_setting(i: usize) -> String {
+    format!("results[{i}] has no `setting` label nor `bypass` list of layers")
 }
 
 /// The checks that tell a wrong file from a damaged one, before the typed read whose messages
@@ -39,9 +52,7 @@ fn check_entries<R: ResultFile>(value: &Value) -> Result<(), String> {
             .ok()
             .and_then(|f| f.setting());
         if setting.is_none() {
-            return Err(format!(
-                "results[{i}] has no `setting` label nor `bypass` list of layers"
-            ));
+            return Err(no_setting(i));
         }
         if entry.get(R::ENTRY_FIELD).is_none() {
             return Err(format!(
