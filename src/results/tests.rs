@@ -199,7 +199,7 @@ fn settings() -> Vec<Setting> {
 #[test]
 fn todays_memorize_layout_round_trips_byte_for_byte() {
     let sample = |i: usize| SampleScores {
-        exact_match: i % 2 == 0,
+        exact_match: i.is_multiple_of(2),
         token_accuracy: 1.0 / (i + 3) as f64,
         completion_entropy: 0.1 + 0.2 * i as f64,
         teacher_forced_accuracy: 2.0 / 3.0,
