@@ -18,5 +18,6 @@ pub mod ops;
 pub mod pickle_guard;
 mod quiet;
 pub mod report;
+pub mod results;
 pub mod runtime;
 pub mod sweep;

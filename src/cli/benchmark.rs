@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use candle_core::{DType, Device};
-use serde::{Deserialize, Serialize};
 
 use super::long_run::{self, parse_shard, ResumeArgs, RunHeader};
 use super::progress_bar;
@@ -20,13 +19,14 @@ use crate::bad_input;
 use crate::benchmark::engine::Schedule;
 use crate::benchmark::stored::{self, StoredScore};
 use crate::benchmark::{
-    load_task, LmTokenizer, Scored, SettingScores, Suite, TaskDocs, TaskMetrics, TokenizerFiles,
+    load_task, LmTokenizer, Scored, SettingScores, Suite, TaskDocs, TokenizerFiles,
 };
 use crate::hub::HubRepo;
-use crate::intervene::{Setting, SettingFields};
+use crate::intervene::Setting;
 use crate::model::{weights, Model, ModelConfig, ModelFiles};
-use crate::report::json::{ModelInfo, ToolInfo};
-use crate::report::{plot, table};
+use crate::report::table;
+use crate::results::benchmark::{BenchmarkReport, ConfigInfo, Header, TaskInfo};
+use crate::results::ModelInfo;
 use crate::runtime;
 use crate::sweep::fingerprint::{self, FileId};
 use crate::sweep::{self, Fingerprint, OutputPlan, Shard, SweepFile};
@@ -72,30 +72,6 @@ pub struct BenchmarkArgs {
     pub shard: Option<Shard>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct TaskInfo {
-    name: String,
-    source: String,
-    num_docs: usize,
-    version: f64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct ConfigInfo {
-    limit: Option<usize>,
-    max_length: usize,
-    bootstrap_iters: usize,
-}
-
-/// What the report says besides the numbers; kept in checkpoints and shard files so that
-/// `merge` can write the report.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Header {
-    pub model: ModelInfo,
-    config: ConfigInfo,
-    tasks: Vec<TaskInfo>,
-}
-
 impl RunHeader for Header {
     fn model(&self) -> &ModelInfo {
         &self.model
@@ -104,38 +80,6 @@ impl RunHeader for Header {
     fn model_mut(&mut self) -> &mut ModelInfo {
         &mut self.model
     }
-}
-
-#[derive(Serialize)]
-struct Entry<'a> {
-    #[serde(flatten)]
-    setting: SettingFields,
-    tasks: Tasks<'a>,
-}
-
-/// `{"piqa": {...}, ...}` in the order the tasks were run.
-struct Tasks<'a>(&'a [(&'static str, TaskMetrics)]);
-
-impl Serialize for Tasks<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = s.serialize_map(Some(self.0.len()))?;
-        for (name, metrics) in self.0 {
-            map.serialize_entry(name, metrics)?;
-        }
-        map.end()
-    }
-}
-
-#[derive(Serialize)]
-struct Report<'a> {
-    tool: ToolInfo,
-    model: &'a ModelInfo,
-    config: &'a ConfigInfo,
-    tasks: &'a [TaskInfo],
-    results: Vec<Entry<'a>>,
-    /// What produced these numbers: lets `--resume` recognise a finished run.
-    fingerprint: &'a Fingerprint,
 }
 
 /// Everything read and checked before the model is loaded.
@@ -330,23 +274,9 @@ fn setting_scores(job: &Job, file: &SweepFile<StoredScore>) -> Vec<SettingScores
 /// read the metrics from the file's summaries.
 pub fn write_report(output: &Path, file: &SweepFile<StoredScore>, header: &Header) -> Result<()> {
     let results = stored::from_summaries(&file.settings, file.summaries.as_deref())?;
-    let report = Report {
-        tool: ToolInfo::current(),
-        model: &header.model,
-        config: &header.config,
-        tasks: &header.tasks,
-        results: results
-            .iter()
-            .map(|r| Entry {
-                setting: SettingFields::from(&r.setting),
-                tasks: Tasks(&r.tasks),
-            })
-            .collect(),
-        fingerprint: &file.fingerprint,
-    };
-    sweep::atomic::write_json_pretty(output, &report)?;
-    plot::announce(plot::write_benchmark_plot(output, &report));
-    crate::report::heads::write_extra_plots(output, &report, "mean acc");
+    let report = BenchmarkReport::new(header, &results, &file.fingerprint);
+    crate::results::write(output, &report)?;
+    crate::report::write_benchmark_figures(output, &report);
     print!("{}", results_table(&results));
     Ok(())
 }

@@ -99,7 +99,7 @@ pub fn run(args: ExtractArgs) -> Result<()> {
         // An .npy holds no fingerprint, so --resume never finds it already done.
         Start::Fresh | Start::AlreadyDone => None,
     };
-    crate::report::json::check_writable(&plan.output)?;
+    crate::results::check_writable(&plan.output)?;
     let mut file = resumed.unwrap_or_else(|| {
         SweepFile::new(
             fingerprint,

@@ -16,8 +16,8 @@ use crate::intervene::Setting;
 use crate::memorize::stored::StoredSample;
 use crate::memorize::{self, SweepMeans, TokenRows};
 use crate::model::{Model, ModelConfig, ModelFiles};
-use crate::report::json::{DataInfo, MemorizeReport, ModelInfo};
-use crate::report::{plot, table};
+use crate::report::table;
+use crate::results::{DataInfo, MemorizeReport, ModelInfo};
 use crate::sweep::{self, fingerprint, shard, Fingerprint, OutputPlan, Shard, SweepFile, Unit};
 use crate::{bad_input, default_model, runtime};
 
@@ -481,21 +481,8 @@ pub fn write_report(output: &Path, file: &SweepFile<StoredSample>, header: &Head
     }
     let mut report = report.expect("a sweep has at least one setting");
     report.fingerprint = Some(file.fingerprint.clone());
-    sweep::atomic::write_json_pretty(output, &report)?;
-    if file.revisions.is_some() {
-        match serde_json::to_value(&report)
-            .map_err(anyhow::Error::from)
-            .and_then(|value| crate::report::revisions::write_beside(output, &value))
-        {
-            Ok(paths) => paths
-                .iter()
-                .for_each(|p| eprintln!("wrote {}", p.display())),
-            Err(err) => eprintln!("warning: no plot: {err:#}"),
-        }
-    } else {
-        plot::announce(plot::write_memorize_plot(output, &report));
-        crate::report::heads::write_extra_plots(output, &report, "exact_match");
-    }
+    crate::results::write(output, &report)?;
+    crate::report::write_memorize_figures(output, &report);
     print!("{}", tables(file));
     Ok(())
 }

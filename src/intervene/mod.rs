@@ -265,27 +265,6 @@ impl Setting {
     }
 }
 
-/// How a result entry names its setting: `setting` (the label), `interventions`, and, for
-/// the paper's kind of setting only, `bypass` (the sorted bypassed layers), so that readers of
-/// the paper's sweep keep working.
-#[derive(Debug, Clone, Serialize)]
-pub struct SettingFields {
-    pub setting: String,
-    pub interventions: Vec<InterventionInfo>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bypass: Option<Vec<usize>>,
-}
-
-impl From<&Setting> for SettingFields {
-    fn from(setting: &Setting) -> Self {
-        Self {
-            setting: setting.label(),
-            interventions: setting.interventions(),
-            bypass: setting.bypass_layers(),
-        }
-    }
-}
-
 impl fmt::Display for Setting {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.label())

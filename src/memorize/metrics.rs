@@ -37,9 +37,9 @@ pub struct MeanScores {
     pub teacher_forced_accuracy: f64,
     pub memorized_len: f64,
     pub suffix_nll: f64,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub residual_deviation: Vec<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kl_from_base: Option<f64>,
 }
 
