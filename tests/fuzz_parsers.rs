@@ -3,8 +3,8 @@
 //! never a panic, a hang or a huge allocation. A short run for CI; the same properties run
 //! for minutes under cargo-fuzz (fuzz/).
 
+use llm_mem::data::npy::parse_token_rows;
 use llm_mem::intervene::{parse_bypass, parse_setting, sweep, Atom, Kind, ModelSites, Setting};
-use llm_mem::memorize::npy::parse_token_rows;
 use llm_mem::model::arch::gpt_neo::GptNeoConfig;
 use llm_mem::model::arch::gpt_neox::GptNeoXConfig;
 use llm_mem::model::ModelConfig;

@@ -27,10 +27,13 @@ use candle_core::{DType, Tensor};
 
 use super::requests::TokenRequest;
 use crate::intervene::mean::Recording;
-use crate::intervene::pass::{below, from_layer, BasePass};
 use crate::intervene::{Means, Setting};
 use crate::model::attention::HIDDEN_KEY;
 use crate::model::{sequence_positions, KvCache, Model, Positions};
+use crate::pass::{below, from_layer, BasePass};
+use crate::progress::OnProgress;
+pub use crate::progress::Progress;
+use crate::sweep::{Cancel, Interrupted};
 
 /// lm-eval's answer to one request.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -48,24 +51,20 @@ struct Prepared {
     targets: Vec<u32>,
 }
 
-/// What the engine tells its caller: the tokens to run in all (over every setting), then the
-/// tokens each batch ran.
-#[derive(Debug, Clone, Copy)]
-pub enum Progress {
-    Total(u64),
-    Done(u64),
-}
-
-/// Score every request under every setting: `result[setting][request]`.
+/// Score every request under every setting: `result[setting][request]`. `progress` hears
+/// the tokens to run in all (over every setting), then the tokens each batch ran; `cancel`
+/// stops after a batch with an [`Interrupted`](crate::sweep::Interrupted) error.
 pub fn score_requests(
     model: &Model,
     requests: &[TokenRequest],
     settings: &[Setting],
     batch_size: usize,
     max_len: usize,
-    progress: &mut dyn FnMut(Progress),
+    progress: OnProgress,
+    cancel: &Cancel,
 ) -> Result<Vec<Vec<Scored>>> {
     let schedule = Schedule::new(requests, max_len)?;
+    cancel.sweep_started();
     let means = schedule.collect_means(model, settings, batch_size)?;
     let per_token = settings.len() as u64;
     progress(Progress::Total(
@@ -84,6 +83,16 @@ pub fn score_requests(
         }
         progress(Progress::Done(schedule.tokens(start..end) * per_token));
         start = end;
+        if let (Some(stop), true) = (cancel.requested(), start < schedule.len()) {
+            return Err(Interrupted {
+                stop,
+                done: start,
+                total: schedule.len(),
+                unit: "requests".into(),
+                partial: None,
+            }
+            .into());
+        }
     }
     Ok(by_item
         .iter()

@@ -17,10 +17,10 @@ use candle_core::{DType, Device, Tensor, D};
 
 use super::metrics::{ForcedRow, SampleScores};
 use crate::intervene::mean::Recording;
-use crate::intervene::pass::{below, BasePass};
 use crate::intervene::{Means, Setting};
 use crate::model::attention::HIDDEN_KEY;
 use crate::model::{sequence_positions, KvCache, LayerKv, Model};
+use crate::pass::{below, BasePass};
 
 /// A batch of rows split into prompt and true suffix.
 pub struct Batch<'a> {
