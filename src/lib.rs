@@ -54,6 +54,8 @@
 
 pub mod api;
 pub mod benchmark;
+// The clap help text in its doc comments names placeholders such as <task> and <P>.
+#[allow(rustdoc::invalid_html_tags)]
 pub mod cli;
 pub mod data;
 pub mod default_model;

@@ -55,7 +55,7 @@ struct Prepared {
 
 /// Score every request under every setting: `result[setting][request]`. `progress` hears
 /// the tokens to run in all (over every setting), then the tokens each batch ran; `cancel`
-/// stops after a batch with an [`Interrupted`](crate::sweep::Interrupted) error.
+/// stops after a batch with an [`Interrupted`] error.
 pub fn score_requests(
     model: &Model,
     requests: &[TokenRequest],
