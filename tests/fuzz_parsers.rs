@@ -9,10 +9,10 @@
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
+use llm_mem::data::npy::parse_token_rows;
 use llm_mem::intervene::{
     parse_bypass, parse_setting, sweep, Atom, Kind, ModelSites, Setting, MAX_HEAD, MAX_LAYER,
 };
-use llm_mem::memorize::npy::parse_token_rows;
 use llm_mem::model::arch::gpt_neo::GptNeoConfig;
 use llm_mem::model::arch::gpt_neox::GptNeoXConfig;
 use llm_mem::model::ModelConfig;

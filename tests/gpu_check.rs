@@ -37,8 +37,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
+use llm_mem::data::npy::{read_token_rows, TokenRows};
 use llm_mem::intervene::Setting;
-use llm_mem::memorize::npy::{read_token_rows, TokenRows};
 use llm_mem::memorize::{self, MeanScores, SampleScores};
 use llm_mem::model::{weights, Model};
 use llm_mem::runtime;

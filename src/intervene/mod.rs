@@ -16,7 +16,6 @@ pub mod edit;
 pub mod grammar;
 pub mod identity;
 pub mod mean;
-pub mod pass;
 
 use std::fmt;
 
