@@ -38,7 +38,8 @@
 //!            │
 //!           api              models (local, hub, built in) and tokenizers, settings, samples;
 //!            │               the runs with a progress callback and a Cancel token
-//!            ├─ report       tables, figures, result files
+//!            ├─ report       tables, figures, the HTML page
+//!            ├─ results      the result files, typed: one reader, one writer
 //!            ├─ memorize · benchmark · extract       the engines
 //!            │      └─ pass  the base pass whose residual stream every setting resumes from
 //!            ├─ sweep        checkpoints, fingerprints, shards, merge, Cancel
@@ -50,7 +51,7 @@
 //! ```
 //!
 //! `data` writes through `sweep`'s atomic files, `sweep` fingerprints `model`'s files, and
-//! `report` reads `memorize`'s results; no arrow points back up.
+//! `results` holds the scores `memorize` and `benchmark` compute; no arrow points back up.
 
 pub mod api;
 pub mod benchmark;

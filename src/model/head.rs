@@ -108,7 +108,7 @@ impl Model {
 
 impl Model {
     /// Free the head's chunk buffer. Memorize calls this between the teacher-forced passes (up
-    /// to [`CHUNK_ROWS`] rows per chunk) and decoding (fewer rows, and the KV caches of every
+    /// to `CHUNK_ROWS` rows per chunk) and decoding (fewer rows, and the KV caches of every
     /// setting at once: the peak of a run), so that the buffer the passes grew does not add
     /// to that peak (bench/RESULTS.md).
     pub fn release_head_buffer(&self) {

@@ -1,5 +1,5 @@
 //! The result files of `memorize` and `benchmark`, typed: what the commands write, what
-//! `report`, `merge`, the plots, the tables and the head heatmaps read. [`write`] is the one
+//! `report`, `merge`, the plots, the tables and the head heatmaps read. [`write`](fn@write) is the one
 //! writer (atomic: temp file + fsync + rename, so a crash never leaves a half-written file that
 //! looks complete) and [`read`] the one reader.
 //!

@@ -13,7 +13,7 @@
 //!    `tokenizer.json` as it is. `GPT2Tokenizer`, `GPTNeoXTokenizer`, `LlamaTokenizer` and
 //!    `Qwen2Tokenizer` have their own `__init__`: they keep only the BPE vocab and merges and the
 //!    post-processor of `tokenizer.json`, and build the normalizer, pre-tokenizer, decoder and
-//!    BPE options themselves ([`backend`]). So `LlamaTokenizer` drops a Llama-2 normalizer
+//!    BPE options themselves (`backend`). So `LlamaTokenizer` drops a Llama-2 normalizer
 //!    (`Prepend("▁")` + `Replace(" ", "▁")`) for `Metaspace` with prepend scheme `first`
 //!    (`always` when `legacy`, `never` without `add_prefix_space`), which does not add a second
 //!    `▁` before a leading space: `" = Green"` loses a token. `GPT2Tokenizer` forces its own
