@@ -118,8 +118,8 @@ pub fn task_metrics(task: &TaskSpec, docs: &[Doc], answers: &[&[Scored]]) -> Tas
             _ => Items::Values(items.into_iter().map(|(x, _)| x).collect()),
         };
         let (value, stderr) = aggregate(metric, &items);
-        out.push((format!("{},none", metric.name()), Value::Num(value)));
-        out.push((format!("{}_stderr,none", metric.name()), stderr));
+        out.push((metric.key(), Value::Num(value)));
+        out.push((metric.stderr_key(), stderr));
     }
     TaskMetrics(out)
 }

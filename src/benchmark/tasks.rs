@@ -47,6 +47,47 @@ impl Metric {
             Self::BitsPerByte => "bits_per_byte",
         }
     }
+
+    /// Every metric, for looking one up by name.
+    pub const ALL: [Metric; 6] = [
+        Self::Acc,
+        Self::AccNorm,
+        Self::Perplexity,
+        Self::WordPerplexity,
+        Self::BytePerplexity,
+        Self::BitsPerByte,
+    ];
+
+    /// lm-eval's key of the metric's value in a result file (no filter: `,none`).
+    pub fn key(self) -> String {
+        format!("{},none", self.name())
+    }
+
+    /// lm-eval's key of the metric's standard error.
+    pub fn stderr_key(self) -> String {
+        format!("{}_stderr,none", self.name())
+    }
+
+    /// The metric whose value (not stderr) is stored under `key`.
+    pub fn from_key(key: &str) -> Option<Metric> {
+        Self::ALL.into_iter().find(|m| m.key() == key)
+    }
+
+    /// Its column heading in the tables printed to stdout.
+    pub fn short(self) -> &'static str {
+        match self {
+            Self::Perplexity => "ppl",
+            Self::WordPerplexity => "word_ppl",
+            Self::BytePerplexity => "byte_ppl",
+            Self::BitsPerByte => "bpb",
+            other => other.name(),
+        }
+    }
+
+    /// An accuracy (a share, printed to four places) rather than a perplexity-like number.
+    pub fn is_accuracy(self) -> bool {
+        matches!(self, Self::Acc | Self::AccNorm)
+    }
 }
 
 /// What lm-eval builds from one record.

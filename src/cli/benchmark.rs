@@ -162,7 +162,7 @@ pub fn run(run: BenchmarkRun, cancel: &Cancel) -> Result<()> {
     long_run::finish(
         plan,
         &file,
-        || results_table(&scores),
+        || table::benchmark_table(&scores),
         || write_report(&plan.output, &file, &job.header),
     )
 }
@@ -308,7 +308,7 @@ pub fn write_report(output: &Path, file: &SweepFile<StoredScore>, header: &Heade
     let report = BenchmarkReport::new(header, &results, &file.fingerprint);
     crate::results::write(output, &report)?;
     crate::report::write_benchmark_figures(output, &report);
-    print!("{}", results_table(&results));
+    print!("{}", table::benchmark_table(&results));
     Ok(())
 }
 
@@ -326,47 +326,4 @@ pub fn default_output(model: &str, shard: Option<Shard>) -> PathBuf {
     let id = model_id(model);
     let shard = long_run::shard_suffix(shard);
     PathBuf::from("benchmark_scores").join(format!("{id}{shard}.json"))
-}
-
-/// Rows = settings; columns = each task's metrics (stderrs are in the JSON).
-pub fn results_table(results: &[SettingScores]) -> String {
-    let Some(first) = results.first() else {
-        return String::new();
-    };
-    let mut header = vec!["setting".to_string()];
-    for (task, metrics) in &first.tasks {
-        for (key, _) in metrics.0.iter().filter(|(k, _)| !k.contains("_stderr")) {
-            header.push(format!("{task}/{}", short_metric(key)));
-        }
-    }
-    let rows: Vec<Vec<String>> = results
-        .iter()
-        .map(|r| {
-            let mut row = vec![r.setting.label()];
-            for (_, metrics) in &r.tasks {
-                for (key, value) in metrics.0.iter().filter(|(k, _)| !k.contains("_stderr")) {
-                    row.push(match value {
-                        crate::benchmark::Value::Num(x) if key.starts_with("acc") => {
-                            format!("{x:.4}")
-                        }
-                        crate::benchmark::Value::Num(x) => format!("{x:.3}"),
-                        crate::benchmark::Value::NotAvailable => "N/A".into(),
-                    });
-                }
-            }
-            row
-        })
-        .collect();
-    let header: Vec<&str> = header.iter().map(String::as_str).collect();
-    table::render(&header, &rows)
-}
-
-fn short_metric(key: &str) -> &str {
-    match key.trim_end_matches(",none") {
-        "perplexity" => "ppl",
-        "word_perplexity" => "word_ppl",
-        "byte_perplexity" => "byte_ppl",
-        "bits_per_byte" => "bpb",
-        other => other,
-    }
 }

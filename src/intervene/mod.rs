@@ -385,9 +385,11 @@ pub fn sweep(
             .into_iter()
             .for_each(&mut push);
     }
+    // Front ends check each extra setting first, naming the option it came from; this guard
+    // is for library callers that pass settings straight in.
     for set in extra {
         set.check(model.layers, model.heads)
-            .map_err(|why| bad_input!("--ablate {:?}: {why}", set.label()))?;
+            .map_err(|why| bad_input!("setting {}: {why}", set.label()))?;
         push(set.clone());
     }
     Ok(settings)

@@ -1,5 +1,7 @@
 //! Plain-text tables for stdout.
 
+use crate::benchmark::tasks::Metric;
+use crate::benchmark::{SettingScores, TaskMetrics, Value};
 use crate::memorize::SettingResult;
 
 /// How a bypass setting of old result files (a list of layers) is shown: `base`, `2`,
@@ -72,4 +74,43 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// `benchmark`'s table: rows = settings; columns = each task's metrics, named and formatted by
+/// the task table's [`Metric`] (stderrs are in the JSON).
+pub fn benchmark_table(results: &[SettingScores]) -> String {
+    let Some(first) = results.first() else {
+        return String::new();
+    };
+    let metrics_of = |task: &TaskMetrics| -> Vec<(Metric, Value)> {
+        task.0
+            .iter()
+            .filter_map(|(key, value)| Metric::from_key(key).map(|m| (m, *value)))
+            .collect()
+    };
+    let mut header = vec!["setting".to_string()];
+    for (task, metrics) in &first.tasks {
+        for (metric, _) in metrics_of(metrics) {
+            header.push(format!("{task}/{}", metric.short()));
+        }
+    }
+    let rows: Vec<Vec<String>> =
+        results
+            .iter()
+            .map(|r| {
+                let mut row = vec![r.setting.label()];
+                for (_, metrics) in &r.tasks {
+                    row.extend(metrics_of(metrics).into_iter().map(
+                        |(metric, value)| match value {
+                            Value::Num(x) if metric.is_accuracy() => format!("{x:.4}"),
+                            Value::Num(x) => format!("{x:.3}"),
+                            Value::NotAvailable => "N/A".into(),
+                        },
+                    ));
+                }
+                row
+            })
+            .collect();
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    render(&header, &rows)
 }

@@ -114,7 +114,7 @@ pub fn metric_key(metric: &str) -> String {
 
 /// The key of one of the task table's metrics.
 pub fn key_of(metric: Metric) -> String {
-    metric_key(metric.name())
+    metric.key()
 }
 
 /// A metric's value when it is a (finite) number; lm-eval's "N/A" is not.
