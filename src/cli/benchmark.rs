@@ -176,6 +176,7 @@ fn prepare(args: &BenchmarkArgs) -> Result<Job> {
             num_layers: layers,
             dtype: runtime::dtype_name(dtype).into(),
             device: runtime::device_name(&device),
+            kernels: crate::ops::kernel_info(&device, dtype),
         },
         config: ConfigInfo {
             limit: args.limit,
