@@ -1,8 +1,8 @@
 //! Small f32 CPU kernels that replace candle op chains on the hot path, and the slice access
 //! they share.
 
-use std::f32::consts::FRAC_1_SQRT_2;
 use std::cell::Cell;
+use std::f32::consts::FRAC_1_SQRT_2;
 use std::sync::OnceLock;
 
 use candle_core::{Result, Storage, Tensor};
@@ -65,7 +65,8 @@ pub fn fused_isa() -> Isa {
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::is_x86_feature_detected as has;
-            let avx512 = has!("avx512f") && has!("avx512bw") && has!("avx512dq") && has!("avx512vl");
+            let avx512 =
+                has!("avx512f") && has!("avx512bw") && has!("avx512dq") && has!("avx512vl");
             if avx512 && !super::blas_select::avx512_off() {
                 return Isa::Avx512;
             }
@@ -75,7 +76,9 @@ pub fn fused_isa() -> Isa {
         }
         Isa::Baseline
     });
-    THREAD_ISA.with(Cell::get).map_or(machine, |cap| cap.min(machine))
+    THREAD_ISA
+        .with(Cell::get)
+        .map_or(machine, |cap| cap.min(machine))
 }
 
 thread_local! {
@@ -287,7 +290,10 @@ pub(crate) mod tests {
         };
         let baseline = run(Isa::Baseline);
         for isa in [Isa::Avx2, Isa::Avx512] {
-            assert!(run(isa) == baseline, "{isa:?} differs from the baseline path");
+            assert!(
+                run(isa) == baseline,
+                "{isa:?} differs from the baseline path"
+            );
         }
     }
 

@@ -203,12 +203,20 @@ mod tests {
             on_isa(isa, || {
                 let stats = logit_stats(&logits, &targets).unwrap();
                 let values = logits.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-                (stats.argmax, stats.entropy, stats.target_logprob, cpu_argmax(&values, 1001))
+                (
+                    stats.argmax,
+                    stats.entropy,
+                    stats.target_logprob,
+                    cpu_argmax(&values, 1001),
+                )
             })
         };
         let baseline = run(Isa::Baseline);
         for isa in [Isa::Avx2, Isa::Avx512] {
-            assert!(run(isa) == baseline, "{isa:?} differs from the baseline path");
+            assert!(
+                run(isa) == baseline,
+                "{isa:?} differs from the baseline path"
+            );
         }
     }
 
