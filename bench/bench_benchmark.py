@@ -55,6 +55,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 os.chdir(ROOT)  # make_benchmark_fixtures reads tests/fixtures/tasks relative to the repo root
 sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "bench"))
+from bench_machine import cpu_model, llm_mem_env, llm_mem_kernels, python_kernels  # noqa: E402
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
@@ -167,8 +169,7 @@ def run_llm_mem(binary, model_dir, data_dir, tasks, num_layers, batch, threads, 
     cmd = [binary, "benchmark", "--model-path", str(model_dir), "--data-dir", str(data_dir),
            "--tasks", ",".join(tasks), "--num-layers", str(num_layers), "--batch-size", str(batch),
            "--output", str(out), "--force"]
-    env = {"RAYON_NUM_THREADS": str(threads), "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-           "HOME": os.environ.get("HOME", "/tmp")}
+    env = {**llm_mem_env(threads), "HOME": os.environ.get("HOME", "/tmp")}
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, cwd=out.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     seconds = time.perf_counter() - start
@@ -260,10 +261,14 @@ def main():
 
     names = ", ".join("base" if not s else str(s) for s in settings)
     print()
+    print("| | |")
+    print("|---|---|")
+    print(f"| machine | {cpu_model()} |")
+    print(f"| Python kernels | {python_kernels()} |")
+    print(f"| llm-mem kernels | {llm_mem_kernels(report)} |")
     print(f"| model | {bench_model.name} ({config['architectures'][0]}, {layers} layers, vocab "
           f"{config['vocab_size']}), fixture BPE tokenizer, "
           f"f32, max_length {max_length}, batch {args.batch_size}, {args.threads} threads |")
-    print("|---|---|")
     print(f"| tasks | {', '.join(f'{t} ({docs[t]} docs)' for t in tasks)} |")
     print(f"| settings | {len(settings)}: {names} |")
     print(f"| requests | {requests} per setting, {requests * len(settings)} in all |")

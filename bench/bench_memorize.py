@@ -34,6 +34,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from make_fixtures import set_bypass  # noqa: E402  (the bypass patch the parity fixtures use)
 import make_family_fixtures  # noqa: E402,F401  (registers the Llama/GPT-2 bypass patches)
 import make_olmo_fixtures  # noqa: E402,F401  (registers the OLMo bypass patches)
+sys.path.insert(0, str(ROOT / "bench"))
+from bench_machine import cpu_model, llm_mem_env, llm_mem_kernels, python_kernels  # noqa: E402
 
 
 def sgemm_peak(repeats=7):
@@ -196,7 +198,7 @@ def main():
         cmd = [args.binary, "memorize", "--model-path", str(model_dir), "--dataset-path",
                str(model_dir / "memorized.npy"), "--prefix-len", str(prefix), "--batch-size", str(batch),
                "--per-sample", "--num-layers", str(swept), "--output", str(out)]
-        env = {"RAYON_NUM_THREADS": str(args.threads), "PATH": "/usr/bin:/bin"}
+        env = llm_mem_env(args.threads)
         rust_time, peak_rss_mb = run_measured(cmd, env)
         report = json.loads(out.read_text())
     ours = [r["per_sample"] for r in report["results"]]
@@ -204,8 +206,12 @@ def main():
     flops = necessary_flops(model.config, len(rows), rows.shape[1], prefix, settings, ours)
     weights_mb = sum(p.numel() for p in model.parameters()) * 4 / 2**20
 
-    print(f"| model | {args.model} ({len(rows)} rows x {rows.shape[1]} tokens, prefix {prefix}, {len(settings)} settings, {args.threads} threads) |")
+    print("| | |")
     print("|---|---|")
+    print(f"| machine | {cpu_model()} |")
+    print(f"| Python kernels | {python_kernels()} |")
+    print(f"| llm-mem kernels | {llm_mem_kernels(report)} |")
+    print(f"| model | {args.model} ({len(rows)} rows x {rows.shape[1]} tokens, prefix {prefix}, {len(settings)} settings, {args.threads} threads) |")
     print(f"| Python pipeline (HF transformers {transformers.__version__}, torch {torch.__version__}) | {py_time:.1f} s |")
     print(f"| llm-mem memorize | {rust_time:.1f} s |")
     print(f"| speed-up | {py_time / rust_time:.2f}x |")
@@ -214,7 +220,9 @@ def main():
     print(f"| metrics | {same} (exact/token/tf acc, memorized_len); entropy & NLL max rel. diff {worst:.1e} |")
     print(f"| necessary work | {flops / 1e9:.0f} GFLOP -> llm-mem {flops / rust_time / 1e9:.1f} GFLOP/s |")
     print(f"| sgemm peak (best of torch and numpy/OpenBLAS, 2048^3 and 2048x512x50304 f32) | {peak:.1f} GFLOP/s |")
-    print(f"| llm-mem time / (necessary FLOPs / peak) | {rust_time / (flops / peak / 1e9):.2f} |")
+    bound = flops / peak / 1e9
+    print(f"| llm-mem time / (necessary FLOPs / peak) | {rust_time / bound:.2f} "
+          f"({100 * bound / rust_time:.0f} % of the hardware limit) |")
     print(f"| llm-mem peak RSS | {peak_rss_mb:.0f} MiB (weights {weights_mb:.0f} MiB) |")
 
 

@@ -207,6 +207,7 @@ fn prepare(run: &BenchmarkRun) -> Result<Job> {
             num_layers: layers,
             dtype: runtime::dtype_name(dtype).into(),
             device: runtime::device_name(device),
+            kernels: crate::ops::kernel_info(device, dtype),
         },
         config: ConfigInfo {
             limit: run.limit,

@@ -402,6 +402,7 @@ fn prepare(run: &MemorizeRun, models: &Models) -> Result<Job> {
         num_layers: layers,
         dtype: runtime::dtype_name(dtype).into(),
         device: runtime::device_name(device),
+        kernels: crate::ops::kernel_info(device, dtype),
     };
     Ok(Job {
         data,

@@ -65,6 +65,21 @@ pub enum Command {
     Merge(MergeArgs),
 }
 
+/// Parse the command line. `llm-mem --help` ends with the environment variables that choose
+/// kernels and the kernels this machine runs, which are found only when help is asked for
+/// (finding them loads the BLAS libraries).
+pub fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let mut command = Cli::command();
+    if std::env::args_os()
+        .skip(1)
+        .any(|a| a == "-h" || a == "--help")
+    {
+        command = command.after_help(crate::ops::environment_help());
+    }
+    Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|err| err.exit())
+}
+
 /// Run the parsed command. A sweep stopped by Ctrl-C/SIGTERM, its work checkpointed, exits
 /// here with 128 + signal and its resume hint instead of returning.
 pub fn run(cli: Cli) -> Result<()> {

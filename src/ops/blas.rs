@@ -7,6 +7,7 @@
 //! builds and runs anywhere: without a BLAS it falls back to candle's kernels, with identical
 //! results up to float rounding.
 //!
+//! Which library runs, and with which kernels, is [`super::blas_select`]'s choice.
 //! `LLM_MEM_BLAS=off` disables it; `LLM_MEM_BLAS=/path/to/libblas.so` picks a library that
 //! exports the standard `cblas_sgemm` (32-bit integers).
 //!
@@ -43,16 +44,6 @@ const ROW_MAJOR: c_int = 101;
 const NO_TRANS: c_int = 111;
 const TRANS: c_int = 112;
 
-/// Libraries tried in order when `LLM_MEM_BLAS` is unset.
-const CANDIDATES: &[&str] = &[
-    "libopenblas.so.0",
-    "libopenblas.so",
-    "libmkl_rt.so.2",
-    "libmkl_rt.so",
-    "/System/Library/Frameworks/Accelerate.framework/Accelerate",
-    "libopenblas.dylib",
-];
-
 /// The sizes of an `m×k · (n×k)ᵀ` product.
 #[derive(Debug, Clone, Copy)]
 pub struct Product {
@@ -74,24 +65,37 @@ impl Product {
 /// A loaded BLAS. The library handle is never closed: the function pointers live as long as
 /// the process.
 pub struct Blas {
+    handle: *mut c_void,
     sgemm: Sgemm,
-    /// Which library was loaded, for the run's log.
-    pub name: String,
 }
 
-/// The process's BLAS, loaded on first use; `None` when there is none (or it is turned off).
+// SAFETY: the handle is only passed to `dlsym`, which is thread-safe; the library's CBLAS
+// functions are reentrant in single-threaded mode.
+unsafe impl Send for Blas {}
+unsafe impl Sync for Blas {}
+
+/// The process's BLAS and the name of the matrix kernels in use, chosen on first use.
+fn state() -> &'static (Option<Blas>, String) {
+    static STATE: OnceLock<(Option<Blas>, String)> = OnceLock::new();
+    STATE.get_or_init(super::blas_select::load)
+}
+
+/// The process's BLAS; `None` when there is none, it is turned off, or candle's kernels are
+/// faster than every library found.
 pub fn get() -> Option<&'static Blas> {
-    static BLAS: OnceLock<Option<Blas>> = OnceLock::new();
-    BLAS.get_or_init(|| match std::env::var("LLM_MEM_BLAS") {
-        Ok(choice) if choice == "off" || choice == "0" => None,
-        Ok(path) if !path.is_empty() => Blas::open(&path),
-        _ => CANDIDATES.iter().find_map(|name| Blas::open(name)),
-    })
-    .as_ref()
+    state().0.as_ref()
+}
+
+/// The matrix kernels the fast path uses: the chosen library with its version and core, or
+/// candle's.
+pub fn matmul_name() -> &'static str {
+    &state().1
 }
 
 impl Blas {
-    fn open(name: &str) -> Option<Self> {
+    /// Load `name` and make it single-threaded; `None` if it does not load or has no
+    /// `cblas_sgemm`.
+    pub(super) fn open(name: &str) -> Option<Self> {
         let c_name = CString::new(name).ok()?;
         // SAFETY: dlopen/dlsym are called with valid NUL-terminated strings; a symbol found
         // under a CBLAS name has the CBLAS signature (LP64 libraries export the 64-bit-integer
@@ -101,22 +105,29 @@ impl Blas {
             if handle.is_null() {
                 return None;
             }
-            let sgemm = symbol(handle, c"cblas_sgemm")?;
-            let sgemm: Sgemm = std::mem::transmute::<*mut c_void, Sgemm>(sgemm);
+            let blas = Self {
+                handle,
+                sgemm: std::mem::transmute::<*mut c_void, Sgemm>(symbol(handle, c"cblas_sgemm")?),
+            };
+            // MKL's sequential layer (1) runs in the caller's thread, with no OpenMP pool.
+            if let Some(set) = blas.symbol(c"MKL_Set_Threading_Layer") {
+                std::mem::transmute::<*mut c_void, unsafe extern "C" fn(c_int) -> c_int>(set)(1);
+            }
             for setter in [c"openblas_set_num_threads", c"MKL_Set_Num_Threads"] {
-                if let Some(set) = symbol(handle, setter) {
+                if let Some(set) = blas.symbol(setter) {
                     std::mem::transmute::<*mut c_void, SetThreads>(set)(1);
                 }
             }
-            Some(Self {
-                sgemm,
-                name: name.to_string(),
-            })
+            Some(blas)
         }
     }
 
-    /// `c[m×n] = a[m×k] · b[n×k]ᵀ + beta·c`, all row-major and densely packed: the product of
-    /// activations with a linear layer's `[out, in]` weight.
+    /// The address of `name` in the library, if it exports it.
+    pub(super) fn symbol(&self, name: &CStr) -> Option<*mut c_void> {
+        // SAFETY: the handle is open for the life of the process.
+        unsafe { symbol(self.handle, name) }
+    }
+
     /// `c[m×n] = a[m×k] · b[n×k]ᵀ + beta·c`, all row-major and densely packed: the product of
     /// activations with a linear layer's `[out, in]` weight. Callers check [`Product::fits`].
     pub fn sgemm_nt(&self, a: &[f32], b: &[f32], c: &mut [f32], size: Product, beta: f32) {

@@ -1,10 +1,14 @@
 //! Small f32 CPU kernels that replace candle op chains on the hot path, and the slice access
 //! they share.
 
+use std::cell::Cell;
 use std::f32::consts::FRAC_1_SQRT_2;
+use std::sync::OnceLock;
 
 use candle_core::{Result, Storage, Tensor};
 use rayon::prelude::*;
+
+use super::kernel_choice::Isa;
 
 /// Call `f` with the elements of an f32 CPU tensor in row-major order (copied first only if
 /// the tensor is not contiguous).
@@ -21,21 +25,29 @@ pub fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R>
 }
 
 /// `simd_kernel!(name = body(arg: Type, ...) -> Ret)` defines `name`, which runs the
-/// `#[inline(always)]` function `body` compiled for AVX2 when the CPU has it (the same code:
-/// the compiler only gets 8-wide vectors), else for the baseline target. Results are
-/// identical either way, as the kernels use no fused multiply-adds.
+/// `#[inline(always)]` function `body` compiled for AVX-512 or AVX2 when the CPU has it (the
+/// same code: the compiler only gets wider vectors), else for the baseline target. Results
+/// are identical on every path, as the kernels use no fused multiply-adds and keep their own
+/// fixed number of accumulator lanes.
 macro_rules! simd_kernel {
     ($name:ident = $body:ident($($arg:ident: $ty:ty),*) -> $ret:ty) => {
         fn $name($($arg: $ty),*) -> $ret {
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+                unsafe fn widest($($arg: $ty),*) -> $ret {
+                    $body($($arg),*)
+                }
                 #[target_feature(enable = "avx2")]
                 unsafe fn wide($($arg: $ty),*) -> $ret {
                     $body($($arg),*)
                 }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU supports AVX2 (checked just above).
-                    return unsafe { wide($($arg),*) };
+                match $crate::ops::cpu::fused_isa() {
+                    // SAFETY: fused_isa() names an instruction set only where the CPU has it.
+                    $crate::ops::kernel_choice::Isa::Avx512 => return unsafe { widest($($arg),*) },
+                    // SAFETY: as above.
+                    $crate::ops::kernel_choice::Isa::Avx2 => return unsafe { wide($($arg),*) },
+                    $crate::ops::kernel_choice::Isa::Baseline => {}
                 }
             }
             $body($($arg),*)
@@ -43,6 +55,45 @@ macro_rules! simd_kernel {
     };
 }
 pub(crate) use simd_kernel;
+
+/// The instruction set the fused kernels are compiled for on this CPU: AVX-512 (F, BW, DQ,
+/// VL) unless `LLM_MEM_AVX512=off`, else AVX2, else the baseline target; on this thread at most
+/// [`with_fused_isa`]'s.
+pub fn fused_isa() -> Isa {
+    static ISA: OnceLock<Isa> = OnceLock::new();
+    let machine = *ISA.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            let avx512 =
+                has!("avx512f") && has!("avx512bw") && has!("avx512dq") && has!("avx512vl");
+            if avx512 && !super::blas_select::avx512_off() {
+                return Isa::Avx512;
+            }
+            if has!("avx2") {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Baseline
+    });
+    THREAD_ISA
+        .with(Cell::get)
+        .map_or(machine, |cap| cap.min(machine))
+}
+
+thread_local! {
+    static THREAD_ISA: Cell<Option<Isa>> = const { Cell::new(None) };
+}
+
+/// Run `f` with the fused kernels on this thread compiled for at most `isa` (never more than
+/// the CPU has), so that tests compare the paths in one process. Kernels run on rayon's
+/// threads see the cap only where `f` runs on a one-thread pool's worker.
+pub fn with_fused_isa<R>(isa: Isa, f: impl FnOnce() -> R) -> R {
+    let before = THREAD_ISA.with(|cap| cap.replace(Some(isa)));
+    let result = f();
+    THREAD_ISA.with(|cap| cap.set(before));
+    result
+}
 
 /// Exact GELU, `x/2 · (1 + erf(x/√2))`, elementwise and in parallel.
 ///
@@ -175,7 +226,7 @@ pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use candle_core::{DType, Device};
 
@@ -217,6 +268,33 @@ mod tests {
         // Relative error of exp (2 ulp) through 1 / (1 + e^-x), times |x · up| ≤ 40.
         let diff = max_abs_diff(&ours, &theirs);
         assert!(diff < 2e-5, "max difference {diff}");
+    }
+
+    /// `f` with the fused kernels capped at `isa`, on a one-thread pool so that every kernel
+    /// runs on the thread that holds the cap.
+    pub(crate) fn on_isa<R: Send>(isa: Isa, f: impl FnOnce() -> R + Send) -> R {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build();
+        pool.unwrap().install(|| with_fused_isa(isa, f))
+    }
+
+    /// Every instruction-set path of the elementwise kernels gives the same bits.
+    #[test]
+    fn every_simd_path_gives_the_same_bits() {
+        let x = grid(20_000);
+        let up = x.affine(-0.5, 0.25).unwrap();
+        let run = |isa| {
+            on_isa(isa, || {
+                [gelu_erf(&x), gelu_tanh(&x), silu_mul(&x, &up)]
+                    .map(|t| t.unwrap().to_vec1::<f32>().unwrap())
+            })
+        };
+        let baseline = run(Isa::Baseline);
+        for isa in [Isa::Avx2, Isa::Avx512] {
+            assert!(
+                run(isa) == baseline,
+                "{isa:?} differs from the baseline path"
+            );
+        }
     }
 
     #[test]

@@ -192,6 +192,34 @@ mod tests {
         }
     }
 
+    /// Every instruction-set path of the fused pass gives the same bits.
+    #[test]
+    fn every_simd_path_gives_the_same_bits() {
+        use crate::ops::cpu::tests::on_isa;
+        use crate::ops::kernel_choice::Isa;
+        let logits = Tensor::randn(0f32, 3.0, (4, 3, 1001), &Device::Cpu).unwrap();
+        let targets: Vec<u32> = (0..12).map(|i| (i * 83 % 1001) as u32).collect();
+        let run = |isa| {
+            on_isa(isa, || {
+                let stats = logit_stats(&logits, &targets).unwrap();
+                let values = logits.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                (
+                    stats.argmax,
+                    stats.entropy,
+                    stats.target_logprob,
+                    cpu_argmax(&values, 1001),
+                )
+            })
+        };
+        let baseline = run(Isa::Baseline);
+        for isa in [Isa::Avx2, Isa::Avx512] {
+            assert!(
+                run(isa) == baseline,
+                "{isa:?} differs from the baseline path"
+            );
+        }
+    }
+
     /// Scoring a distribution against several targets (`logit_stats_at`) gives what scoring
     /// a copy of it per target does.
     #[test]

@@ -14,14 +14,18 @@
 
 pub mod attention;
 pub mod blas;
+pub mod blas_select;
 pub mod cpu;
+pub mod kernel_choice;
 pub mod logit_stats;
 pub mod neox_qkv;
 
 use std::cell::Cell;
 use std::sync::OnceLock;
 
-use candle_core::{DType, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
+
+pub use blas_select::KernelInfo;
 
 /// Which kernels the CPU uses for f32 tensors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +84,45 @@ pub fn blas() -> Option<&'static blas::Blas> {
         Kernels::Fast => blas::get(),
         Kernels::Portable => None,
     }
+}
+
+/// The kernels a run on `device` in `dtype` uses, for the result file; `None` off the CPU,
+/// where the device's own libraries run.
+pub fn kernel_info(device: &Device, dtype: DType) -> Option<KernelInfo> {
+    if !device.is_cpu() {
+        return None;
+    }
+    Some(match kernels() {
+        Kernels::Fast if dtype == DType::F32 => KernelInfo {
+            matmul: blas::matmul_name().to_string(),
+            fused: format!("{:?}", cpu::fused_isa()).to_lowercase(),
+        },
+        _ => KernelInfo {
+            matmul: blas_select::candle_name(),
+            fused: "portable".to_string(),
+        },
+    })
+}
+
+/// The environment variables that choose kernels, and what this machine runs, for the
+/// binary's `--help`.
+pub fn environment_help() -> String {
+    let cpu = blas_select::cpu();
+    format!(
+        "Environment:\n  \
+         RAYON_NUM_THREADS    threads of a run (default: all cores)\n  \
+         LLM_MEM_BLAS         off (candle's matrix kernels) or the path of a CBLAS library\n  \
+         OPENBLAS_CORETYPE    OpenBLAS's kernels (default: the CPU's; a generic core is repaired)\n  \
+         LLM_MEM_AVX512       off: llm-mem's own kernels as on an AVX2-only CPU\n  \
+         LLM_MEM_KERNELS      portable: candle's tensor ops, the path a GPU runs\n\n\
+         Kernels on this machine ({:?} CPU, {}):\n  \
+         matrix products: {}\n  \
+         fused operations: {}",
+        cpu.vendor,
+        format!("{:?}", cpu.isa).to_lowercase(),
+        blas::matmul_name(),
+        format!("{:?}", cpu::fused_isa()).to_lowercase(),
+    )
 }
 
 /// Exact (erf) GELU.

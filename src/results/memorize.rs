@@ -31,6 +31,10 @@ pub struct ModelInfo {
     pub num_layers: usize,
     pub dtype: String,
     pub device: String,
+    /// The CPU kernels that computed the results (absent on other devices and in files
+    /// written before they were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernels: Option<crate::ops::KernelInfo>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
