@@ -189,11 +189,9 @@ class LLMMemLM(TemplateLM):
         return {"llm_mem_setting": self.setting, "llm_mem_model": self.llm.name}
 
     def tok_encode(self, string: str, add_special_tokens=None, **kwargs) -> list[int]:
-        if add_special_tokens is False:
-            # Only `loglikelihood` asks for this (an empty context); its whole request is
-            # encoded by the engine's `encode_pair`, which `_encode_pair` below routes to.
-            raise NotImplementedError("tok_encode(add_special_tokens=False)")
-        return self.llm._native.encode(string)
+        if add_special_tokens is None:
+            return self.llm._native.encode(string)
+        return self.llm._native.encode_special(string, bool(add_special_tokens))
 
     def tok_decode(self, tokens, skip_special_tokens: bool = True) -> str:
         if isinstance(tokens, int):

@@ -161,7 +161,8 @@ impl Model {
         let per_token = settings.len() as u64;
         let total = schedule.tokens(0..schedule.len()) * per_token;
         tick(progress, total, 0)?;
-        let mut by_item: Vec<Vec<Scored>> = vec![Vec::with_capacity(schedule.len()); settings.len()];
+        let mut by_item: Vec<Vec<Scored>> =
+            vec![Vec::with_capacity(schedule.len()); settings.len()];
         let mut start = 0;
         while start < schedule.len() {
             let end = schedule.batch_end(start, batch_size);
@@ -172,7 +173,10 @@ impl Model {
             tick(progress, total, schedule.tokens(start..end) * per_token)?;
             start = end;
         }
-        Ok(by_item.iter().map(|items| schedule.by_request(items)).collect())
+        Ok(by_item
+            .iter()
+            .map(|items| schedule.by_request(items))
+            .collect())
     }
 }
 
@@ -244,6 +248,16 @@ impl Model {
         self.tokenizer()
             .and_then(|t| t.lm.encode(text))
             .map_err(crate::to_py)
+    }
+
+    /// The tokenizer's `encode(text, add_special_tokens=…)` as transformers runs it (lm-eval's
+    /// `tok_encode` with the flag given).
+    fn encode_special(&self, text: &str, add_special_tokens: bool) -> PyResult<Vec<u32>> {
+        let tok = self.tokenizer().map_err(crate::to_py)?;
+        tok.plain
+            .encode(text, add_special_tokens)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|err| pyo3::exceptions::PyValueError::new_err(format!("tokenizing: {err}")))
     }
 
     /// lm-eval's `loglikelihood` request encoding (`_encode_pair`, the prefix token for an
@@ -381,7 +395,9 @@ impl Model {
                         .plain
                         .decode(generated, false)
                         .map_err(|err| anyhow::anyhow!("decoding: {err}"))?;
-                    Ok(stop.iter().any(|s| !s.is_empty() && text.contains(s.as_str())))
+                    Ok(stop
+                        .iter()
+                        .any(|s| !s.is_empty() && text.contains(s.as_str())))
                 };
                 out.push(generate::greedy(
                     &self.model,

@@ -135,3 +135,52 @@ def _native_unpacked():
     from pathlib import Path
 
     return Path(_native.builtin_tasks_dir()).parent
+
+
+def test_ctrl_c_stops_at_the_next_batch_and_leaves_the_model_usable(tiny):
+    import os
+    import signal
+
+    rows = np.load(_native_unpacked() / "memorized.npy")[:8]
+    labels = tiny.settings("attn", 1)
+    calls = []
+
+    def progress(total, done):
+        calls.append(done)
+        if len(calls) == 2:  # after the first batch: Ctrl-C
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        tiny._native.memorize(rows.astype("<u4").tobytes(), 8, rows.shape[1], 32, labels, 2,
+                              False, False, progress)
+    # the start, then one batch: the interrupt is seen before the second batch is reported
+    assert len(calls) == 2
+    again = tiny.memorize(rows, sweep="attn", num_layers=1, batch_size=2, progress=False)
+    assert list(again.summary["setting"]) == ["base", "attn:0"]
+
+
+def test_progress_callback_errors_stop_the_run(tiny):
+    rows = np.load(_native_unpacked() / "memorized.npy")[:4]
+
+    def progress(total, done):
+        raise RuntimeError("from the callback")
+
+    with pytest.raises(RuntimeError, match="from the callback"):
+        tiny._native.memorize(rows.astype("<u4").tobytes(), 4, rows.shape[1], 32, ["base"], 2,
+                              False, False, progress)
+
+
+def test_lm_eval_device_falls_back_to_the_cpu_with_a_warning():
+    from llm_mem.lm_eval_backend import LLMMemLM
+
+    if _native.cuda_available():
+        pytest.skip("this build and machine have CUDA")
+    with pytest.warns(UserWarning, match="cuda:0: no CUDA"):
+        lm = LLMMemLM(pretrained=str(BENCH_MODELS / "llama"), device="cuda:0")
+    assert lm.device == "cpu"
+    # tok_encode as the HF backend's: the tokenizer's default (<s> for this Llama), or as asked
+    ids = lm.tok_encode("hello world")
+    assert ids[0] == lm.prefix_token_id
+    assert lm.tok_encode("hello world", add_special_tokens=False) == ids[1:]
+    with pytest.raises(ValueError, match="unknown colour"):
+        LLMMemLM(pretrained=str(BENCH_MODELS / "llama"), device="cpu", colour="red")
