@@ -44,9 +44,13 @@ def evaluate(model, tasks, settings=None, *, sweep=None, num_layers=None, batch_
             raise FileNotFoundError(f"mean_data {mean_data}: no such file")
         model._native.set_mean_data(str(mean_data))
     labels = model.settings(sweep, num_layers, settings)
+    needs_means = [s for s in labels if "=mean" in s]
+    if needs_means and not model._native.has_mean_data:
+        raise ValueError(f"setting {needs_means[0]}: a =mean setting needs mean_data (token "
+                         "rows, .npy or parquet, whose base-model means it uses)")
     pool = ScorePool(model, labels, int(batch_size), progress)
     if "task_manager" not in kwargs and any(t in BUILTIN_TASKS for t in tasks):
-        kwargs["task_manager"] = builtin_task_manager()
+        kwargs["task_manager"] = builtin_task_manager(tasks)
     kwargs.setdefault("bootstrap_iters", DEFAULT_BOOTSTRAP_ITERS)
     results = {}
     for label in labels:

@@ -223,6 +223,12 @@ impl Model {
         self.tok.is_some()
     }
 
+    /// Whether `set_mean_data` gave rows for `=mean` settings.
+    #[getter]
+    fn has_mean_data(&self) -> bool {
+        self.mean_rows.lock().expect("not poisoned").is_some()
+    }
+
     /// lm-eval's `max_length` (the truncation of every request, the rolling window).
     #[getter]
     fn max_length(&self) -> usize {
