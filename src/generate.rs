@@ -76,15 +76,13 @@ fn step(
     let t = ids.dim(1)?;
     let pos = model.begin_step(cache, query_pos)?;
     let x = model.embed(ids, &pos)?;
-    let x = model.run_layers(
-        x,
-        0..model.num_layers(),
-        edits,
-        &pos,
-        cache,
-        &mut |_, _| Ok(()),
-    )?;
-    let logits: Vec<f32> = model.logits(&x.narrow(1, t - 1, 1)?)?.flatten_all()?.to_vec1()?;
+    let x = model.run_layers(x, 0..model.num_layers(), edits, &pos, cache, &mut |_, _| {
+        Ok(())
+    })?;
+    let logits: Vec<f32> = model
+        .logits(&x.narrow(1, t - 1, 1)?)?
+        .flatten_all()?
+        .to_vec1()?;
     first_argmax(&logits).ok_or_else(|| anyhow!("the model returned no logits"))
 }
 
