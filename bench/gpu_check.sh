@@ -16,7 +16,8 @@
 # step's numbers) and gpu_check.log (everything printed), plus llm_mem_sweep.json (the timed
 # sweep's output); scratch files to $GPU_CHECK_WORK (default a new /tmp/gpu-check.*).
 #
-# Steps (a failed step is recorded and the next ones still run; exit 1 if any failed):
+# Steps (a failed step is recorded and the next ones still run; exit 1 if any failed; the
+# summary names the first that failed, and a failed llm-mem step gives no time or ratio):
 #   preflight     the executables start; CUDA libraries found (the pack's lib/, the Python
 #                 packages' nvidia/*/lib, /usr/local/cuda); GPU, driver
 #   parity_f32    tests/gpu_check.rs `device_parity` on the device in f32, every fixture
@@ -143,9 +144,11 @@ write_summary() {
             first=0
             printf '"%s"' "$name"
         done
-        printf '], "ok": %s}\n' "$ok"
+        printf '], "first_failed_step": %s, "ok": %s}\n' \
+            "$(if [ ${#failed[@]} -gt 0 ]; then jstr "${failed[0]}"; else printf null; fi)" "$ok"
     } >"$SUMMARY.tmp" && mv "$SUMMARY.tmp" "$SUMMARY"
     FINAL_OK=$ok
+    FIRST_FAILED=${failed[0]:-}
 }
 
 gpu_mem_used() {
@@ -319,7 +322,7 @@ for dtype in f32 bf16; do
     t0=$(now)
     LLM_MEM_TEST_DEVICE=$DEVICE LLM_MEM_TEST_DTYPE=$dtype LLM_MEM_BIN=$BIN \
         LLM_MEM_TEST_FIXTURES=$REPO/tests/fixtures/models LLM_MEM_PARITY_REPORT=$report \
-        timeout "$lim" "$PARITY_EXE" device_parity --exact --nocapture --test-threads 1 2>&1 |
+        timeout "$lim" "$PARITY_EXE" device_parity --exact --include-ignored --nocapture --test-threads 1 2>&1 |
         tee "$WORK/$step.log" | grep -v '^\s*$'
     rc=${PIPESTATUS[0]}
     secs=$(since "$t0")
@@ -369,11 +372,14 @@ llm_mem_run() {
         --batch-size "$BATCH" --device "$DEVICE" --dtype "$TIMING_DTYPE" --per-sample --force --output "$out" "$@")
     echo "${cmd[*]}"
     run_sampled "$lim" "$step" "${cmd[@]}"
-    st=ok
-    if [ "$RS_RC" -ne 0 ] || [ ! -s "$out" ]; then st=failed; fi
-    if [ "$RS_TIMED_OUT" = true ]; then st=timed_out; fi
     local settings
     settings=$(grep -o '"bypass"' "$out" 2>/dev/null | wc -l)
+    st=ok
+    if [ "$RS_RC" -ne 0 ] || [ ! -s "$out" ] || [ "$settings" -eq 0 ]; then st=failed; fi
+    if [ "$RS_TIMED_OUT" = true ]; then st=timed_out; fi
+    # Only a run that did its work has a time worth comparing.
+    RUN_SECONDS=""
+    if [ "$st" = ok ]; then RUN_SECONDS=$RS_SECONDS; fi
     printf '{"status": "%s", "rc": %s, "seconds": %s, "limit_s": %s, "settings": %s, "rows": %s, "seq_len": %s, "prefix_len": %s, "batch_size": %s, "dtype": "%s", "gpu_mem_baseline_mib": %s, "gpu_mem_peak_mib": %s, "host_rss_peak_mib": %s, "command": %s}' \
         "$st" "$RS_RC" "$RS_SECONDS" "$lim" "$settings" "$ROWS" "$SEQ" "$PREFIX" "$BATCH" "$TIMING_DTYPE" \
         "$RS_GPU_BASE" "$RS_GPU_PEAK" "$RS_RSS_PEAK" "$(jstr "${cmd[*]}")" >"$WORK/steps/$step.json"
@@ -386,7 +392,7 @@ banner "llm_mem_sweep: base + every single-layer bypass, $TIMING_DTYPE"
 SWEEP_OUT=$WORK/llm_mem_sweep.json
 if [ -s "$ROWS_FILE" ]; then
     llm_mem_run llm_mem_sweep "$(limit_for 240 60)" "$SWEEP_OUT"
-    LLM_SECONDS=$RS_SECONDS
+    LLM_SECONDS=$RUN_SECONDS
     if [ -s "$SWEEP_OUT" ]; then cp "$SWEEP_OUT" "$RESULTS/llm_mem_sweep.json"; fi
 else
     echo "llm_mem_sweep: no rows (the timing model step failed)"
@@ -426,7 +432,7 @@ if [ -n "$(kv "$HF_ENV" HF_SECONDS)" ]; then
     extra=(--num-layers 0)
     for l in ${HF_LAYERS//,/ }; do extra+=(--bypass "$l"); done
     llm_mem_run llm_mem_same "$(limit_for 120 10)" "$WORK/llm_mem_same.json" "${extra[@]}"
-    SAME_SECONDS=$RS_SECONDS
+    SAME_SECONDS=$RUN_SECONDS
 else
     echo "llm_mem_same: skipped (no HF timing)"
     printf '{"status": "skipped"}' >"$WORK/steps/llm_mem_same.json"
@@ -437,6 +443,10 @@ write_summary
 # ---------------------------------------------------------------------------------------
 banner "summary"
 for step in "${STEPS[@]}"; do printf '  %-14s %s\n' "$step" "$(status_of "$step")"; done
+write_summary
+if [ -n "$FIRST_FAILED" ]; then
+    echo "  FIRST FAILED STEP: $FIRST_FAILED (later steps may have failed because of it; no ratio is printed for a failed llm-mem step)"
+fi
 for dtype in f32 bf16; do
     line=$(grep '^device parity .*failures' "$WORK/parity_$dtype.log" 2>/dev/null | tail -1)
     echo "  parity $dtype: ${line:-no result}"

@@ -17,10 +17,12 @@ set -euo pipefail
 BIN=$(realpath "$1")
 OUT=$2
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-FIX=$REPO/tests/fixtures
 mkdir -p "$OUT"
 cd "$OUT"
-export HF_HUB_OFFLINE=1 HF_HOME=$FIX/hub RAYON_NUM_THREADS=2
+# A relative link, so that the paths the results record are the same from every checkout.
+ln -sfn "$REPO/tests/fixtures" fx
+FIX=fx
+export HF_HUB_OFFLINE=1 HF_HOME=$REPO/tests/fixtures/hub RAYON_NUM_THREADS=2
 run() { local name=$1; shift; "$BIN" "$@" >"$name.stdout" 2>/dev/null; }
 
 run mem-default memorize --per-sample --output mem-default.json
@@ -54,4 +56,5 @@ run extract-npy extract --model-path "$FIX/tiny-pythia" \
     --output extract-npy.npy
 run extract-idx extract --model-path "$FIX/tiny-pythia" \
     --input "$FIX/megatron/whole/document.idx" --stride 48 --output extract-idx.npy
-ls -1 "$OUT" | wc -l
+rm fx
+ls -1 | wc -l

@@ -1,17 +1,21 @@
-//! `llm-mem extract`: reading a corpus or training data and cutting it into windows (the
-//! driver, which keeps the windows a model reproduces verbatim, is `cli::extract`), to build
-//! memorized-sample files for `memorize`.
+//! `llm-mem extract`: reading a corpus or training data, cutting it into windows and finding
+//! the windows a model reproduces verbatim, to build memorized-sample files for `memorize`
+//! (the checkpointed command that writes them is `cli::extract`).
 
 use std::borrow::Cow;
 use std::ops::Range;
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::bad_input;
 use crate::data::megatron::IndexedDataset;
+use crate::data::npy::{read_token_stream_or_rows, TokenRows};
 use crate::error::BadInputContext;
-use crate::memorize::npy::{read_token_stream_or_rows, TokenRows};
+use crate::memorize::engine::{reproduced_rows, Batch};
+use crate::model::Model;
+use crate::progress::{OnProgress, Progress};
+use crate::sweep::{Cancel, Interrupted};
 
 /// The windows `extract` scores, in order; each knows the sequence and offset it starts at.
 pub enum Windows {
@@ -79,6 +83,64 @@ impl Windows {
             Self::Training(t) => t.origin(i),
         }
     }
+}
+
+/// Whether the model reproduces each window of `range`: greedy decoding of its first
+/// `prefix_len` tokens gives the rest exactly.
+pub fn score_windows(
+    model: &Model,
+    windows: &Windows,
+    range: Range<usize>,
+    prefix_len: usize,
+) -> Result<Vec<bool>> {
+    let ids = windows.tokens(range.clone())?;
+    let batch = Batch {
+        ids: &ids,
+        rows: range.len(),
+        seq_len: windows.window_len(),
+        prefix_len,
+    };
+    reproduced_rows(model, &batch)
+        .with_context(|| format!("scoring windows {}..{}", range.start, range.end))
+}
+
+/// [`score_windows`] over every window, `batch_size` at a time. `progress` hears the windows
+/// in all, then each batch's; `cancel` stops after a batch with an [`Interrupted`] error.
+pub fn reproduced(
+    model: &Model,
+    windows: &Windows,
+    prefix_len: usize,
+    batch_size: usize,
+    progress: OnProgress,
+    cancel: &Cancel,
+) -> Result<Vec<bool>> {
+    if prefix_len == 0 || prefix_len >= windows.window_len() || batch_size == 0 {
+        return Err(bad_input!(
+            "prefix length {prefix_len} and batch size {batch_size}: windows of {} tokens need \
+             1 to {} prompt tokens, and a batch at least one window",
+            windows.window_len(),
+            windows.window_len().saturating_sub(1)
+        ));
+    }
+    cancel.sweep_started();
+    progress(Progress::Total(windows.count() as u64));
+    let mut keep = Vec::with_capacity(windows.count());
+    while keep.len() < windows.count() {
+        let range = keep.len()..windows.count().min(keep.len() + batch_size);
+        keep.extend(score_windows(model, windows, range.clone(), prefix_len)?);
+        progress(Progress::Done(range.len() as u64));
+        if let (Some(stop), true) = (cancel.requested(), keep.len() < windows.count()) {
+            return Err(Interrupted {
+                stop,
+                done: keep.len(),
+                total: windows.count(),
+                unit: "windows".into(),
+                partial: None,
+            }
+            .into());
+        }
+    }
+    Ok(keep)
 }
 
 /// The windows of a range of training sequences: by default each sequence's first `len`

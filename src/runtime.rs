@@ -56,9 +56,9 @@ pub fn parse_dtype(text: &str, device: &Device) -> Result<DType> {
 
 /// Keep freed memory in the process instead of returning it to the system after every
 /// batch. A sweep allocates and frees the same large activation buffers (up to 32 MiB each)
-/// over and over; with glibc's adaptive defaults each round trip was fresh pages from the
-/// kernel, zeroed on first touch: 9 s of system time in a 60 s `llm-mem benchmark` run
-/// (bench/RESULTS.md), 2.5 s with this. Buffers above 32 MiB still come from `mmap`: glibc
+/// over and over; with glibc's adaptive defaults each round trip is fresh pages from the
+/// kernel, zeroed on first touch, a large share of a run's system time (bench/RESULTS.md has
+/// the measurement). Buffers above 32 MiB still come from `mmap`: glibc
 /// allows no higher threshold (the largest, the LM head's logits, reuses its own buffer:
 /// `model::head`).
 pub fn keep_freed_memory() {

@@ -4,8 +4,14 @@
 
 use std::path::{Path, PathBuf};
 
-use llm_mem::cli::benchmark::{run, BenchmarkArgs};
+use llm_mem::cli::benchmark::BenchmarkArgs;
 use llm_mem::error::is_bad_input;
+use llm_mem::sweep::Cancel;
+
+/// What `llm-mem benchmark` does with these arguments: validate them into a run, then run it.
+fn run(args: BenchmarkArgs) -> anyhow::Result<()> {
+    llm_mem::cli::benchmark::run(args.validate()?, &Cancel::new())
+}
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")

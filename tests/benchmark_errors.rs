@@ -4,10 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
+use llm_mem::api::{ModelSource, ModelSpec};
 use llm_mem::benchmark::{self, tasks};
-use llm_mem::cli::benchmark as cli;
 use llm_mem::error::is_bad_input;
-use llm_mem::model::weights;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -110,8 +109,9 @@ fn model_without_tokenizer_is_refused() {
         std::fs::copy(model.join(file), dir.path().join(file)).unwrap();
     }
     let path = dir.path().to_str().unwrap();
-    let files = weights::resolve(path, None).unwrap();
-    let text = message(cli::model_tokenizer(&files, path, None).err().unwrap());
+    let spec = ModelSpec::new(ModelSource::Local(dir.path().to_path_buf()));
+    let files = spec.files().unwrap();
+    let text = message(spec.tokenizer(&files).err().unwrap());
     assert!(
         text.contains("no tokenizer.json") && text.contains(path),
         "{text}"

@@ -15,12 +15,13 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device};
+use llm_mem::api::{ModelSource, ModelSpec};
 use llm_mem::benchmark::{
     self, engine, tasks, Doc, LmTokenizer, TaskDocs, TaskMetrics, TokenRequest, Value,
 };
 use llm_mem::intervene::Setting;
-use llm_mem::model::{weights, Model};
+use llm_mem::model::Model;
+use llm_mem::sweep::Cancel;
 use serde::Deserialize;
 
 /// Against lm-eval run in float64: what is left is our own f32 rounding. Perplexities
@@ -116,10 +117,10 @@ fn load_expected(model: &str) -> Expected {
 
 fn load(model: &str) -> (Model, LmTokenizer) {
     let dir = root().join("bench-models").join(model);
-    let files = weights::resolve(dir.to_str().unwrap(), None).unwrap();
-    let tok =
-        llm_mem::cli::benchmark::model_tokenizer(&files, dir.to_str().unwrap(), None).unwrap();
-    (Model::load(&files, &Device::Cpu, DType::F32).unwrap(), tok)
+    let spec = ModelSpec::new(ModelSource::Local(dir));
+    let files = spec.files().unwrap();
+    let tok = spec.tokenizer(&files).unwrap();
+    (spec.load_weights(&files).unwrap(), tok)
 }
 
 /// The ten hub tasks (the fixtures hold lm-eval's results for those).
@@ -302,6 +303,7 @@ fn parity(model_name: &str) -> Expected {
         5,
         expected.max_length,
         &mut |_| {},
+        &Cancel::new(),
     )
     .unwrap();
 
@@ -442,8 +444,26 @@ fn batching_does_not_change_scores() {
         requests.extend(benchmark::task_requests(&tok, task, 64).unwrap().0);
     }
     let settings = [Setting::base(), Setting::bypass(&[1])];
-    let one = engine::score_requests(&model, &requests, &settings, 1, 64, &mut |_| {}).unwrap();
-    let many = engine::score_requests(&model, &requests, &settings, 64, 64, &mut |_| {}).unwrap();
+    let one = engine::score_requests(
+        &model,
+        &requests,
+        &settings,
+        1,
+        64,
+        &mut |_| {},
+        &Cancel::new(),
+    )
+    .unwrap();
+    let many = engine::score_requests(
+        &model,
+        &requests,
+        &settings,
+        64,
+        64,
+        &mut |_| {},
+        &Cancel::new(),
+    )
+    .unwrap();
     for (a, b) in one.iter().flatten().zip(many.iter().flatten()) {
         // only f32 rounding may differ: other matrix shapes, other summation orders
         assert!(

@@ -17,9 +17,14 @@
 //!   argmax loop) has a top-2 logit margin below the dtype's tie threshold — those rows are
 //!   logged as ties, every other difference fails.
 //!
-//! Environment (all optional; without any it compares the CPU with itself, which checks the
-//! machinery and costs about a second):
-//! * `LLM_MEM_TEST_DEVICE`: `cpu` (default), `cuda`, `cuda:N`;
+//! `device_parity` is ignored by a plain `cargo test`: it runs when asked for a device
+//! (`bench/gpu_check.sh` runs it with `--include-ignored`, as does its dry run on the CPU in
+//! `gpu_check_dry_run_llm_mem_steps`). A device this build or machine cannot use fails it;
+//! it never falls back to comparing the CPU with itself.
+//!
+//! Environment:
+//! * `LLM_MEM_TEST_DEVICE` (required): `cpu` (f32 against itself checks the machinery; bf16
+//!   against f32 is a real comparison), `cuda`, `cuda:N`;
 //! * `LLM_MEM_TEST_DTYPE`: `f32` (default), `bf16`, `f16`;
 //! * `LLM_MEM_TEST_FIXTURES`: the fixture models' directory (default: this checkout's
 //!   `tests/fixtures/models`; the GPU machine has the tree at another path);
@@ -32,8 +37,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
+use llm_mem::data::npy::{read_token_rows, TokenRows};
 use llm_mem::intervene::Setting;
-use llm_mem::memorize::npy::{read_token_rows, TokenRows};
 use llm_mem::memorize::{self, MeanScores, SampleScores};
 use llm_mem::model::{weights, Model};
 use llm_mem::runtime;
@@ -66,12 +71,9 @@ fn tolerance(dtype: DType) -> Tolerance {
         },
         // bf16 keeps 8 significant bits: weights and activations are each rounded by up to
         // 2^-9 relative, and near-zero logits lose all relative precision, so logits are
-        // judged against their position's scale. CPU bf16 against CPU f32 on the fixtures
-        // (2026-12, the dry run; bench/RESULTS.md, GPU section): logits up to 5.5e-2 of the
-        // scale, entropy/NLL up to 3.1e-2 relative, discrete metrics differing on 6 of 96
-        // rows per path, all where the f32 margin is below 1.4e-2 of the top logit. The
-        // bounds are about twice what was measured; a margin below twice the logit error
-        // (2 x 5.5e-2) can swap.
+        // judged against their position's scale. The bounds are about twice the errors of
+        // CPU bf16 against CPU f32 on the fixtures (bench/RESULTS.md, GPU section, dry run);
+        // a top-2 margin below twice the logit bound can swap.
         DType::BF16 | DType::F16 => Tolerance {
             logits: None,
             logits_scaled: 1e-1,
@@ -506,11 +508,29 @@ fn check_fixture(
     })
 }
 
+/// The device `LLM_MEM_TEST_DEVICE` names; panics when it is unset, or names a device this
+/// build or machine cannot use (`auto` included: it must not quietly become the CPU).
+fn asked_device() -> (String, Device) {
+    let text = std::env::var("LLM_MEM_TEST_DEVICE").unwrap_or_else(|_| {
+        panic!(
+            "device_parity needs LLM_MEM_TEST_DEVICE (cpu, cuda or cuda:N): without a device \
+             there is nothing to compare with the CPU"
+        )
+    });
+    let device = runtime::parse_device(&text)
+        .unwrap_or_else(|err| panic!("LLM_MEM_TEST_DEVICE={text}: cannot use it: {err:#}"));
+    assert!(
+        !device.is_cpu() || text.trim().eq_ignore_ascii_case("cpu"),
+        "LLM_MEM_TEST_DEVICE={text}: found no GPU, and will not compare the CPU with itself"
+    );
+    (text, device)
+}
+
 #[test]
+#[ignore = "needs LLM_MEM_TEST_DEVICE (cpu, cuda, cuda:N); bench/gpu_check.sh runs it"]
 fn device_parity() {
     let started = Instant::now();
-    let device_text = env_or("LLM_MEM_TEST_DEVICE", "cpu");
-    let device = runtime::parse_device(&device_text).expect("LLM_MEM_TEST_DEVICE");
+    let (device_text, device) = asked_device();
     let dtype = runtime::parse_dtype(&env_or("LLM_MEM_TEST_DTYPE", "f32"), &device)
         .expect("LLM_MEM_TEST_DTYPE");
     let tol = tolerance(dtype);

@@ -99,6 +99,9 @@ fn assert_scores_match(name: &str, ours: &SampleScores, theirs: &serde_json::Val
     );
 }
 
+/// Through `memorize::run_sweep`, which scores like `llm-mem memorize`: its means come from
+/// `memorize::engine::collect_means` and its batches from `memorize::score_rows`, the two
+/// calls the CLI makes per group of settings and per batch of rows.
 #[test]
 fn memorize_metrics_match_hf_for_every_setting() {
     for_each_fixture_and_path(|name| {
@@ -225,6 +228,6 @@ fn bf16_stays_within_bf16_rounding_of_f32() {
     }
 }
 
-/// bf16's logit error relative to the largest |logit|: measured 0.004 to 0.032 over every
-/// fixture and setting (the largest on the GPT-NeoX fixtures, whose logits are smallest).
+/// bf16's logit error relative to the largest |logit|: a few times 2^-8, and largest on the
+/// fixtures whose logits are smallest (the GPT-NeoX ones).
 const BF16_RELATIVE_TOLERANCE: f32 = 0.05;

@@ -181,7 +181,8 @@ fn mem_json() -> Value {
 fn benchmark_plot_has_one_curve_per_task() {
     let dir = tempfile::tempdir().unwrap();
     let json_path = dir.path().join("bench.json");
-    let svg_path = llm_mem::report::plot::write_benchmark_plot(&json_path, &bench_json()).unwrap();
+    let report = serde_json::from_value(bench_json()).unwrap();
+    let svg_path = llm_mem::report::plot::write_benchmark_plot(&json_path, &report).unwrap();
     assert_eq!(svg_path, dir.path().join("bench.svg"));
     let text = std::fs::read_to_string(&svg_path).unwrap();
     let doc = Document::parse(&text).expect("well-formed XML");

@@ -19,18 +19,23 @@
 //! what the base model does, so the base passes keep the residual stream at each such layer
 //! and every other setting starts there ([`BasePass`], shared with `memorize`).
 
+mod layout;
+
 use std::collections::HashMap;
 use std::ops::Range;
 
 use anyhow::Result;
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 
 use super::requests::TokenRequest;
 use crate::intervene::mean::Recording;
-use crate::intervene::pass::{below, from_layer, BasePass};
 use crate::intervene::{Means, Setting};
-use crate::model::attention::HIDDEN_KEY;
-use crate::model::{sequence_positions, KvCache, Model, Positions};
+use crate::model::{sequence_positions, Model, Positions};
+use crate::pass::{below, from_layer, BasePass};
+use crate::progress::OnProgress;
+pub use crate::progress::Progress;
+use crate::sweep::{Cancel, Interrupted};
+use layout::{ContPass, Layout};
 
 /// lm-eval's answer to one request.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -48,24 +53,20 @@ struct Prepared {
     targets: Vec<u32>,
 }
 
-/// What the engine tells its caller: the tokens to run in all (over every setting), then the
-/// tokens each batch ran.
-#[derive(Debug, Clone, Copy)]
-pub enum Progress {
-    Total(u64),
-    Done(u64),
-}
-
-/// Score every request under every setting: `result[setting][request]`.
+/// Score every request under every setting: `result[setting][request]`. `progress` hears
+/// the tokens to run in all (over every setting), then the tokens each batch ran; `cancel`
+/// stops after a batch with an [`Interrupted`] error.
 pub fn score_requests(
     model: &Model,
     requests: &[TokenRequest],
     settings: &[Setting],
     batch_size: usize,
     max_len: usize,
-    progress: &mut dyn FnMut(Progress),
+    progress: OnProgress,
+    cancel: &Cancel,
 ) -> Result<Vec<Vec<Scored>>> {
     let schedule = Schedule::new(requests, max_len)?;
+    cancel.sweep_started();
     let means = schedule.collect_means(model, settings, batch_size)?;
     let per_token = settings.len() as u64;
     progress(Progress::Total(
@@ -84,6 +85,16 @@ pub fn score_requests(
         }
         progress(Progress::Done(schedule.tokens(start..end) * per_token));
         start = end;
+        if let (Some(stop), true) = (cancel.requested(), start < schedule.len()) {
+            return Err(Interrupted {
+                stop,
+                done: start,
+                total: schedule.len(),
+                unit: "requests".into(),
+                partial: None,
+            }
+            .into());
+        }
     }
     Ok(by_item
         .iter()
@@ -463,166 +474,6 @@ impl Scoring {
             .zip(stats.argmax.iter().zip(&self.targets))
             .map(|(lp, (best, target))| (lp, best == target))
             .collect())
-    }
-}
-
-/// Where every request of a batch lives in the two passes.
-struct Layout<'a> {
-    groups: &'a [Group<'a>],
-    ctx_width: usize,
-    /// `[groups, ctx_width]` right-padded with 0.
-    ctx_ids: Vec<u32>,
-    /// Per group: flattened index of its last prefix position.
-    ctx_index: Vec<u32>,
-    /// Per request (batch order): its group, whose `ctx_index` position predicts `c[0]`.
-    first_group: Vec<u32>,
-    /// Per request (batch order): `c[0]`.
-    first_targets: Vec<u32>,
-}
-
-/// The continuation pass's inputs.
-struct ContPass {
-    ids: Tensor,
-    pos: Positions,
-    /// Group row of each continuation row (to expand the context cache).
-    rows: Tensor,
-    /// `[rows, ctx_width]` key positions of the cached prefix slots, hidden past each prefix.
-    ctx_key_pos: Tensor,
-    /// `[rows, tail width]` f32: 1 at real tail tokens, 0 at padding.
-    weight: Tensor,
-    index: Vec<u32>,
-    targets: Vec<u32>,
-}
-
-impl ContPass {
-    /// The context cache with one row per continuation row and its padding hidden.
-    fn expand(&self, cache: &KvCache) -> Result<KvCache> {
-        let mut out = cache.select_rows(&self.rows)?;
-        out.key_pos = Some(self.ctx_key_pos.clone());
-        Ok(out)
-    }
-}
-
-impl<'a> Layout<'a> {
-    fn new(groups: &'a [Group<'a>]) -> Self {
-        let ctx_width = groups.iter().map(|g| g.prefix.len()).max().unwrap_or(0);
-        let mut ctx_ids = vec![0u32; groups.len() * ctx_width];
-        let (mut ctx_index, mut first_group, mut first_targets) =
-            (Vec::new(), Vec::new(), Vec::new());
-        for (row, g) in groups.iter().enumerate() {
-            ctx_ids[row * ctx_width..row * ctx_width + g.prefix.len()].copy_from_slice(g.prefix);
-            ctx_index.push((row * ctx_width + g.prefix.len() - 1) as u32);
-            for (_, p) in &g.requests {
-                first_group.push(row as u32);
-                first_targets.push(p.targets[0]);
-            }
-        }
-        Self {
-            groups,
-            ctx_width,
-            ctx_ids,
-            ctx_index,
-            first_group,
-            first_targets,
-        }
-    }
-
-    /// `[groups, ctx_width]` f32: 1 at each prefix's tokens, 0 at the right padding.
-    fn ctx_weight(&self, device: &candle_core::Device) -> Result<Tensor> {
-        let tc = self.ctx_width;
-        let mut weight = vec![0f32; self.groups.len() * tc];
-        for (row, g) in self.groups.iter().enumerate() {
-            weight[row * tc..row * tc + g.prefix.len()].fill(1.0);
-        }
-        Ok(Tensor::from_vec(weight, (self.groups.len(), tc), device)?.to_dtype(DType::F32)?)
-    }
-
-    /// Inputs of the continuation pass, `None` when every continuation is one token.
-    fn continuation(
-        &self,
-        model: &Model,
-        device: &candle_core::Device,
-    ) -> Result<Option<ContPass>> {
-        let rows: Vec<(usize, &Prepared)> = self
-            .groups
-            .iter()
-            .enumerate()
-            .flat_map(|(row, g)| g.requests.iter().map(move |(_, p)| (row, *p)))
-            .filter(|(_, p)| !p.tail.is_empty())
-            .collect();
-        if rows.is_empty() {
-            return Ok(None);
-        }
-        let (r, tt, tc) = (
-            rows.len(),
-            rows.iter().map(|(_, p)| p.tail.len()).max().unwrap_or(0),
-            self.ctx_width,
-        );
-        let (mut ids, mut query, mut keys) = (
-            vec![0u32; r * tt],
-            vec![0f32; r * tt],
-            vec![HIDDEN_KEY; r * tt],
-        );
-        let mut weight = vec![0f32; r * tt];
-        let mut ctx_keys = vec![HIDDEN_KEY; r * tc];
-        let (mut index, mut targets) = (Vec::new(), Vec::new());
-        for (i, (row, p)) in rows.iter().enumerate() {
-            let start = self.groups[*row].prefix.len();
-            for k in 0..start {
-                ctx_keys[i * tc + k] = k as f32;
-            }
-            let last = start + p.tail.len() - 1;
-            for j in 0..tt {
-                if j < p.tail.len() {
-                    ids[i * tt + j] = p.tail[j];
-                    weight[i * tt + j] = 1.0;
-                    query[i * tt + j] = (start + j) as f32;
-                    keys[i * tt + j] = (start + j) as f32;
-                    index.push((i * tt + j) as u32);
-                    targets.push(p.targets[j + 1]);
-                } else {
-                    // padding: attends like the row's last token, is never attended to
-                    query[i * tt + j] = last as f32;
-                }
-            }
-        }
-        let ctx_key_pos = Tensor::from_vec(ctx_keys, (r, tc), device)?;
-        let query = Tensor::from_vec(query, (r, tt), device)?;
-        let key_pos = Tensor::cat(
-            &[&ctx_key_pos, &Tensor::from_vec(keys, (r, tt), device)?],
-            1,
-        )?;
-        let pos = Positions::new(&query, &key_pos, model.local_window())?;
-        let group_rows: Vec<u32> = rows.iter().map(|(row, _)| *row as u32).collect();
-        Ok(Some(ContPass {
-            ids: Tensor::from_vec(ids, (r, tt), device)?,
-            pos,
-            rows: Tensor::from_vec(group_rows, r, device)?,
-            ctx_key_pos,
-            weight: Tensor::from_vec(weight, (r, tt), device)?,
-            index,
-            targets,
-        }))
-    }
-
-    /// Per request: `ll = log p(c[0]) + Σ log p(c[i])`, summed in f64 in token order.
-    fn combine(&self, first: &[(f64, bool)], rest: &[(f64, bool)]) -> Vec<(usize, Scored)> {
-        let mut out = Vec::new();
-        let (mut k, mut next) = (0, rest.iter());
-        for g in self.groups {
-            for (i, p) in &g.requests {
-                let (lp, greedy) = first[k];
-                k += 1;
-                let mut scored = Scored { ll: lp, greedy };
-                for _ in 0..p.tail.len() {
-                    let (lp, greedy) = next.next().expect("one score per tail token");
-                    scored.ll += *lp;
-                    scored.greedy &= greedy;
-                }
-                out.push((*i, scored));
-            }
-        }
-        out
     }
 }
 

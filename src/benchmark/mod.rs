@@ -24,6 +24,8 @@ use anyhow::Result;
 
 use crate::intervene::Setting;
 use crate::model::Model;
+use crate::progress::OnProgress;
+use crate::sweep::Cancel;
 pub use engine::{Progress, Scored};
 pub use hf_tokenizer::TokenizerFiles;
 pub use metrics::{TaskMetrics, Value};
@@ -120,14 +122,15 @@ pub struct SettingScores {
 
 /// Run every task under every setting. All requests of all tasks go through one engine run so
 /// that batches stay full; `progress` hears the total number of tokens to run, then each
-/// batch's.
+/// batch's; `cancel` stops after a batch.
 pub fn evaluate(
     model: &Model,
     tok: &LmTokenizer,
     tasks: &[TaskDocs],
     settings: &[Setting],
     batch_size: usize,
-    progress: &mut dyn FnMut(Progress),
+    progress: OnProgress,
+    cancel: &Cancel,
 ) -> Result<Vec<SettingScores>> {
     let max_len = tok.max_length();
     let suite = Suite::new(tok, tasks, max_len)?;
@@ -138,6 +141,7 @@ pub fn evaluate(
         batch_size,
         max_len,
         progress,
+        cancel,
     )?;
     Ok(settings
         .iter()

@@ -1,5 +1,5 @@
 //! Benchmark results as checkpoint and shard files hold them, floats bit-exact
-//! ([`ExactF64`]) so that a resumed or merged run writes the bytes of an uninterrupted one.
+//! ([`ExactF64`](crate::sweep::exact::ExactF64)) so that a resumed or merged run writes the bytes of an uninterrupted one.
 //!
 //! Items are the engine's answers, one `["<ll bits>", greedy]` per request. A finished shard
 //! also holds each setting's task metrics (its `summaries`): computing them needs the task

@@ -11,25 +11,24 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use candle_core::{DType, Device};
-use serde::{Deserialize, Serialize};
 
 use super::long_run::{self, parse_shard, ResumeArgs, RunHeader};
 use super::progress_bar;
+use crate::api::{model_id, ModelSource, ModelSpec, SettingsSpec};
 use crate::bad_input;
 use crate::benchmark::engine::Schedule;
 use crate::benchmark::stored::{self, StoredScore};
 use crate::benchmark::{
-    load_task, LmTokenizer, Scored, SettingScores, Suite, TaskDocs, TaskMetrics, TokenizerFiles,
+    load_task, LmTokenizer, Scored, SettingScores, Suite, TaskDocs, TaskSpec, TokenizerFiles,
 };
-use crate::hub::HubRepo;
-use crate::intervene::{Setting, SettingFields};
-use crate::model::{weights, Model, ModelConfig, ModelFiles};
-use crate::report::json::{ModelInfo, ToolInfo};
-use crate::report::{plot, table};
+use crate::intervene::Setting;
+use crate::model::{ModelConfig, ModelFiles};
+use crate::report::table;
+use crate::results::benchmark::{BenchmarkReport, ConfigInfo, Header, TaskInfo};
+use crate::results::ModelInfo;
 use crate::runtime;
 use crate::sweep::fingerprint::{self, FileId};
-use crate::sweep::{self, Fingerprint, OutputPlan, Shard, SweepFile};
+use crate::sweep::{self, Cancel, Fingerprint, OutputPlan, Shard, SweepFile};
 
 /// Zero-shot lm-evaluation-harness tasks under the base model and each attention-bypass
 /// setting, with lm-eval's prompts, tokenization, metrics and stderrs.
@@ -72,28 +71,50 @@ pub struct BenchmarkArgs {
     pub shard: Option<Shard>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct TaskInfo {
-    name: String,
-    source: String,
-    num_docs: usize,
-    version: f64,
+/// A `benchmark` run, validated: every option parsed.
+pub struct BenchmarkRun {
+    pub model: ModelSpec,
+    pub tasks: Vec<&'static TaskSpec>,
+    /// Read the tasks' records from here instead of the hub.
+    pub data_dir: Option<PathBuf>,
+    /// Only the first K documents of each task.
+    pub limit: Option<usize>,
+    pub batch_size: usize,
+    pub settings: SettingsSpec,
+    pub plan: OutputPlan,
+    pub shard: Option<Shard>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct ConfigInfo {
-    limit: Option<usize>,
-    max_length: usize,
-    bootstrap_iters: usize,
-}
-
-/// What the report says besides the numbers; kept in checkpoints and shard files so that
-/// `merge` can write the report.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Header {
-    pub model: ModelInfo,
-    config: ConfigInfo,
-    tasks: Vec<TaskInfo>,
+impl BenchmarkArgs {
+    /// The run these arguments describe; any bad option is a one-line error naming it.
+    pub fn validate(&self) -> Result<BenchmarkRun> {
+        if self.batch_size == 0 {
+            return Err(bad_input!("--batch-size must be at least 1"));
+        }
+        if self.limit == Some(0) {
+            return Err(bad_input!("--limit must be at least 1"));
+        }
+        let model = self.model.single_spec()?;
+        let tasks = crate::benchmark::builtin::task_list(
+            self.tasks.as_deref(),
+            model.source == ModelSource::BuiltIn,
+            self.data_dir.as_deref(),
+        )?;
+        let output = self
+            .output
+            .clone()
+            .unwrap_or_else(|| default_output(&model.source.display_name(), self.shard));
+        Ok(BenchmarkRun {
+            tasks,
+            data_dir: self.data_dir.clone(),
+            limit: self.limit,
+            batch_size: self.batch_size,
+            settings: self.sweep.spec()?,
+            plan: self.run.plan(&output),
+            shard: self.shard,
+            model,
+        })
+    }
 }
 
 impl RunHeader for Header {
@@ -106,43 +127,9 @@ impl RunHeader for Header {
     }
 }
 
-#[derive(Serialize)]
-struct Entry<'a> {
-    #[serde(flatten)]
-    setting: SettingFields,
-    tasks: Tasks<'a>,
-}
-
-/// `{"piqa": {...}, ...}` in the order the tasks were run.
-struct Tasks<'a>(&'a [(&'static str, TaskMetrics)]);
-
-impl Serialize for Tasks<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = s.serialize_map(Some(self.0.len()))?;
-        for (name, metrics) in self.0 {
-            map.serialize_entry(name, metrics)?;
-        }
-        map.end()
-    }
-}
-
-#[derive(Serialize)]
-struct Report<'a> {
-    tool: ToolInfo,
-    model: &'a ModelInfo,
-    config: &'a ConfigInfo,
-    tasks: &'a [TaskInfo],
-    results: Vec<Entry<'a>>,
-    /// What produced these numbers: lets `--resume` recognise a finished run.
-    fingerprint: &'a Fingerprint,
-}
-
 /// Everything read and checked before the model is loaded.
 struct Job {
     files: ModelFiles,
-    device: Device,
-    dtype: DType,
     tasks: Vec<TaskDocs>,
     suite: Suite,
     schedule: Schedule,
@@ -152,33 +139,28 @@ struct Job {
     header: Header,
 }
 
-/// Run `llm-mem benchmark`. Everything the user gave is checked before the first forward pass.
-pub fn run(args: BenchmarkArgs) -> Result<()> {
-    if args.batch_size == 0 {
-        return Err(bad_input!("--batch-size must be at least 1"));
-    }
-    if args.limit == Some(0) {
-        return Err(bad_input!("--limit must be at least 1"));
-    }
-    let plan = args.run.plan(&output_path(&args));
+/// Run `llm-mem benchmark`. Everything the user gave is checked before the first forward
+/// pass, and the sweep stops cleanly (checkpoint saved) when `cancel` asks it to.
+pub fn run(run: BenchmarkRun, cancel: &Cancel) -> Result<()> {
+    let plan = &run.plan;
     plan.precheck()?;
-    let job = prepare(&args)?;
+    let job = prepare(&run)?;
     let fresh = SweepFile::new(
         job.fingerprint.clone(),
-        args.shard,
+        run.shard,
         job.settings.clone(),
         job.schedule.len(),
         serde_json::to_value(&job.header)?,
     );
-    let Some(mut file) = long_run::begin(&plan, fresh)? else {
+    let Some(mut file) = long_run::begin(plan, fresh)? else {
         return Ok(());
     };
-    let model = Model::load(&job.files, &job.device, job.dtype)?;
-    compute(&args, &model, &job, &plan, &mut file)?;
+    let model = run.model.load_weights(&job.files)?;
+    compute(&run, &model, &job, cancel, &mut file)?;
     let scores = setting_scores(&job, &file);
     file.summaries = Some(scores.iter().map(stored::summary).collect());
     long_run::finish(
-        &plan,
+        plan,
         &file,
         || results_table(&scores),
         || write_report(&plan.output, &file, &job.header),
@@ -187,54 +169,47 @@ pub fn run(args: BenchmarkArgs) -> Result<()> {
 
 /// Read and check the model files, tokenizer and tasks, build the requests and the sweep, and
 /// fingerprint it all.
-fn prepare(args: &BenchmarkArgs) -> Result<Job> {
-    let specs = crate::benchmark::builtin::task_list(
-        args.tasks.as_deref(),
-        args.model.model_path.is_none(),
-        args.data_dir.as_deref(),
-    )?;
-    let device = runtime::parse_device(&args.model.device)?;
-    let dtype = runtime::parse_dtype(&args.model.dtype, &device)?;
-    let model_path = args.model.path()?;
-    let revision = args.model.single_revision()?;
-    let files = weights::resolve(&model_path, revision.as_deref())?;
-    let tokenizer = tokenizer_files(&files, &model_path, revision.as_deref())?;
+fn prepare(run: &BenchmarkRun) -> Result<Job> {
+    let files = run.model.files()?;
+    let tokenizer = run.model.tokenizer_files(&files)?;
     let tok = LmTokenizer::load(&tokenizer)?;
-    let tasks = specs
+    let tasks = run
+        .tasks
         .iter()
-        .map(|spec| load_task(spec, args.data_dir.as_deref(), args.limit))
+        .map(|spec| load_task(spec, run.data_dir.as_deref(), run.limit))
         .collect::<Result<Vec<_>>>()?;
     let config = ModelConfig::from_file(&files.config)?;
     let layers = config.num_layers();
-    let sweep = args.sweep.settings(layers, config.shape().heads)?;
-    let mine = long_run::settings_to_run(args.shard, sweep.len(), || {
+    let sweep = run.settings.settings(layers, config.shape().heads)?;
+    let mine = long_run::settings_to_run(run.shard, sweep.len(), || {
         crate::benchmark::setting_costs(&sweep, layers)
     })?;
     let max_len = tok.max_length();
     let suite = Suite::new(&tok, &tasks, max_len)?;
     let schedule = Schedule::new(&suite.requests, max_len)?;
     let names: Vec<&str> = tasks.iter().map(|t| t.spec.name).collect();
+    let (device, dtype) = (&run.model.device, run.model.dtype);
     let fingerprint = Fingerprint {
         inputs: inputs(&tasks, &tokenizer)?,
         params: [
             ("tasks".to_string(), serde_json::json!(names)),
-            ("limit".to_string(), serde_json::json!(args.limit)),
+            ("limit".to_string(), serde_json::json!(run.limit)),
             ("max_length".to_string(), max_len.into()),
         ]
         .into(),
         settings: sweep.clone(),
-        ..Fingerprint::for_model("benchmark", &files, dtype, &device)?
+        ..Fingerprint::for_model("benchmark", &files, dtype, device)?
     };
     let header = Header {
         model: ModelInfo {
-            path: args.model.display_name(),
+            path: run.model.source.display_name(),
             architecture: config.architecture().into(),
             num_layers: layers,
             dtype: runtime::dtype_name(dtype).into(),
-            device: runtime::device_name(&device),
+            device: runtime::device_name(device),
         },
         config: ConfigInfo {
-            limit: args.limit,
+            limit: run.limit,
             max_length: max_len,
             bootstrap_iters: crate::benchmark::metrics::BOOTSTRAP_ITERS,
         },
@@ -242,8 +217,6 @@ fn prepare(args: &BenchmarkArgs) -> Result<Job> {
     };
     Ok(Job {
         files,
-        device,
-        dtype,
         settings: mine.iter().map(|&s| sweep[s].clone()).collect(),
         tasks,
         suite,
@@ -275,23 +248,25 @@ fn inputs(tasks: &[TaskDocs], tokenizer: &TokenizerFiles) -> Result<BTreeMap<Str
 
 /// Score the requests `file` still lacks under its settings, checkpointing every batch.
 fn compute(
-    args: &BenchmarkArgs,
-    model: &Model,
+    run: &BenchmarkRun,
+    model: &crate::model::Model,
     job: &Job,
-    plan: &OutputPlan,
+    cancel: &Cancel,
     file: &mut SweepFile<StoredScore>,
 ) -> Result<()> {
+    let batch_size = run.batch_size;
     let settings = file.settings.clone();
     let schedule = &job.schedule;
-    let means = schedule.collect_means(model, &settings, args.batch_size)?;
+    let means = schedule.collect_means(model, &settings, batch_size)?;
     let per_token = settings.len() as u64;
     let bar = progress_bar(schedule.tokens(0..schedule.len()) * per_token);
     bar.set_position(schedule.tokens(0..file.items_done) * per_token);
     let result = sweep::run_interruptible(
         file,
-        plan,
-        &|start| schedule.batch_end(start, args.batch_size),
+        &run.plan.partial,
+        &|start| schedule.batch_end(start, batch_size),
         "requests",
+        cancel,
         &mut |items| {
             let scored = schedule.score(model, items.clone(), &settings, means.as_ref())?;
             bar.inc(schedule.tokens(items) * per_token);
@@ -330,23 +305,9 @@ fn setting_scores(job: &Job, file: &SweepFile<StoredScore>) -> Vec<SettingScores
 /// read the metrics from the file's summaries.
 pub fn write_report(output: &Path, file: &SweepFile<StoredScore>, header: &Header) -> Result<()> {
     let results = stored::from_summaries(&file.settings, file.summaries.as_deref())?;
-    let report = Report {
-        tool: ToolInfo::current(),
-        model: &header.model,
-        config: &header.config,
-        tasks: &header.tasks,
-        results: results
-            .iter()
-            .map(|r| Entry {
-                setting: SettingFields::from(&r.setting),
-                tasks: Tasks(&r.tasks),
-            })
-            .collect(),
-        fingerprint: &file.fingerprint,
-    };
-    sweep::atomic::write_json_pretty(output, &report)?;
-    plot::announce(plot::write_benchmark_plot(output, &report));
-    crate::report::heads::write_extra_plots(output, &report, "mean acc");
+    let report = BenchmarkReport::new(header, &results, &file.fingerprint);
+    crate::results::write(output, &report)?;
+    crate::report::write_benchmark_figures(output, &report);
     print!("{}", results_table(&results));
     Ok(())
 }
@@ -360,56 +321,9 @@ fn task_info(task: &TaskDocs) -> TaskInfo {
     }
 }
 
-/// The tokenizer lm-eval would use for the model (its files fetched from the hub beside the
-/// weights for hub ids).
-pub fn model_tokenizer(
-    files: &ModelFiles,
-    model_path: &str,
-    revision: Option<&str>,
-) -> Result<LmTokenizer> {
-    LmTokenizer::load(&tokenizer_files(files, model_path, revision)?)
-}
-
-/// The files transformers builds the tokenizer from: those of the checkpoint directory, or
-/// those of the hub repository that exist (`vocab.json` + `merges.txt` only without a
-/// `tokenizer.json`).
-fn tokenizer_files(
-    files: &ModelFiles,
-    model_path: &str,
-    revision: Option<&str>,
-) -> Result<TokenizerFiles> {
-    let dir = Path::new(model_path);
-    if dir.is_dir() {
-        return Ok(TokenizerFiles::in_dir(dir));
-    }
-    let repo = HubRepo::model(model_path, revision);
-    let get = |name: &str| repo.get(name).ok();
-    let tokenizer_json = files.tokenizer.clone();
-    let (vocab_json, merges_txt) = match tokenizer_json {
-        Some(_) => (None, None),
-        None => (get("vocab.json"), get("merges.txt")),
-    };
-    Ok(TokenizerFiles {
-        config: files.config.clone(),
-        tokenizer_json,
-        tokenizer_config: get("tokenizer_config.json"),
-        special_tokens_map: get("special_tokens_map.json"),
-        vocab_json,
-        merges_txt,
-    })
-}
-
-/// `benchmark_scores/<model-id>.json` (`.shard-K-of-N.json` with `--shard`): a hub id with
-/// `/` → `_`, or a directory's own name.
-fn output_path(args: &BenchmarkArgs) -> PathBuf {
-    args.output
-        .clone()
-        .unwrap_or_else(|| default_output(&args.model.display_name(), args.shard))
-}
-
 /// Where a run on `model` writes without `--output`.
 pub fn default_output(model: &str, shard: Option<Shard>) -> PathBuf {
-    let id = super::model_id(model);
+    let id = model_id(model);
     let shard = long_run::shard_suffix(shard);
     PathBuf::from("benchmark_scores").join(format!("{id}{shard}.json"))
 }

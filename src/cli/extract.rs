@@ -11,16 +11,16 @@ use ndarray_npy::WriteNpyExt;
 use sha2::{Digest, Sha256};
 
 use super::long_run::ResumeArgs;
-use super::{load_model, progress_bar, progress_bar_in, resolve_model, ModelArgs};
+use super::{progress_bar, progress_bar_in, ModelArgs};
+use crate::api::ModelSpec;
 use crate::data::megatron::IndexedDataset;
 use crate::data::{self, InclusiveRange, Selection};
 use crate::extract::{TrainingWindows, Windows};
 use crate::intervene::Setting;
-use crate::memorize::engine::{reproduced_rows, Batch};
 use crate::model::{Model, ModelConfig, ModelFiles};
 use crate::sweep::fingerprint::{self, FileId};
-use crate::sweep::{self, Fingerprint, Start, SweepFile};
-use crate::{bad_input, extract, memorize, runtime};
+use crate::sweep::{self, Cancel, Fingerprint, OutputPlan, Start, SweepFile};
+use crate::{bad_input, extract, memorize};
 
 #[derive(Args)]
 pub struct ExtractArgs {
@@ -62,44 +62,104 @@ pub struct ExtractArgs {
     pub run: ResumeArgs,
 }
 
-pub fn run(args: ExtractArgs) -> Result<()> {
-    if args.prefix_len == 0 || args.suffix_len == 0 {
-        return Err(bad_input!(
-            "--prefix-len and --suffix-len must be at least 1"
-        ));
+/// Where `extract` reads its windows from.
+pub enum ExtractInput {
+    /// A corpus read whole (`.npy`, `.txt`, `.jsonl`), cut into windows `stride` apart
+    /// (default: prefix + suffix, no overlap).
+    Corpus {
+        path: PathBuf,
+        stride: Option<usize>,
+    },
+    /// Training data: the selected sequences of a Megatron `.idx` (default: one window per
+    /// sequence, its first prefix + suffix tokens).
+    Training {
+        idx: PathBuf,
+        selection: Selection,
+        stride: Option<usize>,
+    },
+}
+
+/// An `extract` run, validated: every option parsed.
+pub struct ExtractRun {
+    pub model: ModelSpec,
+    pub input: ExtractInput,
+    pub prefix_len: usize,
+    pub suffix_len: usize,
+    pub batch_size: usize,
+    /// The `.npy` written (and its `.index.npy` beside it) and its checkpoint.
+    pub plan: OutputPlan,
+}
+
+impl ExtractArgs {
+    /// The run these arguments describe; any bad option is a one-line error naming it.
+    pub fn validate(&self) -> Result<ExtractRun> {
+        if self.prefix_len == 0 || self.suffix_len == 0 {
+            return Err(bad_input!(
+                "--prefix-len and --suffix-len must be at least 1"
+            ));
+        }
+        if self.batch_size == 0 || self.stride == Some(0) {
+            return Err(bad_input!("--batch-size and --stride must be at least 1"));
+        }
+        let is_idx = self
+            .input
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("idx"));
+        let input = match (is_idx, self.sequences, self.steps) {
+            (true, Some(range), _) => Selection::Sequences(range),
+            (true, None, Some(range)) => Selection::Steps(range),
+            (true, None, None) => Selection::All,
+            (false, None, None) => Selection::All,
+            (false, _, _) => {
+                return Err(bad_input!(
+                    "--sequences and --steps select training sequences of a Megatron .idx --input; {} is not one",
+                    self.input.display()
+                ))
+            }
+        };
+        let input = match is_idx {
+            true => ExtractInput::Training {
+                idx: self.input.clone(),
+                selection: input,
+                stride: self.stride,
+            },
+            false => ExtractInput::Corpus {
+                path: self.input.clone(),
+                stride: self.stride,
+            },
+        };
+        Ok(ExtractRun {
+            model: self.model.single_spec()?,
+            input,
+            prefix_len: self.prefix_len,
+            suffix_len: self.suffix_len,
+            batch_size: self.batch_size,
+            plan: self.run.plan(&self.output),
+        })
     }
-    if args.batch_size == 0 || args.stride == Some(0) {
-        return Err(bad_input!("--batch-size and --stride must be at least 1"));
-    }
-    let is_idx = args
-        .input
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("idx"));
-    if !is_idx && (args.sequences.is_some() || args.steps.is_some()) {
-        return Err(bad_input!(
-            "--sequences and --steps select training sequences of a Megatron .idx --input; {} is not one",
-            args.input.display()
-        ));
-    }
-    let plan = args.run.plan(&args.output);
+}
+
+/// Run `llm-mem extract`: the windows the model reproduces, checkpointed after every batch;
+/// stops cleanly when `cancel` asks it to.
+pub fn run(run: ExtractRun, cancel: &Cancel) -> Result<()> {
+    let plan = &run.plan;
     plan.precheck()?;
-    let files = resolve_model(&args.model)?;
+    let files = run.model.files()?;
     let Job {
         windows,
         model,
         fingerprint,
         header,
-    } = if is_idx {
-        prepare_training(&args, &files)?
-    } else {
-        prepare_corpus(&args, &files)?
+    } = match &run.input {
+        ExtractInput::Training { .. } => prepare_training(&run, &files)?,
+        ExtractInput::Corpus { .. } => prepare_corpus(&run, &files)?,
     };
     let resumed = match plan.start::<bool>(&fingerprint, None, &[Setting::base()], None)? {
         Start::Resume(file) => Some(*file),
         // An .npy holds no fingerprint, so --resume never finds it already done.
         Start::Fresh | Start::AlreadyDone => None,
     };
-    crate::report::json::check_writable(&plan.output)?;
+    crate::results::check_writable(&plan.output)?;
     let mut file = resumed.unwrap_or_else(|| {
         SweepFile::new(
             fingerprint,
@@ -113,19 +173,12 @@ pub fn run(args: ExtractArgs) -> Result<()> {
     let progress = Progress::new(&windows, file.items_done);
     let result = sweep::run_interruptible(
         &mut file,
-        &plan,
-        &|start| start + args.batch_size,
+        &plan.partial,
+        &|start| start + run.batch_size,
         "windows",
+        cancel,
         &mut |range| {
-            let ids = windows.tokens(range.clone())?;
-            let batch = Batch {
-                ids: &ids,
-                rows: range.len(),
-                seq_len: windows.window_len(),
-                prefix_len: args.prefix_len,
-            };
-            let keep = reproduced_rows(&model, &batch)
-                .with_context(|| format!("scoring windows {}..{}", range.start, range.end))?;
+            let keep = extract::score_windows(&model, &windows, range.clone(), run.prefix_len)?;
             progress.done(&windows, range.end);
             Ok(vec![keep])
         },
@@ -153,11 +206,19 @@ struct Job {
 }
 
 /// Training data: the selected sequences of the `.idx`, read on demand.
-fn prepare_training(args: &ExtractArgs, files: &ModelFiles) -> Result<Job> {
-    let windows = training_windows(args, args.prefix_len + args.suffix_len)?;
-    let model = load_model(&args.model, files)?;
+fn prepare_training(run: &ExtractRun, files: &ModelFiles) -> Result<Job> {
+    let ExtractInput::Training {
+        idx,
+        selection,
+        stride,
+    } = &run.input
+    else {
+        unreachable!("called for training data")
+    };
+    let windows = training_windows(idx, *selection, *stride, run.prefix_len + run.suffix_len)?;
+    let model = run.model.load_weights(files)?;
     let windows_id = check_and_hash(&windows, &model.config)?;
-    let mut fingerprint = fingerprint_of(args, files, args.stride)?;
+    let mut fingerprint = fingerprint_of(run, files, *stride)?;
     fingerprint.inputs.insert("windows".into(), windows_id);
     let sequences = windows.sequences();
     // The index file names sequences by number, so the range is part of the result too.
@@ -166,7 +227,7 @@ fn prepare_training(args: &ExtractArgs, files: &ModelFiles) -> Result<Job> {
         serde_json::json!([sequences.start, sequences.end - 1]),
     );
     let header = serde_json::json!({
-        "input": args.input.display().to_string(),
+        "input": idx.display().to_string(),
         "sequences": [sequences.start, sequences.end - 1],
         "windows": windows.count(),
     });
@@ -179,11 +240,14 @@ fn prepare_training(args: &ExtractArgs, files: &ModelFiles) -> Result<Job> {
 }
 
 /// A corpus read whole and cut into windows `--stride` apart.
-fn prepare_corpus(args: &ExtractArgs, files: &ModelFiles) -> Result<Job> {
-    let input_name = args.input.display().to_string();
-    let window = args.prefix_len + args.suffix_len;
-    let stride = args.stride.unwrap_or(window);
-    let corpus = extract::read_corpus(&args.input, files.tokenizer.as_deref())?;
+fn prepare_corpus(run: &ExtractRun, files: &ModelFiles) -> Result<Job> {
+    let ExtractInput::Corpus { path, stride } = &run.input else {
+        unreachable!("called for a corpus")
+    };
+    let input_name = path.display().to_string();
+    let window = run.prefix_len + run.suffix_len;
+    let stride = stride.unwrap_or(window);
+    let corpus = extract::read_corpus(path, files.tokenizer.as_deref())?;
     let windows = Windows::of_corpus(&corpus, window, stride);
     let Windows::Corpus { windows: rows, .. } = &windows else {
         unreachable!("of_corpus cuts a corpus")
@@ -193,13 +257,12 @@ fn prepare_corpus(args: &ExtractArgs, files: &ModelFiles) -> Result<Job> {
             "--input {input_name}: shorter than one window of {window} tokens"
         ));
     }
-    let model = load_model(&args.model, files)?;
-    memorize::validate(&model, rows, args.prefix_len, &input_name)?;
-    let mut fingerprint = fingerprint_of(args, files, Some(stride))?;
+    let model = run.model.load_weights(files)?;
+    memorize::validate(&model, rows, run.prefix_len, &input_name)?;
+    let mut fingerprint = fingerprint_of(run, files, Some(stride))?;
     let inputs = &mut fingerprint.inputs;
-    inputs.insert("corpus".to_string(), fingerprint::file_id(&args.input)?);
-    let is_npy = args
-        .input
+    inputs.insert("corpus".to_string(), fingerprint::file_id(path)?);
+    let is_npy = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
     if let (false, Some(tokenizer)) = (is_npy, &files.tokenizer) {
@@ -215,19 +278,19 @@ fn prepare_corpus(args: &ExtractArgs, files: &ModelFiles) -> Result<Job> {
 }
 
 /// The windows of the selected sequences of the `.idx` input.
-fn training_windows(args: &ExtractArgs, window: usize) -> Result<TrainingWindows> {
-    let dataset = IndexedDataset::open(&args.input)?;
-    let selection = match (args.sequences, args.steps) {
-        (Some(range), _) => Selection::Sequences(range),
-        (None, Some(range)) => Selection::Steps(range),
-        (None, None) => Selection::All,
-    };
-    let sequences = selection.resolve(dataset.len(), &args.input)?;
-    let windows = TrainingWindows::new(dataset, sequences, window, args.stride)?;
+fn training_windows(
+    idx: &Path,
+    selection: Selection,
+    stride: Option<usize>,
+    window: usize,
+) -> Result<TrainingWindows> {
+    let dataset = IndexedDataset::open(idx)?;
+    let sequences = selection.resolve(dataset.len(), idx)?;
+    let windows = TrainingWindows::new(dataset, sequences, window, stride)?;
     if windows.count() == 0 {
         return Err(bad_input!(
             "--input {}: no selected sequence holds one window of {window} tokens",
-            args.input.display()
+            idx.display()
         ));
     }
     Ok(windows)
@@ -274,21 +337,19 @@ fn check_and_hash(windows: &TrainingWindows, config: &ModelConfig) -> Result<Fil
 
 /// Options and model of a run; the caller adds its inputs.
 fn fingerprint_of(
-    args: &ExtractArgs,
+    run: &ExtractRun,
     files: &ModelFiles,
     stride: Option<usize>,
 ) -> Result<Fingerprint> {
-    let device = runtime::parse_device(&args.model.device)?;
-    let dtype = runtime::parse_dtype(&args.model.dtype, &device)?;
     Ok(Fingerprint {
         params: [
-            ("prefix_len".to_string(), args.prefix_len.into()),
-            ("suffix_len".to_string(), args.suffix_len.into()),
+            ("prefix_len".to_string(), run.prefix_len.into()),
+            ("suffix_len".to_string(), run.suffix_len.into()),
             ("stride".to_string(), stride.into()),
         ]
         .into(),
         settings: vec![Setting::base()],
-        ..Fingerprint::for_model("extract", files, dtype, &device)?
+        ..Fingerprint::for_model("extract", files, run.model.dtype, &run.model.device)?
     })
 }
 

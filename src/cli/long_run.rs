@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::bad_input;
-use crate::report::json::ModelInfo;
+use crate::results::ModelInfo;
 use crate::sweep::{shard, OutputPlan, Shard, Start, SweepFile};
 
 #[derive(Args, Debug, Clone, Default)]
@@ -82,7 +82,7 @@ pub fn begin<T: DeserializeOwned>(
         },
         Start::Fresh => fresh,
     };
-    crate::report::json::check_writable(&plan.output)?;
+    crate::results::check_writable(&plan.output)?;
     Ok(Some(file))
 }
 

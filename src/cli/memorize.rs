@@ -9,17 +9,20 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use super::long_run::{self, parse_shard, ResumeArgs, RunHeader};
-use super::revisions::{self, RevisionSweep};
-use super::{load_model, model_id, progress_bar, resolve_model, ModelArgs};
-use crate::data::{self, SampleOrigin};
+use super::{progress_bar, ModelArgs};
+use crate::api::revisions::RevisionSweep;
+use crate::api::{model_id, ModelSource, ModelSpec, SettingsSpec};
+use crate::data::{DataSource, SampleOrigin, Samples};
 use crate::intervene::Setting;
 use crate::memorize::stored::StoredSample;
-use crate::memorize::{self, SweepMeans, TokenRows};
+use crate::memorize::{self, MemorizeOptions, SweepMeans, TokenRows};
 use crate::model::{Model, ModelConfig, ModelFiles};
-use crate::report::json::{DataInfo, MemorizeReport, ModelInfo};
-use crate::report::{plot, table};
-use crate::sweep::{self, fingerprint, shard, Fingerprint, OutputPlan, Shard, SweepFile, Unit};
-use crate::{bad_input, default_model, runtime};
+use crate::report::table;
+use crate::results::{DataInfo, MemorizeReport, ModelInfo};
+use crate::sweep::{
+    self, fingerprint, shard, Cancel, Fingerprint, OutputPlan, Shard, SweepFile, Unit,
+};
+use crate::{bad_input, runtime};
 
 /// `--prefix-len` when not given.
 pub const DEFAULT_PREFIX_LEN: usize = 32;
@@ -71,6 +74,49 @@ pub struct MemorizeArgs {
     pub shard: Option<Shard>,
 }
 
+/// A `memorize` run, validated: every option parsed.
+pub struct MemorizeRun {
+    pub model: ModelSpec,
+    pub data: DataSource,
+    pub options: MemorizeOptions,
+    pub settings: SettingsSpec,
+    /// Also store every sample's scores (and origins) in the result.
+    pub per_sample: bool,
+    pub plan: OutputPlan,
+    pub shard: Option<Shard>,
+}
+
+impl MemorizeArgs {
+    /// The run these arguments describe; any bad option is a one-line error naming it.
+    pub fn validate(&self) -> Result<MemorizeRun> {
+        if self.batch_size == 0 {
+            return Err(bad_input!("--batch-size must be at least 1"));
+        }
+        let model = self.model.spec()?;
+        let data = match (&self.dataset_path, &model.source) {
+            (Some(path), _) => DataSource::parse(path)?,
+            (None, ModelSource::BuiltIn) => DataSource::BuiltIn,
+            (None, _) => return Err(bad_input!("--dataset-path is required with --model-path")),
+        };
+        let output = self.output.clone().unwrap_or_else(|| {
+            default_output(&model.source.display_name(), self.prefix_len, self.shard)
+        });
+        Ok(MemorizeRun {
+            options: MemorizeOptions {
+                prefix_len: self.prefix_len,
+                batch_size: self.batch_size,
+                kl_from_base: self.kl_from_base,
+            },
+            settings: self.sweep.spec()?,
+            per_sample: self.per_sample,
+            plan: self.run.plan(&output),
+            shard: self.shard,
+            model,
+            data,
+        })
+    }
+}
+
 /// What the final report says besides the numbers; kept in checkpoints and shard files so
 /// that `merge` can write the report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,20 +157,24 @@ enum Models {
 }
 
 impl Models {
-    fn open(args: &ModelArgs) -> Result<Self> {
-        if let Some(text) = &args.revision {
-            let names = revisions::parse(text)?;
-            if names.len() > 1 {
-                let path = args.model_path.as_deref().ok_or_else(|| {
-                    bad_input!(
-                        "--revision {text}: a sweep over revisions needs a hub id as --model-path"
-                    )
-                })?;
-                return Ok(Self::Revisions(RevisionSweep::identify(path, &names)?));
-            }
+    fn open(spec: &ModelSpec) -> Result<Self> {
+        if spec.revisions.len() > 1 {
+            let names = spec.revisions.join(",");
+            let path = match &spec.source {
+                ModelSource::BuiltIn => {
+                    return Err(bad_input!(
+                        "--revision {names}: a sweep over revisions needs a hub id as --model-path"
+                    ))
+                }
+                other => other.display_name(),
+            };
+            return Ok(Self::Revisions(RevisionSweep::identify(
+                &path,
+                &spec.revisions,
+            )?));
         }
-        let files = resolve_model(args)?;
-        let model = load_model(args, &files)?;
+        let files = spec.files()?;
+        let model = spec.load_weights(&files)?;
         Ok(Self::One { files, model })
     }
 
@@ -152,12 +202,12 @@ impl Models {
     fn model(
         &mut self,
         revision: Option<&str>,
-        args: &ModelArgs,
+        spec: &ModelSpec,
         say: &dyn Fn(String),
     ) -> Result<&Model> {
         match (self, revision) {
             (Self::One { model, .. }, _) => Ok(model),
-            (Self::Revisions(sweep), Some(revision)) => sweep.model(revision, args, say),
+            (Self::Revisions(sweep), Some(revision)) => sweep.model(revision, spec, say),
             (Self::Revisions(_), None) => unreachable!("units of a revision sweep have revisions"),
         }
     }
@@ -167,7 +217,6 @@ impl Models {
 struct Job {
     data: TokenRows,
     origins: Option<Vec<SampleOrigin>>,
-    data_name: String,
     /// This run's units (all of the sweep's unless sharded), in sweep order.
     mine: Vec<Unit>,
     fingerprint: Fingerprint,
@@ -175,28 +224,27 @@ struct Job {
     model: ModelInfo,
 }
 
-pub fn run(args: MemorizeArgs) -> Result<()> {
-    if args.batch_size == 0 {
-        return Err(bad_input!("--batch-size must be at least 1"));
-    }
-    let plan = args.run.plan(&output_path(&args));
+/// Run `llm-mem memorize`: everything is checked before the first batch, and the sweep stops
+/// cleanly (checkpoint saved) when `cancel` asks it to.
+pub fn run(run: MemorizeRun, cancel: &Cancel) -> Result<()> {
+    let plan = &run.plan;
     plan.precheck()?;
-    let mut models = Models::open(&args.model)?;
-    let job = prepare(&args, &models)?;
-    let header = header(&args, &job);
+    let mut models = Models::open(&run.model)?;
+    let job = prepare(&run, &models)?;
+    let header = header(&run, &job);
     let fresh = SweepFile::of_units(
         job.fingerprint.clone(),
-        args.shard,
+        run.shard,
         job.mine.clone(),
         job.data.rows,
         serde_json::to_value(&header)?,
     );
-    let Some(mut file) = long_run::begin(&plan, fresh)? else {
+    let Some(mut file) = long_run::begin(plan, fresh)? else {
         return Ok(());
     };
-    compute(&args, &mut models, &job, &plan, &mut file)?;
+    compute(&run, &mut models, &job, cancel, &mut file)?;
     long_run::finish(
-        &plan,
+        plan,
         &file,
         || tables(&file),
         || write_report(&plan.output, &file, &header),
@@ -206,12 +254,17 @@ pub fn run(args: MemorizeArgs) -> Result<()> {
 /// Score the rows `file` still lacks under its units, one revision after another,
 /// checkpointing every batch.
 fn compute(
-    args: &MemorizeArgs,
+    run: &MemorizeRun,
     models: &mut Models,
     job: &Job,
-    plan: &OutputPlan,
+    cancel: &Cancel,
     file: &mut SweepFile<StoredSample>,
 ) -> Result<()> {
+    let MemorizeOptions {
+        prefix_len,
+        batch_size,
+        kl_from_base,
+    } = run.options;
     let units = file.units();
     let groups = file.groups();
     let rows = file.rows();
@@ -232,17 +285,18 @@ fn compute(
     };
     let result = sweep::run_interruptible(
         file,
-        plan,
-        &|start| start + args.batch_size,
+        &run.plan.partial,
+        &|start| start + batch_size,
         &unit_name,
+        cancel,
         &mut |items| {
             let group = items.start / rows;
             let mine = &units[groups[group].clone()];
             let settings: Vec<Setting> = mine.iter().map(|u| u.setting.clone()).collect();
-            let model = models.model(mine[0].revision.as_deref(), &args.model, &say)?;
+            let model = models.model(mine[0].revision.as_deref(), &run.model, &say)?;
             if means.as_ref().map(|m| m.group) != Some(group) {
                 let collected =
-                    memorize::engine::collect_means(model, &job.data, args.batch_size, &settings)?;
+                    memorize::engine::collect_means(model, &job.data, batch_size, &settings)?;
                 means = Some(GroupMeans {
                     group,
                     means: collected,
@@ -252,10 +306,10 @@ fn compute(
             let scores = memorize::score_rows(
                 model,
                 &job.data,
-                args.prefix_len,
+                prefix_len,
                 &settings,
                 &means.as_ref().expect("collected above").means,
-                args.kl_from_base,
+                kl_from_base,
                 items.start - first_row..items.end - first_row,
             )?;
             bar.inc(items.len() as u64 * cols * settings.len() as u64);
@@ -269,25 +323,20 @@ fn compute(
     result
 }
 
-fn header(args: &MemorizeArgs, job: &Job) -> Header {
+fn header(run: &MemorizeRun, job: &Job) -> Header {
+    let prefix_len = run.options.prefix_len;
     Header {
         model: job.model.clone(),
         data: DataInfo {
-            path: job.data_name.clone(),
+            path: run.data.name(),
             num_samples: job.data.rows,
             seq_len: job.data.cols,
-            prefix_len: args.prefix_len,
-            suffix_len: job.data.cols - args.prefix_len,
+            prefix_len,
+            suffix_len: job.data.cols - prefix_len,
         },
-        per_sample: args.per_sample,
+        per_sample: run.per_sample,
         origins: job.origins.clone(),
     }
-}
-
-fn output_path(args: &MemorizeArgs) -> PathBuf {
-    args.output
-        .clone()
-        .unwrap_or_else(|| default_output(&args.model.display_name(), args.prefix_len, args.shard))
 }
 
 /// Where a run on `model` writes without `--output`.
@@ -301,41 +350,28 @@ pub fn default_output(model: &str, prefix_len: usize, shard: Option<Shard>) -> P
 
 /// Read and check the data, build the sweep and this run's share of it, and fingerprint it
 /// all.
-fn prepare(args: &MemorizeArgs, models: &Models) -> Result<Job> {
-    let dataset_path = match (&args.dataset_path, &args.model.model_path) {
-        (Some(path), _) => path.clone(),
-        (None, None) => default_model::unpack()?.join(default_model::DATA_FILE),
-        (None, Some(_)) => return Err(bad_input!("--dataset-path is required with --model-path")),
-    };
-    let data_name = match &args.dataset_path {
-        Some(path) => path.display().to_string(),
-        None => format!("{} (built in)", default_model::NAME),
-    };
-    let data::Samples {
+fn prepare(run: &MemorizeRun, models: &Models) -> Result<Job> {
+    let prefix_len = run.options.prefix_len;
+    let data_name = run.data.name();
+    let Samples {
         rows: data,
         origins,
         inputs,
-    } = data::read_samples(&dataset_path, args.per_sample)?;
+    } = run.data.read(run.per_sample)?;
     for (which, config) in models.configs() {
-        memorize::validate_config(
-            config,
-            &data,
-            args.prefix_len,
-            &format!("{data_name}{which}"),
-        )?;
+        memorize::validate_config(config, &data, prefix_len, &format!("{data_name}{which}"))?;
     }
     let config = models.config();
     let layers = config.num_layers();
-    let sweep = args.sweep.settings(layers, config.shape().heads)?;
-    let device = runtime::parse_device(&args.model.device)?;
-    let dtype = runtime::parse_dtype(&args.model.dtype, &device)?;
+    let sweep = run.settings.settings(layers, config.shape().heads)?;
+    let (device, dtype) = (&run.model.device, run.model.dtype);
     let base = match models {
-        Models::One { files, .. } => Fingerprint::for_model("memorize", files, dtype, &device)?,
+        Models::One { files, .. } => Fingerprint::for_model("memorize", files, dtype, device)?,
         Models::Revisions(revisions) => {
             let ids = revisions.ids();
             Fingerprint {
                 revisions: Some(ids.clone()),
-                ..Fingerprint::for_model_id("memorize", ids[0].model.clone(), dtype, &device)
+                ..Fingerprint::for_model_id("memorize", ids[0].model.clone(), dtype, device)
             }
         }
     };
@@ -344,15 +380,15 @@ fn prepare(args: &MemorizeArgs, models: &Models) -> Result<Job> {
             .into_iter()
             .map(|(name, file)| Ok((name, fingerprint::file_id(&file)?)))
             .collect::<Result<_>>()?,
-        params: params(args),
+        params: params(&run.options),
         settings: sweep.clone(),
         ..base
     };
     let units = crate::sweep::revisions::units(&fingerprint);
-    let costs = memorize::setting_costs(&sweep, layers, data.cols, data.cols - args.prefix_len);
+    let costs = memorize::setting_costs(&sweep, layers, data.cols, data.cols - prefix_len);
     // The same settings cost the same at every revision.
     let unit_costs: Vec<f64> = (0..units.len()).map(|u| costs[u % costs.len()]).collect();
-    let mine = match args.shard {
+    let mine = match run.shard {
         // Over revisions a shard holds consecutive units: few revisions to load.
         Some(k) => shard::units_of(k, &unit_costs, fingerprint.revisions.is_some())?,
         None => (0..units.len()).collect(),
@@ -361,28 +397,27 @@ fn prepare(args: &MemorizeArgs, models: &Models) -> Result<Job> {
     .map(|u| units[u].clone())
     .collect();
     let model = ModelInfo {
-        path: args.model.display_name(),
+        path: run.model.source.display_name(),
         architecture: config.architecture().into(),
         num_layers: layers,
         dtype: runtime::dtype_name(dtype).into(),
-        device: runtime::device_name(&device),
+        device: runtime::device_name(device),
     };
     Ok(Job {
         data,
         origins,
-        data_name,
         mine,
         fingerprint,
         model,
     })
 }
 
-/// The options that change the numbers. `kl_from_base` only when asked for, so that
-/// checkpoints written before it existed still resume.
-fn params(args: &MemorizeArgs) -> std::collections::BTreeMap<String, serde_json::Value> {
+/// The options that change the numbers. `kl_from_base` only when asked for, so that a run
+/// without it keeps the fingerprint it always had.
+fn params(options: &MemorizeOptions) -> std::collections::BTreeMap<String, serde_json::Value> {
     let mut params: std::collections::BTreeMap<String, serde_json::Value> =
-        [("prefix_len".to_string(), args.prefix_len.into())].into();
-    if args.kl_from_base {
+        [("prefix_len".to_string(), options.prefix_len.into())].into();
+    if options.kl_from_base {
         params.insert("kl_from_base".into(), true.into());
     }
     params
@@ -481,21 +516,8 @@ pub fn write_report(output: &Path, file: &SweepFile<StoredSample>, header: &Head
     }
     let mut report = report.expect("a sweep has at least one setting");
     report.fingerprint = Some(file.fingerprint.clone());
-    sweep::atomic::write_json_pretty(output, &report)?;
-    if file.revisions.is_some() {
-        match serde_json::to_value(&report)
-            .map_err(anyhow::Error::from)
-            .and_then(|value| crate::report::revisions::write_beside(output, &value))
-        {
-            Ok(paths) => paths
-                .iter()
-                .for_each(|p| eprintln!("wrote {}", p.display())),
-            Err(err) => eprintln!("warning: no plot: {err:#}"),
-        }
-    } else {
-        plot::announce(plot::write_memorize_plot(output, &report));
-        crate::report::heads::write_extra_plots(output, &report, "exact_match");
-    }
+    crate::results::write(output, &report)?;
+    crate::report::write_memorize_figures(output, &report);
     print!("{}", tables(file));
     Ok(())
 }

@@ -45,7 +45,7 @@ pub fn run(args: MergeArgs) -> Result<()> {
         "memorize" => {
             merge::<StoredSample, memorize::Header>(&args.shards, &plan, memorize::write_report)
         }
-        "benchmark" => merge::<StoredScore, super::benchmark::Header>(
+        "benchmark" => merge::<StoredScore, crate::results::benchmark::Header>(
             &args.shards,
             &plan,
             super::benchmark::write_report,
@@ -67,7 +67,7 @@ fn merge<T: DeserializeOwned, H: RunHeader>(
     write_report: WriteReport<T, H>,
 ) -> Result<()> {
     let shards = Shards::<T>::load(paths)?;
-    crate::report::json::check_writable(&plan.output)?;
+    crate::results::check_writable(&plan.output)?;
     let headers: Vec<(&Path, &serde_json::Value)> = shards
         .files
         .iter()

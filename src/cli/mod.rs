@@ -1,24 +1,21 @@
-//! The command line: clap definitions and the driver of each subcommand. `main.rs` only
-//! parses, dispatches and maps errors to exit codes.
+//! The command line: clap definitions, and each subcommand's raw arguments turned into one
+//! validated run description (every option string parsed there, once) and run on the
+//! library. `main.rs` only parses, dispatches and maps errors to exit codes.
 
 pub mod benchmark;
-mod extract;
+pub mod extract;
 pub mod long_run;
-mod memorize;
+pub mod memorize;
 mod merge;
 mod report;
-pub mod revisions;
-
-use std::path::Path;
+pub mod signals;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::bad_input;
-use crate::default_model;
-use crate::intervene::{self, ModelSites, Setting, SweepSpec};
-use crate::model::{weights, Model, ModelFiles};
+use crate::api::revisions;
+use crate::api::{ModelSource, ModelSpec, SettingsSpec};
 use crate::runtime;
 use benchmark::BenchmarkArgs;
 pub use extract::ExtractArgs;
@@ -80,14 +77,23 @@ pub fn run(cli: Cli) -> Result<()> {
     crate::runtime::keep_freed_memory();
     crate::ops::Kernels::from_env().map_err(|err| crate::bad_input!("{err}"))?;
     let result = match cli.command {
-        Command::Memorize(args) => memorize::run(args),
-        Command::Extract(args) => extract::run(args),
-        Command::Benchmark(args) => benchmark::run(args),
+        Command::Memorize(args) => {
+            let run = args.validate()?;
+            memorize::run(run, &signals::install()?)
+        }
+        Command::Extract(args) => {
+            let run = args.validate()?;
+            extract::run(run, &signals::install()?)
+        }
+        Command::Benchmark(args) => {
+            let run = args.validate()?;
+            benchmark::run(run, &signals::install()?)
+        }
         Command::Report(args) => report::run(args),
         Command::Merge(args) => merge::run(args),
     };
     if let Err(err) = &result {
-        crate::sweep::interrupt::exit_if_interrupted(err);
+        signals::exit_if_interrupted(err);
     }
     result
 }
@@ -114,7 +120,6 @@ pub struct ModelArgs {
     pub dtype: String,
 }
 
-/// Name used in default output paths: a hub id with `/` → `_`, or a directory's own name.
 /// Which settings a sweep runs, shared by `memorize` and `benchmark`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct SweepArgs {
@@ -137,89 +142,37 @@ pub struct SweepArgs {
 }
 
 impl SweepArgs {
-    /// Base model, each `--sweep` below `--num-layers`, then the `--bypass` and `--ablate`
-    /// settings, checked against a model of `layers` blocks of `heads` heads.
-    pub fn settings(&self, layers: usize, heads: usize) -> Result<Vec<Setting>> {
-        let sweeps = self
-            .sweep
-            .iter()
-            .map(|s| SweepSpec::parse(s))
-            .collect::<Result<Vec<_>>>()?;
-        let mut extra = Vec::new();
-        for text in &self.bypass {
-            let set = intervene::parse_bypass(text)?;
-            set.check(layers, heads)
-                .map_err(|why| bad_input!("--bypass {text:?}: {why}"))?;
-            extra.push(set);
-        }
-        for text in &self.ablate {
-            let set = intervene::grammar::parse_ablate(text)?;
-            set.check(layers, heads)
-                .map_err(|why| bad_input!("--ablate {text:?}: {why}"))?;
-            extra.push(set);
-        }
-        intervene::sweep(
-            ModelSites { layers, heads },
-            self.num_layers,
-            &sweeps,
-            &extra,
-        )
+    /// `--num-layers`, `--sweep`, `--bypass` and `--ablate`, parsed (checked against the model
+    /// once it is known: [`SettingsSpec::settings`]).
+    pub fn spec(&self) -> Result<SettingsSpec> {
+        SettingsSpec::parse(self.num_layers, &self.sweep, &self.bypass, &self.ablate)
     }
-}
-
-pub fn model_id(model_path: &str) -> String {
-    let path = Path::new(model_path);
-    if path.is_dir() {
-        if let Some(name) = path
-            .canonicalize()
-            .ok()
-            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        {
-            return name;
-        }
-    }
-    model_path.trim_matches('/').replace('/', "_")
 }
 
 impl ModelArgs {
-    /// `--model-path`, or the unpacked built-in model.
-    pub fn path(&self) -> Result<String> {
-        match &self.model_path {
-            Some(path) => Ok(path.clone()),
-            None => Ok(default_model::unpack()?.to_string_lossy().into_owned()),
-        }
-    }
-
-    /// The one `--revision` of a run of one checkpoint; a list is refused.
-    pub fn single_revision(&self) -> Result<Option<String>> {
-        let Some(text) = &self.revision else {
-            return Ok(None);
+    /// `--model-path`, `--revision`, `--device`, `--dtype`, parsed.
+    pub fn spec(&self) -> Result<ModelSpec> {
+        let device = runtime::parse_device(&self.device)?;
+        let dtype = runtime::parse_dtype(&self.dtype, &device)?;
+        let revisions = match &self.revision {
+            Some(text) => revisions::parse(text)?,
+            None => Vec::new(),
         };
-        match revisions::parse(text)?.as_slice() {
-            [one] => Ok(Some(one.clone())),
-            _ => Err(bad_input!(
-                "--revision {text}: a list of revisions is swept by `llm-mem memorize` only; run \
-                 this command once per revision"
-            )),
-        }
+        Ok(ModelSpec {
+            source: ModelSource::parse(self.model_path.as_deref())?,
+            revisions,
+            device,
+            dtype,
+        })
     }
 
-    /// How the model is named in output files and paths.
-    pub fn display_name(&self) -> String {
-        self.model_path
-            .clone()
-            .unwrap_or_else(|| default_model::NAME.to_string())
+    /// [`ModelArgs::spec`] for a command that runs one checkpoint: a list of revisions is
+    /// refused.
+    pub fn single_spec(&self) -> Result<ModelSpec> {
+        let spec = self.spec()?;
+        spec.single_revision()?;
+        Ok(spec)
     }
-}
-
-pub fn resolve_model(args: &ModelArgs) -> Result<ModelFiles> {
-    weights::resolve(&args.path()?, args.single_revision()?.as_deref())
-}
-
-pub fn load_model(args: &ModelArgs, files: &ModelFiles) -> Result<Model> {
-    let device = runtime::parse_device(&args.device)?;
-    let dtype = runtime::parse_dtype(&args.dtype, &device)?;
-    Model::load(files, &device, dtype)
 }
 
 /// A bar in tokens on stderr (hidden when stderr is not a terminal), with rate and ETA.

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::Args;
 
-use crate::report::join::{self, Kind, ResultFile};
-use crate::report::{figure, json, revisions, svg};
+use crate::report::join::{self, Indexed};
+use crate::report::{figure, revisions, svg};
+use crate::results::{self, MemorizeReport};
 use crate::{bad_input, default_model};
 
 #[derive(Args)]
@@ -100,7 +101,8 @@ fn inputs(args: &ReportArgs) -> Result<(PathBuf, Option<PathBuf>)> {
 pub fn run(args: ReportArgs) -> Result<()> {
     let (mem_path, bench_path) = inputs(&args)?;
     let (output, format) = output_of(&args, &mem_path)?;
-    if let Some(sweep) = revision_sweep(&mem_path)? {
+    let mem: MemorizeReport = results::read(&mem_path)?;
+    if mem.is_revision_sweep() {
         if let Some(bench) = &bench_path {
             return Err(bad_input!(
                 "{}: a sweep over revisions is reported alone (llm-mem report {}), not joined \
@@ -110,7 +112,7 @@ pub fn run(args: ReportArgs) -> Result<()> {
                 bench.display()
             ));
         }
-        return report_revisions(&mem_path, &sweep, &output, format);
+        return report_revisions(&mem_path, &mem, &output, format);
     }
     let bench_path = bench_path.ok_or_else(|| {
         bad_input!(
@@ -119,8 +121,8 @@ pub fn run(args: ReportArgs) -> Result<()> {
             mem_path.display()
         )
     })?;
-    let mem = ResultFile::load(&mem_path, Kind::Memorize)?;
-    let bench = ResultFile::load(&bench_path, Kind::Benchmark)?;
+    let mem = Indexed::new(&mem_path, mem)?;
+    let bench = Indexed::read(&bench_path)?;
     let tasks: Option<Vec<String>> = args.tasks.as_deref().map(|t| {
         t.split(',')
             .map(|s| s.trim().to_string())
@@ -131,12 +133,12 @@ pub fn run(args: ReportArgs) -> Result<()> {
         return Err(bad_input!("--tasks: no task named"));
     }
     let joined = join::join(&mem, &bench, &args.metric, tasks.as_deref())?;
-    json::check_writable(&output)?;
+    results::check_writable(&output)?;
     for line in joined.unmatched(&mem.path, &bench.path) {
         eprintln!("warning: {line}");
     }
 
-    let chart = figure::tradeoff(&joined, &mem);
+    let chart = figure::tradeoff(&joined, &mem.report);
     let text = match format {
         Format::Svg => chart.document(),
         Format::Html => figure::html_page(&joined, &mem, &bench, &chart),
@@ -147,29 +149,20 @@ pub fn run(args: ReportArgs) -> Result<()> {
     Ok(())
 }
 
-/// The result at `path` when it is a sweep over revisions (`memorize --revision a,b,c`).
-fn revision_sweep(path: &Path) -> Result<Option<serde_json::Value>> {
-    let name = path.display();
-    let text = std::fs::read_to_string(path).map_err(|e| bad_input!("{name}: cannot read: {e}"))?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| bad_input!("{name}: not valid JSON: {e}"))?;
-    Ok(revisions::is_revision_sweep(&value).then_some(value))
-}
-
 /// The report of a sweep over revisions: its heatmap (FILE.svg), or a page with the heatmap,
 /// the per-revision curves and the numbers (FILE.html); the table goes to stdout.
 fn report_revisions(
     mem_path: &Path,
-    value: &serde_json::Value,
+    report: &MemorizeReport,
     output: &Path,
     format: Format,
 ) -> Result<()> {
     let table =
-        revisions::markdown(value).map_err(|err| bad_input!("{}: {err}", mem_path.display()))?;
-    json::check_writable(output)?;
+        revisions::markdown(report).map_err(|err| bad_input!("{}: {err}", mem_path.display()))?;
+    results::check_writable(output)?;
     let text = match format {
-        Format::Svg => revisions::heatmap(value)?.document(),
-        Format::Html => revisions::html_page(mem_path, value)?,
+        Format::Svg => revisions::heatmap(report)?.document(),
+        Format::Html => revisions::html_page(mem_path, report)?,
     };
     svg::write_file(output, &text)?;
     print!("{table}");

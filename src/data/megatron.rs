@@ -24,7 +24,7 @@
 //!   consecutive byte ranges of the one file: every shard the size of shard 0 but a shorter
 //!   last one (the size is inferred, as Pythia's own unshard script does). `-of-00020` names
 //!   the *last index*: 21 shards. A shard boundary may fall inside a sequence, even inside a
-//!   token; [`Bin::read`] copies across it.
+//!   token; `Bin::read` copies across it.
 //! - Token counts can exceed 2^32 (the Pile has ~300 G tokens): sizes are summed in u64.
 
 use std::path::{Path, PathBuf};

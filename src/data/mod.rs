@@ -1,9 +1,11 @@
-//! Training data and where samples come from: Megatron indexed datasets (Pythia's Pile,
-//! [`megatron`]), published memorized sets as parquet tables ([`table`]), the ranges of
+//! Training data and where samples come from ([`DataSource`]): token ids in `.npy` files
+//! ([`npy`]), Megatron indexed datasets (Pythia's Pile, [`megatron`]), published memorized
+//! sets as parquet tables ([`table`]), the ranges of
 //! training sequences `extract` reads, and the `.index.npy` file that ties every extracted
 //! sample to the sequence it was cut from.
 
 pub mod megatron;
+pub mod npy;
 pub mod table;
 
 use std::ops::Range;
@@ -16,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bad_input;
 use crate::error::BadInputContext;
-use crate::memorize::TokenRows;
+use npy::TokenRows;
 
 /// Sequences per training step in Pythia's pre-shuffled data (batch size 1024 of 2049-token
 /// sequences): step s trained on sequences s·1024 … s·1024+1023.
@@ -152,18 +154,68 @@ pub fn read_index(path: &Path, rows: usize) -> Result<Vec<SampleOrigin>> {
         .collect())
 }
 
-/// The files behind `--dataset-path`, named for the run's fingerprint: the path itself, or a
-/// hub split's parquet files (`data/0000.parquet`, …), resolved (downloaded) once.
-fn input_files(path: &Path, hub: Option<&table::HubSplit>) -> Result<Vec<(String, PathBuf)>> {
-    Ok(match hub {
-        None => vec![("data".to_string(), path.to_path_buf())],
-        Some(split) => split
-            .files()?
-            .into_iter()
-            .enumerate()
-            .map(|(i, file)| (format!("data/{i:04}.parquet"), file))
-            .collect(),
-    })
+/// Where memorized samples come from (`--dataset-path`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataSource {
+    /// The samples the built-in tiny Pythia has memorized.
+    BuiltIn,
+    /// A 2-D `.npy` of token ids (origins from the `.index.npy` beside it, if there is one).
+    Npy(PathBuf),
+    /// A parquet table with a `tokens` column (origins from its `index` column, if any).
+    Parquet(PathBuf),
+    /// Such a table on the hub ([`table::HubSplit`]); `uri` as the user wrote it.
+    Hub { split: table::HubSplit, uri: String },
+}
+
+impl DataSource {
+    /// `--dataset-path`: `hf://datasets/…` is a hub split, a `.parquet` file a table, anything
+    /// else a `.npy`.
+    pub fn parse(text: &Path) -> Result<Self> {
+        if let Some(split) = table::HubSplit::parse(text)? {
+            let uri = text.display().to_string();
+            return Ok(Self::Hub { split, uri });
+        }
+        let is_parquet = text
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
+        Ok(match is_parquet {
+            true => Self::Parquet(text.to_path_buf()),
+            false => Self::Npy(text.to_path_buf()),
+        })
+    }
+
+    /// How results and messages name the samples.
+    pub fn name(&self) -> String {
+        match self {
+            Self::BuiltIn => format!("{} (built in)", crate::default_model::NAME),
+            Self::Npy(path) | Self::Parquet(path) => path.display().to_string(),
+            Self::Hub { uri, .. } => uri.clone(),
+        }
+    }
+
+    /// The samples, and their origins if `want_origins` and they are known.
+    pub fn read(&self, want_origins: bool) -> Result<Samples> {
+        match self {
+            Self::BuiltIn => {
+                let path = crate::default_model::unpack()?.join(crate::default_model::DATA_FILE);
+                read_npy_samples(&path, want_origins)
+            }
+            Self::Npy(path) => read_npy_samples(path, want_origins),
+            Self::Parquet(path) => {
+                read_table_samples(vec![("data".to_string(), path.clone())], want_origins)
+            }
+            Self::Hub { split, .. } => {
+                // The split's files are resolved (downloaded) once, named for the fingerprint.
+                let inputs = split
+                    .files()?
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, file)| (format!("data/{i:04}.parquet"), file))
+                    .collect();
+                read_table_samples(inputs, want_origins)
+            }
+        }
+    }
 }
 
 /// Memorized samples as `memorize` reads them, and their origins if asked for and known.
@@ -174,34 +226,27 @@ pub struct Samples {
     pub inputs: Vec<(String, PathBuf)>,
 }
 
-/// A 2-D `.npy` (origins from the `.index.npy` beside it, if there is one), a parquet table
-/// with a `tokens` column (origins from its `index` column, if it has one), or such a table
-/// on the hub ([`table::HubSplit`]).
-pub fn read_samples(path: &Path, want_origins: bool) -> Result<Samples> {
-    let is_parquet = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
-    let hub = table::HubSplit::parse(path)?;
-    let inputs = input_files(path, hub.as_ref())?;
-    if is_parquet || hub.is_some() {
-        let files: Vec<PathBuf> = inputs.iter().map(|(_, file)| file.clone()).collect();
-        let table = table::read_token_tables(&files)?;
-        let origins = table.index.filter(|_| want_origins).map(|index| {
-            index
-                .into_iter()
-                .map(|index| SampleOrigin {
-                    index,
-                    offset: None,
-                })
-                .collect()
-        });
-        return Ok(Samples {
-            rows: table.rows,
-            origins,
-            inputs,
-        });
-    }
-    let rows = crate::memorize::npy::read_token_rows(path)?;
+fn read_table_samples(inputs: Vec<(String, PathBuf)>, want_origins: bool) -> Result<Samples> {
+    let files: Vec<PathBuf> = inputs.iter().map(|(_, file)| file.clone()).collect();
+    let table = table::read_token_tables(&files)?;
+    let origins = table.index.filter(|_| want_origins).map(|index| {
+        index
+            .into_iter()
+            .map(|index| SampleOrigin {
+                index,
+                offset: None,
+            })
+            .collect()
+    });
+    Ok(Samples {
+        rows: table.rows,
+        origins,
+        inputs,
+    })
+}
+
+fn read_npy_samples(path: &Path, want_origins: bool) -> Result<Samples> {
+    let rows = npy::read_token_rows(path)?;
     let index = index_path(path);
     let origins = if want_origins && index.is_file() {
         Some(read_index(&index, rows.rows)?)
@@ -211,7 +256,7 @@ pub fn read_samples(path: &Path, want_origins: bool) -> Result<Samples> {
     Ok(Samples {
         rows,
         origins,
-        inputs,
+        inputs: vec![("data".to_string(), path.to_path_buf())],
     })
 }
 

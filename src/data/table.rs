@@ -12,9 +12,9 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::Field;
 use parquet::schema::types::Type;
 
+use super::npy::TokenRows;
 use crate::bad_input;
 use crate::error::BadInputContext;
-use crate::memorize::TokenRows;
 
 /// A table's token rows and, if it has an `index` column, that column.
 pub struct TokenTable {

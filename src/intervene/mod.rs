@@ -16,7 +16,6 @@ pub mod edit;
 pub mod grammar;
 pub mod identity;
 pub mod mean;
-pub mod pass;
 
 use std::fmt;
 
@@ -262,27 +261,6 @@ impl Setting {
     /// The atoms acting in block `layer`.
     pub fn in_layer(&self, layer: usize) -> impl Iterator<Item = &Atom> {
         self.0.iter().filter(move |a| a.layer == layer)
-    }
-}
-
-/// How a result entry names its setting: `setting` (the label), `interventions`, and, for
-/// the paper's kind of setting only, `bypass` (the sorted bypassed layers), so that readers of
-/// the paper's sweep keep working.
-#[derive(Debug, Clone, Serialize)]
-pub struct SettingFields {
-    pub setting: String,
-    pub interventions: Vec<InterventionInfo>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bypass: Option<Vec<usize>>,
-}
-
-impl From<&Setting> for SettingFields {
-    fn from(setting: &Setting) -> Self {
-        Self {
-            setting: setting.label(),
-            interventions: setting.interventions(),
-            bypass: setting.bypass_layers(),
-        }
     }
 }
 

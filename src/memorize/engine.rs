@@ -17,10 +17,10 @@ use candle_core::{DType, Device, Tensor, D};
 
 use super::metrics::{ForcedRow, SampleScores};
 use crate::intervene::mean::Recording;
-use crate::intervene::pass::{below, BasePass};
 use crate::intervene::{Means, Setting};
 use crate::model::attention::HIDDEN_KEY;
-use crate::model::{sequence_positions, KvCache, LayerKv, Model};
+use crate::model::{sequence_positions, KvCache, LayerKv, Model, Positions};
+use crate::pass::{below, BasePass};
 
 /// A batch of rows split into prompt and true suffix.
 pub struct Batch<'a> {
@@ -74,43 +74,19 @@ pub fn score_batch(
     means: &SweepMeans,
     kl: bool,
 ) -> Result<Vec<Vec<SampleScores>>> {
-    let (rows, len) = (batch.rows, batch.seq_len);
-    let device = &model.device;
-    let ids = Tensor::from_slice(batch.ids, (rows, len), device)?;
-
-    // Base teacher-forced pass, keeping the residual stream where some setting starts, and
-    // after every block at the suffix-predicting positions (for the effect sizes).
-    let mut base_cache = model.new_cache();
-    let pos = model.begin_step(&mut base_cache, &sequence_positions(rows, len, device)?)?;
-    let record = match means {
-        SweepMeans::InBatch => {
-            let record = Recording::new(settings);
-            record.begin_pass(&Tensor::ones((rows, len), DType::F32, device)?)?;
-            Some(record)
-        }
-        SweepMeans::Unneeded | SweepMeans::Collected(_) => None,
-    };
-    let x = model.embed(&ids, &pos)?;
-    let mut base_stream = Vec::with_capacity(model.num_layers());
-    let base = BasePass::run(
-        model,
-        x,
-        &pos,
-        base_cache,
-        settings,
-        record.as_ref(),
-        &mut |_, x| {
-            base_stream.push(predicting(x, batch)?.to_dtype(DType::F32)?);
-            Ok(())
-        },
-    )?;
-    let own_means = record.map(|r| r.finish(device)).transpose()?;
+    let (rows, device) = (batch.rows, &model.device);
+    let BaseOfBatch {
+        base,
+        pos,
+        stream,
+        own_means,
+    } = base_of_batch(model, batch, settings, means)?;
     let means = match means {
         SweepMeans::Collected(m) => Some(m),
         SweepMeans::InBatch => own_means.as_ref(),
         SweepMeans::Unneeded => None,
     };
-    let effects = Effects::new(model, base_stream, &base.hidden, batch, kl)?;
+    let effects = Effects::new(model, stream, &base.hidden, batch, kl)?;
 
     let mut forced_all = Vec::with_capacity(settings.len());
     let mut effect_all = Vec::with_capacity(settings.len());
@@ -149,9 +125,76 @@ pub fn score_batch(
             )?;
         }
     }
-    Ok(forced_all
+    Ok(samples(&forced_all, &greedy_all, effect_all, batch))
+}
+
+/// The base model's teacher-forced pass over a batch, keeping the residual stream where some
+/// setting starts and, after every block, at the suffix-predicting positions (for the effect
+/// sizes); with in-batch means, the means it recorded.
+struct BaseOfBatch {
+    base: BasePass,
+    pos: Positions,
+    stream: Vec<Tensor>,
+    own_means: Option<Means>,
+}
+
+fn base_of_batch(
+    model: &Model,
+    batch: &Batch,
+    settings: &[Setting],
+    means: &SweepMeans,
+) -> Result<BaseOfBatch> {
+    let (rows, len) = (batch.rows, batch.seq_len);
+    let device = &model.device;
+    let ids = Tensor::from_slice(batch.ids, (rows, len), device)?;
+    let mut base_cache = model.new_cache();
+    let pos = model.begin_step(&mut base_cache, &sequence_positions(rows, len, device)?)?;
+    let record = match means {
+        SweepMeans::InBatch => {
+            let record = Recording::new(settings);
+            record.begin_pass(&Tensor::ones((rows, len), DType::F32, device)?)?;
+            Some(record)
+        }
+        SweepMeans::Unneeded | SweepMeans::Collected(_) => None,
+    };
+    let x = model.embed(&ids, &pos)?;
+    let mut stream = Vec::with_capacity(model.num_layers());
+    let base = BasePass::run(
+        model,
+        x,
+        &pos,
+        base_cache,
+        settings,
+        record.as_ref(),
+        &mut |_, x| {
+            stream.push(predicting(x, batch)?.to_dtype(DType::F32)?);
+            Ok(())
+        },
+    )?;
+    let own_means = record.map(|r| r.finish(device)).transpose()?;
+    Ok(BaseOfBatch {
+        base,
+        pos,
+        stream,
+        own_means,
+    })
+}
+
+/// One setting's effect sizes: each row's residual deviation per block, and its KL from the
+/// base model when measured.
+type RowEffects = (Vec<Vec<f64>>, Option<Vec<f64>>);
+
+/// Every row's scores under each setting, from its teacher-forced pass, its greedy
+/// continuation and its effect sizes.
+fn samples(
+    forced_all: &[Vec<ForcedRow>],
+    greedy_all: &[Vec<Vec<u32>>],
+    effect_all: Vec<RowEffects>,
+    batch: &Batch,
+) -> Vec<Vec<SampleScores>> {
+    forced_all
         .iter()
-        .zip(&greedy_all)
+        .zip(greedy_all)
         .zip(effect_all)
         .map(|((forced, greedy), (deviation, kl))| {
             forced
@@ -166,7 +209,7 @@ pub fn score_batch(
                 })
                 .collect()
         })
-        .collect())
+        .collect()
 }
 
 /// `x` `[b, T, h]` at the S suffix-predicting positions `P-1 .. T-2`: `[b, S, h]`.
@@ -352,6 +395,39 @@ impl DecodeGroup {
     }
 }
 
+/// The teacher-forced caches of `groups` merged into one, rows in decode `order` (`sorted`
+/// lists them), each row seeing only the keys before its first miss, with room for the
+/// longest decode.
+fn decode_cache(
+    groups: Vec<DecodeGroup>,
+    order: &[usize],
+    sorted: &[(usize, usize, usize)],
+    batch: &Batch,
+    device: &Device,
+) -> Result<KvCache> {
+    let (s, p) = (batch.suffix_len(), batch.prefix_len);
+    let order_t = Tensor::from_vec(
+        order.iter().map(|&i| i as u32).collect::<Vec<_>>(),
+        order.len(),
+        device,
+    )?;
+    let mut cache = merge_caches(groups.into_iter().map(|g| g.cache).collect(), &order_t)?;
+    // The longest decode takes s - 1 steps: room for all of them, written in place.
+    cache.reserve(s - 1)?;
+    let visible: Vec<f32> = sorted
+        .iter()
+        .flat_map(|&(_, _, j)| {
+            (0..batch.seq_len).map(move |k| if k < p + j { k as f32 } else { HIDDEN_KEY })
+        })
+        .collect();
+    cache.key_pos = Some(Tensor::from_vec(
+        visible,
+        (sorted.len(), batch.seq_len),
+        device,
+    )?);
+    Ok(cache)
+}
+
 /// Decode every waiting row to the end of the suffix, appending to `greedy[setting][row]`.
 ///
 /// A row whose first teacher-forced miss is at suffix position j continues from its wrong
@@ -379,26 +455,8 @@ fn free_running(
     order.sort_by_key(|&i| (entries[i].2, i));
     let sorted: Vec<(usize, usize, usize)> = order.iter().map(|&i| entries[i]).collect();
 
-    let order_t = Tensor::from_vec(
-        order.iter().map(|&i| i as u32).collect::<Vec<_>>(),
-        order.len(),
-        device,
-    )?;
     model.release_head_buffer();
-    let mut cache = merge_caches(groups.into_iter().map(|g| g.cache).collect(), &order_t)?;
-    // The longest decode takes s - 1 steps: room for all of them, written in place.
-    cache.reserve(s - 1)?;
-    let visible: Vec<f32> = sorted
-        .iter()
-        .flat_map(|&(_, _, j)| {
-            (0..batch.seq_len).map(move |k| if k < p + j { k as f32 } else { HIDDEN_KEY })
-        })
-        .collect();
-    cache.key_pos = Some(Tensor::from_vec(
-        visible,
-        (sorted.len(), batch.seq_len),
-        device,
-    )?);
+    let mut cache = decode_cache(groups, &order, &sorted, batch, device)?;
     let row_sets: Vec<&Setting> = sorted
         .iter()
         .map(|&(setting, _, _)| &settings[setting])

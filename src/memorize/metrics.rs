@@ -19,7 +19,7 @@ pub struct SampleScores {
     pub suffix_nll: f64,
     /// Per block l: the mean over the suffix-predicting positions of
     /// ‖h_l − h_l^base‖₂ / ‖h_l^base‖₂ (h_l = the residual stream after block l). Empty in
-    /// files written before effect sizes existed.
+    /// results of the older layout, which has no effect sizes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub residual_deviation: Vec<f64>,
     /// Mean over the suffix-predicting positions of KL(p_base ‖ p_setting), nats; `None` when
@@ -37,9 +37,9 @@ pub struct MeanScores {
     pub teacher_forced_accuracy: f64,
     pub memorized_len: f64,
     pub suffix_nll: f64,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub residual_deviation: Vec<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kl_from_base: Option<f64>,
 }
 

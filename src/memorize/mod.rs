@@ -2,7 +2,6 @@
 
 pub mod engine;
 pub mod metrics;
-pub mod npy;
 pub mod stored;
 
 use std::ops::Range;
@@ -10,12 +9,14 @@ use std::ops::Range;
 use anyhow::{Context, Result};
 
 use crate::bad_input;
+pub use crate::data::npy::TokenRows;
 use crate::intervene::Setting;
 use crate::model::{Model, ModelConfig};
+use crate::progress::{OnProgress, Progress};
 use crate::sweep::shard::setting_cost;
+use crate::sweep::Cancel;
 pub use engine::SweepMeans;
 pub use metrics::{MeanScores, SampleScores};
-pub use npy::TokenRows;
 
 /// Scores of one setting over the whole data set.
 #[derive(Debug, Clone)]
@@ -62,8 +63,83 @@ pub fn validate_config(
     Ok(())
 }
 
-/// Run every setting over every row, `batch_size` rows at a time, with every effect size. `progress` is told how many
-/// tokens (rows × sequence length) each setting of each batch covered.
+/// How `memorize` scores: the prompt length, rows per forward pass, and whether to measure
+/// each setting's KL divergence from the base model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemorizeOptions {
+    /// Tokens of each row given as the prompt; the rest is the suffix to reproduce.
+    pub prefix_len: usize,
+    /// Rows per forward pass. Changes the results only by float rounding.
+    pub batch_size: usize,
+    /// Also measure `kl_from_base` (it needs the full log-softmax of every setting's logits).
+    pub kl_from_base: bool,
+}
+
+impl Default for MemorizeOptions {
+    fn default() -> Self {
+        Self {
+            prefix_len: 32,
+            batch_size: 64,
+            kl_from_base: false,
+        }
+    }
+}
+
+/// Run every setting over every row, `options.batch_size` rows at a time, after checking the
+/// data against the model. `progress` hears the tokens (rows × sequence length × settings) in
+/// all, then each batch's; `cancel` stops the sweep after a batch with an
+/// [`Interrupted`](crate::sweep::Interrupted) error.
+pub fn sweep(
+    model: &Model,
+    data: &TokenRows,
+    settings: &[Setting],
+    options: &MemorizeOptions,
+    progress: OnProgress,
+    cancel: &Cancel,
+) -> Result<Vec<SettingResult>> {
+    if options.batch_size == 0 {
+        return Err(bad_input!("--batch-size must be at least 1"));
+    }
+    validate(model, data, options.prefix_len, "the samples")?;
+    cancel.sweep_started();
+    let means = engine::collect_means(model, data, options.batch_size, settings)?;
+    let per_row = (data.cols * settings.len()) as u64;
+    progress(Progress::Total(data.rows as u64 * per_row));
+    let mut samples: Vec<Vec<SampleScores>> = vec![Vec::with_capacity(data.rows); settings.len()];
+    let mut start = 0;
+    while start < data.rows {
+        let end = data.rows.min(start + options.batch_size);
+        let rows = start..end;
+        let scores = score_rows(
+            model,
+            data,
+            options.prefix_len,
+            settings,
+            &means,
+            options.kl_from_base,
+            rows,
+        )?;
+        for (all, batch_scores) in samples.iter_mut().zip(scores) {
+            all.extend(batch_scores);
+        }
+        progress(Progress::Done((end - start) as u64 * per_row));
+        start = end;
+        if let (Some(stop), true) = (cancel.requested(), start < data.rows) {
+            return Err(crate::sweep::Interrupted {
+                stop,
+                done: start,
+                total: data.rows,
+                unit: "rows".into(),
+                partial: None,
+            }
+            .into());
+        }
+    }
+    Ok(results(settings, samples))
+}
+
+/// [`sweep`] with every effect size, never cancelled. `progress` is told how many tokens
+/// (rows × sequence length) each setting of each batch covered.
 pub fn run_sweep(
     model: &Model,
     data: &TokenRows,
@@ -72,19 +148,17 @@ pub fn run_sweep(
     settings: &[Setting],
     progress: &mut dyn FnMut(u64),
 ) -> Result<Vec<SettingResult>> {
-    let means = engine::collect_means(model, data, batch_size, settings)?;
-    let mut samples: Vec<Vec<SampleScores>> = vec![Vec::with_capacity(data.rows); settings.len()];
-    let mut start = 0;
-    while start < data.rows {
-        let end = data.rows.min(start + batch_size.max(1));
-        let scores = score_rows(model, data, prefix_len, settings, &means, true, start..end)?;
-        for (all, batch_scores) in samples.iter_mut().zip(scores) {
-            all.extend(batch_scores);
+    let options = MemorizeOptions {
+        prefix_len,
+        batch_size: batch_size.max(1),
+        kl_from_base: true,
+    };
+    let mut report = |p: Progress| {
+        if let Progress::Done(n) = p {
+            progress(n)
         }
-        progress(((end - start) * data.cols * settings.len()) as u64);
-        start = end;
-    }
-    Ok(results(settings, samples))
+    };
+    sweep(model, data, settings, &options, &mut report, &Cancel::new())
 }
 
 /// Scores of rows `rows` under each of `settings` (outer index = setting): one batch of the

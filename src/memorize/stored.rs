@@ -1,7 +1,7 @@
 //! Per-sample scores as checkpoint and shard files hold them: one compact array per sample,
 //! `[exact_match, memorized_len, token_accuracy, teacher_forced_accuracy, completion_entropy,
 //! suffix_nll]`, then, when the run measured them, `[residual_deviation…]` and `kl_from_base`
-//! (or null); floats bit-exact ([`ExactF64`]) so that the means of a resumed or merged run
+//! (or null); floats bit-exact ([`ExactF64`](crate::sweep::exact::ExactF64)) so that the means of a resumed or merged run
 //! are those of an uninterrupted one. Six-element rows (older files) read back without effects.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

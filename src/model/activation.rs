@@ -1,7 +1,8 @@
-//! The activations of every family, by their `config.json` names.
+//! The activations of every family, read straight from `config.json` by serde.
 
 use anyhow::Result;
 use candle_core::Tensor;
+use serde::{de, Deserialize, Deserializer};
 
 use crate::bad_input;
 use crate::ops;
@@ -43,6 +44,22 @@ impl Activation {
                     names.join(", ")
                 )
             })
+    }
+
+    /// serde's `deserialize_with` for `hidden_act` (GPT-NeoX, Llama-style, OLMo): an unknown
+    /// name is refused naming the field.
+    pub fn hidden_act<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::field(d, "hidden_act")
+    }
+
+    /// serde's `deserialize_with` for `activation_function` (GPT-2, GPT-Neo, GPT-J, OPT).
+    pub fn activation_function<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::field(d, "activation_function")
+    }
+
+    fn field<'de, D: Deserializer<'de>>(d: D, field: &str) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Self::from_name(&name).map_err(|err| de::Error::custom(format!("{field}: {err}")))
     }
 
     pub fn apply(self, x: &Tensor) -> candle_core::Result<Tensor> {

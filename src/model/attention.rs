@@ -10,9 +10,81 @@
 //! must never be seen carry the position [`HIDDEN_KEY`].
 
 use candle_core::{DType, Result, Tensor, D};
+use serde::{de, Deserialize, Deserializer};
 
 /// Position given to cache slots that no query may attend to.
 pub const HIDDEN_KEY: f32 = 1.0e9;
+
+/// What a layer's queries may see: every earlier key, or only those less than the window back.
+/// Every family names it in `config.json`: `layer_types` (`full_attention` /
+/// `sliding_attention`: Qwen 2/3, OLMo 3) or GPT-Neo's run-length `attention_types`
+/// (`global` / `local`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerType {
+    Full,
+    Sliding,
+}
+
+impl LayerType {
+    /// The name in `layer_types`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Full => "full_attention",
+            Self::Sliding => "sliding_attention",
+        }
+    }
+
+    /// serde's `deserialize_with` for `layer_types`: an unknown type is refused naming the
+    /// field and the two it may be.
+    pub fn layer_types<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> std::result::Result<Option<Vec<Self>>, D::Error> {
+        let Some(names) = Option::<Vec<String>>::deserialize(d)? else {
+            return Ok(None);
+        };
+        let by_name = |name: &str| {
+            [Self::Full, Self::Sliding]
+                .into_iter()
+                .find(|t| t.name() == name)
+        };
+        names
+            .iter()
+            .map(|name| {
+                by_name(name).ok_or_else(|| {
+                    de::Error::custom(format!(
+                        "layer_types: unknown layer type {name:?} (expected full_attention or \
+                         sliding_attention)"
+                    ))
+                })
+            })
+            .collect::<std::result::Result<_, _>>()
+            .map(Some)
+    }
+
+    /// serde's `deserialize_with` for GPT-Neo's `attention_types`, run-length encoded:
+    /// `[[["global", "local"], 12]]` is 24 layers alternating full and local attention.
+    pub fn attention_types<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> std::result::Result<Vec<(Vec<Self>, usize)>, D::Error> {
+        let runs = Vec::<(Vec<String>, usize)>::deserialize(d)?;
+        let by_name = |name: &String| match name.as_str() {
+            "global" => Ok(Self::Full),
+            "local" => Ok(Self::Sliding),
+            other => Err(de::Error::custom(format!(
+                "attention_types: unknown attention type {other:?} (expected global or local)"
+            ))),
+        };
+        runs.into_iter()
+            .map(|(pattern, repeat)| {
+                let pattern = pattern
+                    .iter()
+                    .map(by_name)
+                    .collect::<std::result::Result<_, _>>()?;
+                Ok((pattern, repeat))
+            })
+            .collect()
+    }
+}
 
 /// Positions of the queries in one forward call and the attention masks they imply.
 pub struct Positions {
@@ -44,9 +116,10 @@ impl Positions {
         })
     }
 
-    pub fn mask(&self, local: bool) -> &Tensor {
-        match (&self.local_mask, local) {
-            (Some(mask), true) => mask,
+    /// The mask of a layer of type `layer_type` (full attention where no window is set).
+    pub fn mask(&self, layer_type: LayerType) -> &Tensor {
+        match (&self.local_mask, layer_type) {
+            (Some(mask), LayerType::Sliding) => mask,
             _ => &self.causal_mask,
         }
     }

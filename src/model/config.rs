@@ -1,7 +1,7 @@
 //! The checkpoint's own `config.json`: its architecture is looked up in the registry
 //! ([`super::arch::REGISTRY`]), whose family parses the rest into a serde struct that mirrors
-//! its field names. Checks every family shares (positive, plausible sizes) live here; a family's
-//! own checks live in its file.
+//! its field names. The checks every family shares are [`Shape::check`]'s; a family's own
+//! checks live in its file.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -58,7 +58,9 @@ impl ModelConfig {
                 None => bad_input!("{name} config: {err:#}"),
             })?;
         let shape = family.shape();
-        check_shape(&shape).map_err(|err| bad_input!("{name} config: {err:#}"))?;
+        shape
+            .check()
+            .map_err(|err| bad_input!("{name} config: {err:#}"))?;
         family
             .validate()
             .map_err(|err| bad_input!("{name} config: {err:#}"))?;
@@ -106,77 +108,6 @@ impl ModelConfig {
     pub fn family_config<C: 'static>(&self) -> Option<&C> {
         self.family.as_any().downcast_ref()
     }
-}
-
-/// Upper bounds far above any real model, so that a corrupt config is refused instead of
-/// sizing huge buffers (rotary tables, masks) from its numbers.
-pub const MAX_LAYERS: usize = 1 << 12;
-pub const MAX_HIDDEN: usize = 1 << 17;
-const MAX_VOCAB: usize = 1 << 24;
-const MAX_POSITIONS: usize = 1 << 21;
-
-/// The checks every family shares: positive and plausible sizes, a positive epsilon, key/value
-/// heads dividing the query heads.
-fn check_shape(shape: &Shape) -> Result<()> {
-    let positive = [
-        ("hidden size", shape.hidden_size),
-        ("number of attention heads", shape.heads),
-        ("number of key/value heads", shape.kv_heads),
-        ("number of layers", shape.num_layers),
-        ("vocab_size", shape.vocab_size),
-        ("max_position_embeddings", shape.max_positions),
-    ];
-    for (name, value) in positive {
-        if value == 0 {
-            return Err(bad_input!("{name} must be positive, found 0"));
-        }
-    }
-    let bounds = [
-        ("hidden size", shape.hidden_size, MAX_HIDDEN),
-        ("number of attention heads", shape.heads, MAX_HIDDEN),
-        ("intermediate size", shape.intermediate_size, 8 * MAX_HIDDEN),
-        ("number of layers", shape.num_layers, MAX_LAYERS),
-        ("vocab_size", shape.vocab_size, MAX_VOCAB),
-        (
-            "max_position_embeddings",
-            shape.max_positions,
-            MAX_POSITIONS,
-        ),
-    ];
-    for (name, value, max) in bounds {
-        if value > max {
-            return Err(bad_input!(
-                "{name} {value} is implausibly large (at most {max})"
-            ));
-        }
-    }
-    if !(shape.norm_eps.is_finite() && shape.norm_eps > 0.0) {
-        return Err(bad_input!(
-            "layer norm epsilon {} must be a positive number",
-            shape.norm_eps
-        ));
-    }
-    if !shape.heads.is_multiple_of(shape.kv_heads) {
-        return Err(bad_input!(
-            "the {} attention heads are not divisible by the {} key/value heads",
-            shape.heads,
-            shape.kv_heads
-        ));
-    }
-    if shape.local_window == Some(0) {
-        return Err(bad_input!("the attention window must be positive, found 0"));
-    }
-    Ok(())
-}
-
-/// Every family whose heads split the hidden size evenly checks it with this.
-pub fn check_heads_divide(hidden: usize, heads: usize) -> Result<()> {
-    if heads > 0 && !hidden.is_multiple_of(heads) {
-        return Err(bad_input!(
-            "hidden size {hidden} is not divisible by the {heads} attention heads"
-        ));
-    }
-    Ok(())
 }
 
 /// When serde rejects a config, name the size field that is not a non-negative integer.

@@ -1,9 +1,9 @@
 //! The LM head and what the engines read from it: per-position statistics (teacher forcing,
 //! loglikelihoods) or only the argmax (greedy decoding), without keeping the logits.
 //!
-//! Why: f32 logits are `vocab` floats per position (2048 positions × 50k = 412 MB), and a
-//! fresh buffer per call had the kernel zero new pages every time: 5 s of system time in a
-//! 57 s memorize run (bench/RESULTS.md), and the largest single allocation of a run. On the
+//! Why: f32 logits are `vocab` floats per position (2048 positions × 50k = 412 MB), the
+//! largest single allocation of a run, and a fresh buffer per call has the kernel zero new
+//! pages every time (its cost in system time is in bench/RESULTS.md). On the
 //! CPU with a BLAS the head writes chunks of rows into one buffer reused from call to call
 //! (memorize frees it before decoding, see [`Model::release_head_buffer`]), and each chunk is
 //! reduced at once. Elsewhere it is the logits tensor and the same statistics by tensor ops.
@@ -18,7 +18,7 @@ use crate::ops::cpu::with_f32;
 use crate::ops::logit_stats::{cpu_argmax, cpu_stats, logit_stats_at, LogitStats};
 
 /// Rows per chunk: large enough that the product runs near the BLAS's best speed, small enough
-/// that the buffer (`vocab` floats per row) stays a fraction of the old whole-batch logits.
+/// that the buffer (`vocab` floats per row) stays a fraction of a whole batch's logits.
 const CHUNK_ROWS: usize = 1024;
 
 impl Model {
@@ -108,7 +108,7 @@ impl Model {
 
 impl Model {
     /// Free the head's chunk buffer. Memorize calls this between the teacher-forced passes (up
-    /// to [`CHUNK_ROWS`] rows per chunk) and decoding (fewer rows, and the KV caches of every
+    /// to `CHUNK_ROWS` rows per chunk) and decoding (fewer rows, and the KV caches of every
     /// setting at once: the peak of a run), so that the buffer the passes grew does not add
     /// to that peak (bench/RESULTS.md).
     pub fn release_head_buffer(&self) {

@@ -1,5 +1,5 @@
 //! A linear layer `y = x·Wᵀ + b` that runs f32 products on the CPU through the system BLAS
-//! ([`crate::ops::blas`]) when there is one, and through candle's kernels otherwise (other
+//! ([`crate::ops::blas`](mod@crate::ops::blas)) when there is one, and through candle's kernels otherwise (other
 //! devices, other dtypes, no BLAS, `LLM_MEM_KERNELS=portable`).
 
 use candle_core::{Module, Result, Tensor};

@@ -17,13 +17,8 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    /// `act` is the config's activation name (refused with the list of known ones).
-    pub fn new(up: Linear, down: Linear, act: &str) -> Result<Self> {
-        Ok(Self {
-            up,
-            down,
-            act: Activation::from_name(act).map_err(candle_core::Error::wrap)?,
-        })
+    pub fn new(up: Linear, down: Linear, act: Activation) -> Self {
+        Self { up, down, act }
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -44,14 +39,14 @@ impl GatedMlp {
         hidden: usize,
         inner: usize,
         bias: bool,
-        act: &str,
+        act: Activation,
         vb: VarBuilder,
     ) -> Result<Self> {
         Ok(Self {
             gate_proj: Linear::load(hidden, inner, bias, vb.pp("gate_proj"))?,
             up_proj: Linear::load(hidden, inner, bias, vb.pp("up_proj"))?,
             down_proj: Linear::load(inner, hidden, bias, vb.pp("down_proj"))?,
-            act: Activation::from_name(act).map_err(candle_core::Error::wrap)?,
+            act,
         })
     }
 

@@ -13,6 +13,7 @@ pub mod linear;
 pub mod mlp;
 pub mod norm;
 pub mod rotary;
+pub mod self_attention;
 pub mod weights;
 
 use std::ops::Range;

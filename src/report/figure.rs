@@ -2,14 +2,13 @@
 //! left (mean accuracy, x), one point per bypass setting, single layers coloured by depth — and
 //! the self-contained HTML page that holds it with its table and both per-layer figures.
 
-use serde_json::Value;
-
 use super::axis::{self, Axis};
 use super::heads;
-use super::join::{Joined, ResultFile};
+use super::join::{Indexed, Joined};
 use super::plot::{benchmark_figure, memorize_figure};
 use super::svg::{escape, ramp, Anchor, Shape, Svg};
 use super::table::setting_label;
+use crate::results::{BenchmarkReport, DataInfo, MemorizeReport};
 
 const WIDTH: f64 = 800.0;
 const HEIGHT: f64 = 560.0;
@@ -17,29 +16,20 @@ const HEIGHT: f64 = 560.0;
 const AREA: (f64, f64, f64, f64) = (70.0, 60.0, 620.0, 500.0);
 
 /// Number of layers that sets the colour scale: the model's, so a colour means the same depth
-/// in every report of that model; else one past the deepest bypassed layer.
-fn depth_scale(mem: &ResultFile, joined: &Joined) -> usize {
-    let model = mem
-        .value
-        .pointer("/model/num_layers")
-        .and_then(Value::as_u64)
-        .map(|n| n as usize);
+/// in every report of that model (or one past the deepest bypassed layer, if that is deeper).
+fn depth_scale(mem: &MemorizeReport, joined: &Joined) -> usize {
     let deepest = joined
         .rows
         .iter()
         .flat_map(|r| r.bypass.iter().map(|l| l + 1))
         .max();
-    model.or(deepest).unwrap_or(1).max(deepest.unwrap_or(1))
+    mem.model.num_layers.max(deepest.unwrap_or(1))
 }
 
 /// The trade-off figure as SVG.
-pub fn tradeoff(joined: &Joined, mem: &ResultFile) -> Svg {
+pub fn tradeoff(joined: &Joined, mem: &MemorizeReport) -> Svg {
     let mut svg = Svg::new(WIDTH, HEIGHT);
-    let model = mem
-        .value
-        .pointer("/model/path")
-        .and_then(Value::as_str)
-        .unwrap_or("?");
+    let model = &mem.model.path;
     let title = format!("{model}: memorization left vs. benchmark accuracy left");
     svg.text(
         (12.0, 24.0),
@@ -293,18 +283,19 @@ th:first-child,td:first-child{text-align:left}\
 thead{background:#f2f2f2}.note{color:#555;font-size:13px}svg{max-width:100%;height:auto}";
 
 /// The whole report as one HTML file: no scripts, no links, everything inline.
-pub fn html_page(joined: &Joined, mem: &ResultFile, bench: &ResultFile, figure: &Svg) -> String {
-    let model = mem
-        .value
-        .pointer("/model/path")
-        .and_then(Value::as_str)
-        .unwrap_or("?");
+pub fn html_page(
+    joined: &Joined,
+    mem: &Indexed<MemorizeReport>,
+    bench: &Indexed<BenchmarkReport>,
+    figure: &Svg,
+) -> String {
+    let model = &mem.report.model.path;
     let mut body = format!("<h1>llm-mem report: {}</h1>\n", escape(model));
     body.push_str(&format!(
         "<p class=\"note\">Memorization: {} ({}). Benchmarks: {}. Points and rows are the {} \
 bypass settings present in both files.</p>\n",
         escape(&mem.path.display().to_string()),
-        escape(&data_summary(&mem.value)),
+        escape(&data_summary(&mem.report.data)),
         escape(&bench.path.display().to_string()),
         joined.rows.len()
     ));
@@ -319,11 +310,11 @@ bypass settings present in both files.</p>\n",
     body.push_str(&joined.html());
     // The per-layer figures are the files' own plots; a file that cannot be drawn simply
     // leaves its section out rather than failing the report.
-    if let Ok(fig) = memorize_figure(&mem.value) {
+    if let Ok(fig) = memorize_figure(&mem.report) {
         body.push_str("<h2>Memorization per bypassed layer</h2>\n");
         body.push_str(&fig.render().inline());
     }
-    if let Ok(fig) = benchmark_figure(&bench.value) {
+    if let Ok(fig) = benchmark_figure(&bench.report) {
         body.push_str("<h2>Benchmarks per bypassed layer</h2>\n");
         body.push_str(&fig.render().inline());
     }
@@ -331,15 +322,15 @@ bypass settings present in both files.</p>\n",
     let extra = [
         (
             "Memorization per head",
-            heads::head_heatmap(&mem.value, "exact_match"),
+            heads::memorize_heatmap(&mem.report),
         ),
         (
             "Benchmarks per head",
-            heads::head_heatmap(&bench.value, "mean acc"),
+            heads::benchmark_heatmap(&bench.report),
         ),
         (
             "Residual deviation per block",
-            heads::deviation_plot(&mem.value),
+            heads::deviation_plot(&mem.report),
         ),
     ];
     for (title, fig) in extra {
@@ -355,17 +346,9 @@ bypass settings present in both files.</p>\n",
     )
 }
 
-fn data_summary(value: &Value) -> String {
-    let get = |k: &str| {
-        value
-            .pointer(&format!("/data/{k}"))
-            .map(Value::to_string)
-            .unwrap_or_else(|| "?".into())
-    };
+fn data_summary(data: &DataInfo) -> String {
     format!(
         "{} samples, prefix {} + suffix {} tokens",
-        get("num_samples"),
-        get("prefix_len"),
-        get("suffix_len")
+        data.num_samples, data.prefix_len, data.suffix_len
     )
 }

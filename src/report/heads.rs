@@ -6,42 +6,42 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use serde_json::Value;
 
 use super::svg::{self, Anchor, Svg};
-use crate::intervene::{parse_setting, Site};
+use crate::benchmark::tasks::Metric;
+use crate::intervene::Site;
+use crate::results::benchmark::key_of;
+use crate::results::{finite, BenchmarkEntry, BenchmarkReport, Entry, MemorizeReport};
 
 /// `out.json` → `out.<what>.svg`.
 fn path_beside(json_path: &Path, what: &str) -> PathBuf {
     json_path.with_extension(format!("{what}.svg"))
 }
 
-/// The mean over tasks of `acc,none` (benchmark) or `exact_match` (memorize) of an entry.
-fn value_of(entry: &Value) -> Option<f64> {
-    if let Some(v) = entry.get("exact_match").and_then(Value::as_f64) {
-        return Some(v);
-    }
-    let tasks = entry.get("tasks")?.as_object()?;
+/// The mean over an entry's tasks, by task name, of their `acc`.
+fn mean_acc(entry: &BenchmarkEntry) -> Option<f64> {
+    let key = key_of(Metric::Acc);
+    let mut tasks: Vec<&str> = entry.tasks.0.iter().map(|(t, _)| t.as_str()).collect();
+    tasks.sort_unstable();
     let accs: Vec<f64> = tasks
-        .values()
-        .filter_map(|t| t.get("acc,none").and_then(Value::as_f64))
+        .iter()
+        .filter_map(|t| entry.tasks.number(t, &key))
         .collect();
     (!accs.is_empty()).then(|| accs.iter().sum::<f64>() / accs.len() as f64)
 }
 
-/// Single-head settings of a result: (layer, head) → value.
-fn head_cells(value: &Value) -> BTreeMap<(usize, usize), f64> {
+/// Single-head settings of a result: (layer, head) → `value` of its entry.
+fn head_cells<E: Entry>(
+    entries: &[E],
+    value: impl Fn(&E) -> Option<f64>,
+) -> BTreeMap<(usize, usize), f64> {
     let mut cells = BTreeMap::new();
-    for entry in value["results"].as_array().into_iter().flatten() {
-        let Some(setting) = entry
-            .get("setting")
-            .and_then(Value::as_str)
-            .and_then(|l| parse_setting(l).ok())
-        else {
+    for entry in entries {
+        let Some(setting) = entry.setting_fields().labelled() else {
             continue;
         };
         if let [atom] = setting.atoms() {
-            if let (Site::Head, Some(head), Some(v)) = (atom.site, atom.head, value_of(entry)) {
+            if let (Site::Head, Some(head), Some(v)) = (atom.site, atom.head, value(entry)) {
                 cells.insert((atom.layer, head), v);
             }
         }
@@ -49,14 +49,37 @@ fn head_cells(value: &Value) -> BTreeMap<(usize, usize), f64> {
     cells
 }
 
-/// Write the layer × head heatmap beside the JSON when the result holds single-head settings.
-pub fn write_head_heatmap(json_path: &Path, value: &Value, what: &str) -> Result<Option<PathBuf>> {
-    write_beside(json_path, "heads", head_heatmap(value, what))
+/// The layer × head heatmap of a memorize result's exact_match, `None` without single-head
+/// settings.
+pub fn memorize_heatmap(report: &MemorizeReport) -> Option<Svg> {
+    let cells = head_cells(&report.results, |e| finite(e.scores.exact_match));
+    head_heatmap(&cells, "exact_match")
 }
 
-/// Write the residual deviation per block, one curve per setting, beside a memorize JSON.
-pub fn write_deviation_plot(json_path: &Path, value: &Value) -> Result<Option<PathBuf>> {
-    write_beside(json_path, "deviation", deviation_plot(value))
+/// The layer × head heatmap of a benchmark result's mean accuracy over the tasks, `None`
+/// without single-head settings.
+pub fn benchmark_heatmap(report: &BenchmarkReport) -> Option<Svg> {
+    head_heatmap(&head_cells(&report.results, mean_acc), "mean acc")
+}
+
+/// Write the figures of this module that a memorize result has data for beside its JSON, and
+/// say where they went (a figure that cannot be drawn is a warning, as for the per-layer plot).
+pub fn write_memorize_plots(json_path: &Path, report: &MemorizeReport) {
+    announce(write_beside(json_path, "heads", memorize_heatmap(report)));
+    announce(write_beside(json_path, "deviation", deviation_plot(report)));
+}
+
+/// [`write_memorize_plots`] for a benchmark result: its head heatmap.
+pub fn write_benchmark_plots(json_path: &Path, report: &BenchmarkReport) {
+    announce(write_beside(json_path, "heads", benchmark_heatmap(report)));
+}
+
+fn announce(written: Result<Option<PathBuf>>) {
+    match written {
+        Ok(Some(path)) => eprintln!("wrote {}", path.display()),
+        Ok(None) => {}
+        Err(err) => eprintln!("warning: no plot: {err:#}"),
+    }
 }
 
 fn write_beside(json_path: &Path, what: &str, figure: Option<Svg>) -> Result<Option<PathBuf>> {
@@ -70,8 +93,7 @@ fn write_beside(json_path: &Path, what: &str, figure: Option<Svg>) -> Result<Opt
 
 /// The layer × head heatmap of `what` (a result's single-head settings), `None` when it has
 /// none.
-pub fn head_heatmap(value: &Value, what: &str) -> Option<Svg> {
-    let cells = head_cells(value);
+fn head_heatmap(cells: &BTreeMap<(usize, usize), f64>, what: &str) -> Option<Svg> {
     if cells.is_empty() {
         return None;
     }
@@ -89,7 +111,7 @@ pub fn head_heatmap(value: &Value, what: &str) -> Option<Svg> {
         Anchor::Start,
         "",
     );
-    for (&(layer, head), &v) in &cells {
+    for (&(layer, head), &v) in cells {
         let at = (left + cell * head as f64, top + cell * layer as f64);
         let title = format!("<title>head:{layer}.{head}: {v:.4}</title>");
         doc.raw(&format!(
@@ -118,24 +140,28 @@ pub fn head_heatmap(value: &Value, what: &str) -> Option<Svg> {
     Some(doc)
 }
 
-/// The residual deviation per block, one curve per setting other than the base model, `None`
-/// when the result has no deviations (benchmark files, files written before they existed).
-pub fn deviation_plot(value: &Value) -> Option<Svg> {
-    let curves: Vec<(String, Vec<f64>)> = value["results"]
-        .as_array()
-        .into_iter()
-        .flatten()
+/// Each setting's residual deviation per block, but the base model's (which is zero).
+fn deviation_curves(report: &MemorizeReport) -> Vec<(String, Vec<f64>)> {
+    report
+        .results
+        .iter()
         .filter_map(|e| {
-            let label = e.get("setting")?.as_str()?.to_string();
+            let label = e.setting.setting.clone()?;
             let d: Vec<f64> = e
-                .get("residual_deviation")?
-                .as_array()?
+                .scores
+                .residual_deviation
                 .iter()
-                .filter_map(Value::as_f64)
+                .filter_map(|&v| finite(v))
                 .collect();
             (label != "base" && !d.is_empty()).then_some((label, d))
         })
-        .collect();
+        .collect()
+}
+
+/// The residual deviation per block, one curve per setting other than the base model, `None`
+/// when the result has no deviations (files that did not measure them).
+pub fn deviation_plot(report: &MemorizeReport) -> Option<Svg> {
+    let curves = deviation_curves(report);
     if curves.is_empty() {
         return None;
     }
@@ -203,51 +229,72 @@ pub fn deviation_plot(value: &Value) -> Option<Svg> {
     Some(doc)
 }
 
-/// Write the figures of this module that the result has data for, and say where they went
-/// (a figure that cannot be drawn is a warning, as for the per-layer plot).
-pub fn write_extra_plots<T: serde::Serialize>(json_path: &Path, report: &T, what: &str) {
-    let value = match serde_json::to_value(report) {
-        Ok(v) => v,
-        Err(err) => return eprintln!("warning: no plot: {err}"),
-    };
-    for written in [
-        write_head_heatmap(json_path, &value, what),
-        write_deviation_plot(json_path, &value),
-    ] {
-        match written {
-            Ok(Some(path)) => eprintln!("wrote {}", path.display()),
-            Ok(None) => {}
-            Err(err) => eprintln!("warning: no plot: {err:#}"),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A memorize result of `entries` (setting label, exact_match, residual deviation).
+    fn memorize(entries: &[(&str, f64, [f64; 2])]) -> MemorizeReport {
+        let results: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|(setting, em, dev)| {
+                json!({"setting": setting, "exact_match": em,
+                "token_accuracy": em, "completion_entropy": 1.0, "teacher_forced_accuracy": em,
+                "memorized_len": 1.0, "suffix_nll": 1.0, "residual_deviation": dev})
+            })
+            .collect();
+        serde_json::from_value(json!({
+            "tool": {"name": "llm-mem", "version": "0"},
+            "model": {"path": "m", "architecture": "a", "num_layers": 2, "dtype": "f32", "device": "cpu"},
+            "data": {"path": "d", "num_samples": 1, "seq_len": 4, "prefix_len": 2, "suffix_len": 2},
+            "results": results,
+        }))
+        .unwrap()
+    }
+
     #[test]
     fn heatmap_has_one_cell_per_head_setting_and_deviation_one_curve_per_setting() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("r.json");
-        let value = json!({"results": [
-            {"setting": "base", "exact_match": 1.0, "residual_deviation": [0.0, 0.0]},
-            {"setting": "head:0.0", "exact_match": 0.5, "residual_deviation": [0.1, 0.2]},
-            {"setting": "head:0.1", "exact_match": 0.25, "residual_deviation": [0.1, 0.3]},
-            {"setting": "head:1.0-1", "exact_match": 0.0, "residual_deviation": [0.0, 0.4]},
-            {"setting": "mlp:1", "exact_match": 0.0, "residual_deviation": [0.0, 0.5]}
-        ]});
-        let heat = write_head_heatmap(&out, &value, "exact_match")
-            .unwrap()
-            .unwrap();
-        let text = std::fs::read_to_string(heat).unwrap();
+        let report = memorize(&[
+            ("base", 1.0, [0.0, 0.0]),
+            ("head:0.0", 0.5, [0.1, 0.2]),
+            ("head:0.1", 0.25, [0.1, 0.3]),
+            ("head:1.0-1", 0.0, [0.0, 0.4]),
+            ("mlp:1", 0.0, [0.0, 0.5]),
+        ]);
+        write_memorize_plots(&out, &report);
+        let text = std::fs::read_to_string(dir.path().join("r.heads.svg")).unwrap();
         assert_eq!(text.matches("class=\"cell\"").count(), 2);
+        assert!(text.contains("exact_match per head"));
         assert!(text.contains("head:0.1: 0.2500"));
-        let dev = write_deviation_plot(&out, &value).unwrap().unwrap();
-        let text = std::fs::read_to_string(dev).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("r.deviation.svg")).unwrap();
         assert_eq!(text.matches("class=\"deviation\"").count(), 4);
-        let none = json!({"results": [{"bypass": [], "exact_match": 1.0}]});
-        assert!(write_head_heatmap(&out, &none, "x").unwrap().is_none());
+        let bypass_only = memorize(&[("base", 1.0, [0.0, 0.0]), ("attn:0", 0.5, [0.0, 0.0])]);
+        assert!(memorize_heatmap(&bypass_only).is_none());
+    }
+
+    #[test]
+    fn benchmark_heatmap_is_the_mean_acc_over_tasks() {
+        let entry = |setting: &str, piqa: f64| {
+            json!({"setting": setting, "tasks": {
+            "piqa": {"acc,none": piqa, "acc_norm,none": 0.0},
+            "lambada_openai": {"perplexity,none": 3.0, "acc,none": 0.5},
+            "wikitext": {"word_perplexity,none": 9.0}}})
+        };
+        let report: BenchmarkReport = serde_json::from_value(json!({
+            "tool": {"name": "llm-mem", "version": "0"},
+            "model": {"path": "m", "architecture": "a", "num_layers": 2, "dtype": "f32", "device": "cpu"},
+            "config": {"limit": null, "max_length": 8, "bootstrap_iters": 1},
+            "tasks": [],
+            "results": [entry("base", 1.0), entry("head:1.0", 0.25), entry("head:0.1", 0.75)],
+        }))
+        .unwrap();
+        let text = benchmark_heatmap(&report).unwrap().document();
+        assert_eq!(text.matches("class=\"cell\"").count(), 2);
+        assert!(text.contains("head:1.0: 0.3750"), "{text}");
+        assert!(text.contains("head:0.1: 0.6250"), "{text}");
+        assert!(text.contains("mean acc per head"));
     }
 }

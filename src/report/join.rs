@@ -1,84 +1,59 @@
-//! `llm-mem report`'s data side: read a memorize and a benchmark result, join them by setting
-//! (the `setting` label, or for files written before interventions existed the sorted `bypass`
-//! list), and reduce each setting to (exact_match, mean benchmark metric).
+//! `llm-mem report`'s data side: join a memorize and a benchmark result by setting and reduce
+//! each setting to (exact_match, mean benchmark metric).
 //! Tables in markdown (stdout) and HTML (the report page).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use serde_json::Value;
 
-use super::plot::{bypass_of, task_names};
 use super::svg::escape;
 use crate::bad_input;
-use crate::intervene::{parse_setting, Setting};
+use crate::benchmark::tasks::{self, Metric};
+use crate::intervene::Setting;
+use crate::results::benchmark::{key_of, metric_key};
+use crate::results::{finite, BenchmarkReport, Entry, MemorizeReport, ResultFile};
 
-/// Which of the two inputs a file is meant to be, for checks and messages.
-#[derive(Clone, Copy, PartialEq)]
-pub enum Kind {
-    Memorize,
-    Benchmark,
-}
-
-/// A result file, checked: every entry names its setting, each setting appears once.
-pub struct ResultFile {
+/// A result file with its entries indexed by setting, each setting checked to appear once.
+pub struct Indexed<R> {
     pub path: PathBuf,
-    pub value: Value,
-    /// Setting → index into `value["results"]`.
+    pub report: R,
+    /// Setting → index into the report's entries.
     pub settings: BTreeMap<Setting, usize>,
 }
 
-/// The setting of a result entry: its `setting` label, else its `bypass` list (older files).
-fn setting_of(entry: &Value) -> Option<Setting> {
-    match entry.get("setting").and_then(Value::as_str) {
-        Some(label) => parse_setting(label).ok(),
-        None => bypass_of(entry).map(|layers| Setting::bypass(&layers)),
-    }
-}
-
-impl ResultFile {
-    pub fn load(path: &Path, kind: Kind) -> Result<Self> {
-        let name = path.display();
-        let text =
-            std::fs::read_to_string(path).map_err(|e| bad_input!("{name}: cannot read: {e}"))?;
-        let value: Value =
-            serde_json::from_str(&text).map_err(|e| bad_input!("{name}: not valid JSON: {e}"))?;
-        let results = value
-            .get("results")
-            .and_then(Value::as_array)
-            .ok_or_else(|| bad_input!("{name}: not an llm-mem result (no `results` list)"))?;
-        let (field, what) = match kind {
-            Kind::Memorize => ("exact_match", "memorize"),
-            Kind::Benchmark => ("tasks", "benchmark"),
-        };
+impl<R: ResultFile> Indexed<R> {
+    /// Index `report`, read from `path`.
+    pub fn new(path: &Path, report: R) -> Result<Self> {
         let mut settings = BTreeMap::new();
-        for (i, entry) in results.iter().enumerate() {
-            let setting = setting_of(entry).ok_or_else(|| {
+        for (i, entry) in report.entries().iter().enumerate() {
+            let setting = entry.setting_fields().setting().ok_or_else(|| {
                 bad_input!(
-                    "{name}: results[{i}] has no `setting` label nor `bypass` list of layers"
+                    "{}: results[{i}] has no `setting` label nor `bypass` list of layers",
+                    path.display()
                 )
             })?;
-            if entry.get(field).is_none() {
-                return Err(bad_input!(
-                    "{name}: results[{i}] has no `{field}`; is this an `llm-mem {what}` result?"
-                ));
-            }
             if settings.insert(setting.clone(), i).is_some() {
                 return Err(bad_input!(
-                    "{name}: setting {setting} appears more than once"
+                    "{}: setting {setting} appears more than once",
+                    path.display()
                 ));
             }
         }
         Ok(Self {
             path: path.to_path_buf(),
-            value,
+            report,
             settings,
         })
     }
 
-    fn entry(&self, setting: &Setting) -> &Value {
-        &self.value["results"][self.settings[setting]]
+    /// Read and index the result file at `path`.
+    pub fn read(path: &Path) -> Result<Self> {
+        Self::new(path, crate::results::read(path)?)
+    }
+
+    fn entry(&self, setting: &Setting) -> &R::Entry {
+        &self.report.entries()[self.settings[setting]]
     }
 }
 
@@ -116,10 +91,22 @@ fn setting_order(setting: &Setting) -> (usize, Vec<usize>, Setting) {
     }
 }
 
+/// The settings of `a` that `b` lacks, in row order.
+fn only<A, B>(a: &Indexed<A>, b: &Indexed<B>) -> Vec<Setting> {
+    let mut v: Vec<Setting> = a
+        .settings
+        .keys()
+        .filter(|s| !b.settings.contains_key(*s))
+        .cloned()
+        .collect();
+    v.sort_by_key(setting_order);
+    v
+}
+
 /// Join by setting. `tasks`: names to use (default: every task that has `metric`).
 pub fn join(
-    mem: &ResultFile,
-    bench: &ResultFile,
+    mem: &Indexed<MemorizeReport>,
+    bench: &Indexed<BenchmarkReport>,
     metric: &str,
     tasks: Option<&[String]>,
 ) -> Result<Joined> {
@@ -138,46 +125,9 @@ pub fn join(
         ));
     }
     common.sort_by_key(setting_order);
-    let only = |a: &ResultFile, b: &ResultFile| {
-        let mut v: Vec<Setting> = a
-            .settings
-            .keys()
-            .filter(|s| !b.settings.contains_key(*s))
-            .cloned()
-            .collect();
-        v.sort_by_key(setting_order);
-        v
-    };
     let (mut rows, mut others) = (Vec::new(), Vec::new());
     for setting in common {
-        let label = setting.label();
-        let exact_match = mem.entry(&setting)["exact_match"].as_f64().ok_or_else(|| {
-            bad_input!(
-                "{}: setting {label}: exact_match is not a number",
-                mem.path.display()
-            )
-        })?;
-        let per_task = tasks
-            .iter()
-            .map(|(task, key)| {
-                bench.entry(&setting)["tasks"][task][key]
-                    .as_f64()
-                    .ok_or_else(|| {
-                        bad_input!(
-                            "{}: setting {label}: no number for {task} {key}",
-                            bench.path.display()
-                        )
-                    })
-            })
-            .collect::<Result<Vec<f64>>>()?;
-        let mean = per_task.iter().sum::<f64>() / per_task.len() as f64;
-        let row = Row {
-            bypass: setting.bypass_layers().unwrap_or_default(),
-            setting,
-            exact_match,
-            mean,
-            per_task,
-        };
+        let row = joined_row(mem, bench, &tasks, setting)?;
         match row.setting.bypass_layers() {
             Some(_) => rows.push(row),
             None => others.push(row),
@@ -193,43 +143,72 @@ pub fn join(
     })
 }
 
+/// The row of one setting both files hold.
+fn joined_row(
+    mem: &Indexed<MemorizeReport>,
+    bench: &Indexed<BenchmarkReport>,
+    tasks: &[(String, String)],
+    setting: Setting,
+) -> Result<Row> {
+    let label = setting.label();
+    let exact_match = finite(mem.entry(&setting).scores.exact_match).ok_or_else(|| {
+        bad_input!(
+            "{}: setting {label}: exact_match is not a number",
+            mem.path.display()
+        )
+    })?;
+    let entry = bench.entry(&setting);
+    let per_task = tasks
+        .iter()
+        .map(|(task, key)| {
+            entry.tasks.number(task, key).ok_or_else(|| {
+                bad_input!(
+                    "{}: setting {label}: no number for {task} {key}",
+                    bench.path.display()
+                )
+            })
+        })
+        .collect::<Result<Vec<f64>>>()?;
+    let mean = per_task.iter().sum::<f64>() / per_task.len() as f64;
+    Ok(Row {
+        bypass: setting.bypass_layers().unwrap_or_default(),
+        setting,
+        exact_match,
+        mean,
+        per_task,
+    })
+}
+
 /// The lm-eval key holding `metric` for `task` in the base entry (or the first that has the
 /// task). `acc_norm` falls back to `acc` for tasks that have no normalised accuracy (lambada,
 /// winogrande, boolq), as papers that report "acc_norm where available" do.
-fn metric_key(bench: &ResultFile, task: &str, metric: &str) -> Option<String> {
-    let results = bench.value["results"].as_array()?;
+fn task_metric_key(bench: &Indexed<BenchmarkReport>, task: &str, metric: &str) -> Option<String> {
+    let results = &bench.report.results;
     let base = bench.settings.get(&Setting::base()).map(|&i| &results[i]);
     let entry = base
         .into_iter()
         .chain(results)
-        .find(|e| e["tasks"].get(task).is_some())?;
-    let key = |m: &str| {
-        if m.contains(',') {
-            m.to_string()
-        } else {
-            format!("{m},none")
-        }
-    };
-    let mut candidates = vec![key(metric)];
-    if metric == "acc_norm" {
-        candidates.push(key("acc"));
+        .find(|e| e.tasks.get(task).is_some())?;
+    let mut candidates = vec![metric_key(metric)];
+    if metric == Metric::AccNorm.name() {
+        candidates.push(key_of(Metric::Acc));
     }
     candidates
         .into_iter()
-        .find(|k| entry["tasks"][task][k].is_number())
+        .find(|k| entry.tasks.number(task, k).is_some())
 }
 
 fn choose_tasks(
-    bench: &ResultFile,
+    bench: &Indexed<BenchmarkReport>,
     metric: &str,
     wanted: Option<&[String]>,
 ) -> Result<Vec<(String, String)>> {
-    let available = task_names(&bench.value);
+    let available = bench.report.task_names();
     let name = bench.path.display();
     let Some(wanted) = wanted else {
         let chosen: Vec<(String, String)> = available
             .iter()
-            .filter_map(|t| Some((t.clone(), metric_key(bench, t, metric)?)))
+            .filter_map(|t| Some((t.clone(), task_metric_key(bench, t, metric)?)))
             .collect();
         if chosen.is_empty() {
             return Err(bad_input!(
@@ -241,18 +220,15 @@ fn choose_tasks(
     };
     let mut chosen = Vec::new();
     for task in wanted {
-        let task = if task == "lambada" {
-            "lambada_openai"
-        } else {
-            task.as_str()
-        };
+        // An alias (`lambada`) names its task.
+        let task = tasks::lookup(task).map_or(task.as_str(), |spec| spec.name);
         if !available.iter().any(|t| t == task) {
             return Err(bad_input!(
                 "--tasks: {name} has no task {task} (it has: {})",
                 available.join(", ")
             ));
         }
-        let key = metric_key(bench, task, metric)
+        let key = task_metric_key(bench, task, metric)
             .ok_or_else(|| bad_input!("--tasks: {task} in {name} has no metric {metric}"))?;
         chosen.push((task.to_string(), key));
     }
@@ -340,48 +316,84 @@ impl Joined {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
-    fn file(value: Value) -> ResultFile {
+    const MODEL: &str = r#"{"path": "m", "architecture": "GPTNeoXForCausalLM", "num_layers": 4, "dtype": "f32", "device": "cpu"}"#;
+
+    fn write(value: Value) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.json");
         std::fs::write(&path, value.to_string()).unwrap();
-        let kind = if value["results"][0].get("tasks").is_some() {
-            Kind::Benchmark
-        } else {
-            Kind::Memorize
-        };
-        ResultFile::load(&path, kind).unwrap()
+        (dir, path)
     }
 
-    fn bench() -> ResultFile {
-        file(json!({"results": [
-            {"bypass": [1], "tasks": {"piqa": {"acc,none": 0.6, "acc_norm,none": 0.7}, "lambada_openai": {"acc,none": 0.2}}},
-            {"bypass": [], "tasks": {"piqa": {"acc,none": 0.8, "acc_norm,none": 0.9}, "lambada_openai": {"acc,none": 0.4}}}
-        ]}))
+    fn mem(results: Value) -> Indexed<MemorizeReport> {
+        let value = json!({
+            "tool": {"name": "llm-mem", "version": "0"},
+            "model": serde_json::from_str::<Value>(MODEL).unwrap(),
+            "data": {"path": "d", "num_samples": 2, "seq_len": 4, "prefix_len": 2, "suffix_len": 2},
+            "results": results,
+        });
+        let (_dir, path) = write(value);
+        Indexed::read(&path).unwrap()
+    }
+
+    /// A memorize entry with every mean `exact_match`.
+    fn m(setting: Value, exact_match: f64) -> Value {
+        let mut entry = json!({"exact_match": exact_match, "token_accuracy": exact_match,
+            "completion_entropy": 1.0, "teacher_forced_accuracy": exact_match,
+            "memorized_len": 1.0, "suffix_nll": 1.0});
+        let field = if setting.is_array() {
+            "bypass"
+        } else {
+            "setting"
+        };
+        entry[field] = setting;
+        entry
+    }
+
+    fn bench(results: Value) -> Indexed<BenchmarkReport> {
+        let task = |name: &str| json!({"name": name, "source": "x", "num_docs": 1, "version": 1.0});
+        let value = json!({
+            "tool": {"name": "llm-mem", "version": "0"},
+            "model": serde_json::from_str::<Value>(MODEL).unwrap(),
+            "config": {"limit": null, "max_length": 2048, "bootstrap_iters": 100000},
+            "tasks": [task("lambada_openai"), task("piqa")],
+            "results": results,
+        });
+        let (_dir, path) = write(value);
+        Indexed::read(&path).unwrap()
     }
 
     #[test]
     fn acc_norm_falls_back_to_acc() {
-        let mem = file(
-            json!({"results": [{"bypass": [1], "exact_match": 0.1}, {"bypass": [], "exact_match": 0.5}]}),
-        );
-        let joined = join(&mem, &bench(), "acc_norm", None).unwrap();
+        let mem = mem(json!([m(json!([1]), 0.1), m(json!([]), 0.5)]));
+        let bench = bench(json!([
+            {"bypass": [1], "tasks": {"piqa": {"acc,none": 0.6, "acc_norm,none": 0.7}, "lambada_openai": {"acc,none": 0.2}}},
+            {"bypass": [], "tasks": {"piqa": {"acc,none": 0.8, "acc_norm,none": 0.9}, "lambada_openai": {"acc,none": 0.4}}}
+        ]));
+        let joined = join(&mem, &bench, "acc_norm", None).unwrap();
         let keys: Vec<&str> = joined.tasks.iter().map(|(_, k)| k.as_str()).collect();
-        // Without preserve_order, serde_json keeps object keys sorted.
         assert_eq!(keys, ["acc,none", "acc_norm,none"]);
         assert_eq!(joined.rows[0].bypass, Vec::<usize>::new());
         assert!((joined.rows[0].mean - 0.65).abs() < 1e-12);
         assert!((joined.rows[1].mean - 0.45).abs() < 1e-12);
+        let wanted = ["lambada".to_string()];
+        let joined = join(&mem, &bench, "acc", Some(&wanted)).unwrap();
+        assert_eq!(joined.tasks, [("lambada_openai".into(), "acc,none".into())]);
     }
 
     #[test]
     fn duplicate_settings_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dup.json");
-        let value = json!({"results": [{"bypass": [2, 1], "exact_match": 0.1}, {"bypass": [1, 2], "exact_match": 0.2}]});
-        std::fs::write(&path, value.to_string()).unwrap();
-        let err = ResultFile::load(&path, Kind::Memorize).err().unwrap();
+        let value = json!({"results": [m(json!([2, 1]), 0.1), m(json!([1, 2]), 0.2)]});
+        let report: MemorizeReport = serde_json::from_value(json!({
+            "tool": {"name": "llm-mem", "version": "0"},
+            "model": serde_json::from_str::<Value>(MODEL).unwrap(),
+            "data": {"path": "d", "num_samples": 2, "seq_len": 4, "prefix_len": 2, "suffix_len": 2},
+            "results": value["results"],
+        }))
+        .unwrap();
+        let err = Indexed::new(Path::new("dup.json"), report).err().unwrap();
         assert!(
             format!("{err}").contains("setting attn:1-2 appears more than once"),
             "{err}"
@@ -392,7 +404,7 @@ mod tests {
     fn setting_order_is_base_single_multi() {
         let b = |l: &[usize]| Setting::bypass(l);
         let mut v = [
-            parse_setting("mlp:0").unwrap(),
+            crate::intervene::parse_setting("mlp:0").unwrap(),
             b(&[20, 21, 22]),
             b(&[3]),
             b(&[]),
@@ -416,16 +428,16 @@ mod tests {
 
     #[test]
     fn joins_by_setting_label_and_old_bypass_lists() {
-        let mem = file(json!({"results": [
-            {"bypass": [1], "exact_match": 0.1},
-            {"bypass": [], "exact_match": 0.5},
-            {"setting": "head:1.0-1=zero", "exact_match": 0.3}
-        ]}));
-        let bench = file(json!({"results": [
+        let mem = mem(json!([
+            m(json!([1]), 0.1),
+            m(json!([]), 0.5),
+            m(json!("head:1.0-1=zero"), 0.3)
+        ]));
+        let bench = bench(json!([
             {"setting": "attn:1", "bypass": [1], "tasks": {"piqa": {"acc,none": 0.6}}},
             {"setting": "base", "bypass": [], "tasks": {"piqa": {"acc,none": 0.8}}},
             {"setting": "head:1.1,1.0=zero", "tasks": {"piqa": {"acc,none": 0.7}}}
-        ]}));
+        ]));
         let joined = join(&mem, &bench, "acc", None).unwrap();
         assert_eq!(joined.rows.len(), 2);
         assert_eq!(joined.others.len(), 1);

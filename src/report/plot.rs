@@ -1,17 +1,16 @@
 //! The per-layer figure written beside every result JSON (`<stem>.svg`): each metric against
 //! the bypassed layer, the base model as a dashed reference line, and multi-layer settings
 //! (`20-23`) in a strip of their own to the right, since they have no place on a layer axis.
-//!
-//! Both result kinds are read as `serde_json::Value` in the shape of the files on disk, so the
-//! figure is the file's picture whoever wrote it (and the benchmark writer's types stay its own).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
-use serde_json::Value;
 
 use super::svg;
+use crate::benchmark::tasks::Metric;
+use crate::memorize::MeanScores;
+use crate::results::benchmark::key_of;
+use crate::results::{finite, BenchmarkReport, Entry, MemorizeReport};
 
 /// One metric across the settings.
 pub struct Series {
@@ -39,14 +38,14 @@ pub struct Figure {
 }
 
 /// Write the per-layer figure of a memorize result beside its JSON; returns the SVG's path.
-pub fn write_memorize_plot<T: Serialize>(json_path: &Path, report: &T) -> Result<PathBuf> {
-    let figure = memorize_figure(&serde_json::to_value(report)?)?;
+pub fn write_memorize_plot(json_path: &Path, report: &MemorizeReport) -> Result<PathBuf> {
+    let figure = memorize_figure(report)?;
     write_beside(json_path, &figure)
 }
 
 /// Write the per-layer figure of a benchmark result beside its JSON; returns the SVG's path.
-pub fn write_benchmark_plot<T: Serialize>(json_path: &Path, report: &T) -> Result<PathBuf> {
-    let figure = benchmark_figure(&serde_json::to_value(report)?)?;
+pub fn write_benchmark_plot(json_path: &Path, report: &BenchmarkReport) -> Result<PathBuf> {
+    let figure = benchmark_figure(report)?;
     write_beside(json_path, &figure)
 }
 
@@ -77,33 +76,17 @@ fn write_beside(json_path: &Path, figure: &Figure) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The sorted, de-duplicated `bypass` list of a result entry.
-pub fn bypass_of(entry: &Value) -> Option<Vec<usize>> {
-    let mut layers = entry
-        .get("bypass")?
-        .as_array()?
-        .iter()
-        .map(|l| l.as_u64().map(|l| l as usize))
-        .collect::<Option<Vec<_>>>()?;
-    layers.sort_unstable();
-    layers.dedup();
-    Some(layers)
-}
-
-fn entries(value: &Value) -> Result<Vec<(Vec<usize>, &Value)>> {
-    let results = value
-        .get("results")
-        .and_then(Value::as_array)
-        .context("no `results` list")?;
-    // The per-layer curves are of attention bypasses: other settings (which have a
-    // `setting` but no `bypass`) are drawn elsewhere.
-    results
+/// The entries drawn on the layer axis, each with its sorted bypassed layers. Other settings
+/// (which have a `setting` but no `bypass`) are drawn elsewhere.
+pub fn layer_entries<E: Entry>(entries: &[E]) -> Result<Vec<(Vec<usize>, &E)>> {
+    entries
         .iter()
         .enumerate()
-        .filter(|(_, e)| e.get("bypass").is_some() || e.get("setting").is_none())
+        .filter(|(_, e)| e.setting_fields().on_layer_axis())
         .map(|(i, e)| {
+            let layers = e.setting_fields().bypass_layers();
             Ok((
-                bypass_of(e).with_context(|| format!("results[{i}]: no `bypass` list"))?,
+                layers.with_context(|| format!("results[{i}]: no `bypass` list"))?,
                 e,
             ))
         })
@@ -111,11 +94,7 @@ fn entries(value: &Value) -> Result<Vec<(Vec<usize>, &Value)>> {
 }
 
 /// `get` over every setting, split into base / single-layer / multi-layer.
-fn series(
-    name: &str,
-    entries: &[(Vec<usize>, &Value)],
-    get: impl Fn(&Value) -> Option<f64>,
-) -> Series {
+fn series<E>(name: &str, entries: &[(Vec<usize>, &E)], get: impl Fn(&E) -> Option<f64>) -> Series {
     let mut s = Series {
         name: name.into(),
         base: None,
@@ -134,24 +113,16 @@ fn series(
     s
 }
 
-fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
-    value
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or("?")
-}
-
 /// Memorization metrics: the three fractions on [0, 1], then memorized length, NLL, entropy.
-pub fn memorize_figure(value: &Value) -> Result<Figure> {
-    let entries = entries(value)?;
-    let metric = |name: &str| series(name, &entries, |e| e.get(name).and_then(Value::as_f64));
-    let suffix_len = value.pointer("/data/suffix_len").and_then(Value::as_f64);
+pub fn memorize_figure(report: &MemorizeReport) -> Result<Figure> {
+    let entries = layer_entries(&report.results)?;
+    let metric = |name: &str, get: fn(&MeanScores) -> f64| {
+        series(name, &entries, |e| finite(get(&e.scores)))
+    };
+    let data = &report.data;
     let subtitle = format!(
         "{} samples, prefix {} + suffix {} tokens; data {}",
-        value.pointer("/data/num_samples").unwrap_or(&Value::Null),
-        value.pointer("/data/prefix_len").unwrap_or(&Value::Null),
-        value.pointer("/data/suffix_len").unwrap_or(&Value::Null),
-        text(value, "/data/path"),
+        data.num_samples, data.prefix_len, data.suffix_len, data.path,
     );
     let panel = |title: &str, range, series| Panel {
         title: title.into(),
@@ -162,7 +133,7 @@ pub fn memorize_figure(value: &Value) -> Result<Figure> {
     Ok(Figure {
         title: format!(
             "{}: memorization per bypassed attention layer",
-            text(value, "/model/path")
+            report.model.path
         ),
         subtitle,
         panels: vec![
@@ -170,78 +141,52 @@ pub fn memorize_figure(value: &Value) -> Result<Figure> {
                 "reproduction of the suffix (fraction)",
                 Some((0.0, 1.0)),
                 vec![
-                    metric("exact_match"),
-                    metric("token_accuracy"),
-                    metric("teacher_forced_accuracy"),
+                    metric("exact_match", |s| s.exact_match),
+                    metric("token_accuracy", |s| s.token_accuracy),
+                    metric("teacher_forced_accuracy", |s| s.teacher_forced_accuracy),
                 ],
             ),
             panel(
                 "memorized_len (tokens)",
-                suffix_len.map(|s| (0.0, s)),
-                vec![metric("memorized_len")],
+                Some((0.0, data.suffix_len as f64)),
+                vec![metric("memorized_len", |s| s.memorized_len)],
             ),
             panel(
                 "suffix_nll (nats per token)",
                 None,
-                vec![metric("suffix_nll")],
+                vec![metric("suffix_nll", |s| s.suffix_nll)],
             ),
             panel(
                 "completion_entropy (nats, summed over suffix)",
                 None,
-                vec![metric("completion_entropy")],
+                vec![metric("completion_entropy", |s| s.completion_entropy)],
             ),
         ],
     })
 }
 
-/// The tasks of a benchmark result, in the order they were run.
-pub fn task_names(value: &Value) -> Vec<String> {
-    let listed: Vec<String> = value
-        .get("tasks")
-        .and_then(Value::as_array)
-        .map(|ts| {
-            ts.iter()
-                .filter_map(|t| t.get("name")?.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    if !listed.is_empty() {
-        return listed;
-    }
-    let first = value.pointer("/results/0/tasks").and_then(Value::as_object);
-    first
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default()
-}
-
 /// One curve per task: its `acc` on one panel, perplexities (lambada, wikitext) on a log panel.
-pub fn benchmark_figure(value: &Value) -> Result<Figure> {
-    let entries = entries(value)?;
-    let tasks = task_names(value);
+pub fn benchmark_figure(report: &BenchmarkReport) -> Result<Figure> {
+    let entries = layer_entries(&report.results)?;
+    let tasks = report.task_names();
     if tasks.is_empty() {
         bail!("no tasks in the benchmark result");
     }
-    let metric = |task: &str, key: &str| {
-        let pointer = format!(
-            "/tasks/{}/{}",
-            task.replace('~', "~0").replace('/', "~1"),
-            key.replace('/', "~1")
-        );
-        series(task, &entries, move |e| {
-            e.pointer(&pointer).and_then(Value::as_f64)
-        })
+    let metric = |task: &str, metric: Metric| {
+        let key = key_of(metric);
+        series(task, &entries, move |e| e.tasks.number(task, &key))
     };
     let has = |s: &Series| s.base.is_some() || !s.layers.is_empty() || !s.multi.is_empty();
     let accuracy: Vec<Series> = tasks
         .iter()
-        .map(|t| metric(t, "acc,none"))
+        .map(|t| metric(t, Metric::Acc))
         .filter(has)
         .collect();
     let mut perplexity = Vec::new();
     for task in &tasks {
-        for key in ["perplexity", "word_perplexity"] {
-            let mut s = metric(task, &format!("{key},none"));
-            s.name = format!("{task} {key}");
+        for m in [Metric::Perplexity, Metric::WordPerplexity] {
+            let mut s = metric(task, m);
+            s.name = format!("{task} {}", m.name());
             if has(&s) {
                 perplexity.push(s);
             }
@@ -267,7 +212,7 @@ pub fn benchmark_figure(value: &Value) -> Result<Figure> {
     Ok(Figure {
         title: format!(
             "{}: benchmarks per bypassed attention layer",
-            text(value, "/model/path")
+            report.model.path
         ),
         subtitle: format!("zero-shot, tasks: {}", tasks.join(", ")),
         panels,

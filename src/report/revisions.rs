@@ -8,25 +8,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
-use serde_json::Value;
 
-use super::plot::{self, bypass_of, Figure, Panel, Series};
+use super::plot::{self, Figure, Panel, Series};
 use super::svg::{self, escape, Anchor, Svg};
+use crate::memorize::MeanScores;
+use crate::results::{finite, MemorizeReport};
 
 /// The metric of the heatmap.
 const METRIC: &str = "exact_match";
 
-/// Whether a result file's entries carry revisions.
-pub fn is_revision_sweep(value: &Value) -> bool {
-    entries(value).any(|e| e.get("revision").is_some())
-}
-
-fn entries(value: &Value) -> impl Iterator<Item = &Value> {
-    value
-        .get("results")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
+fn exact_match(s: &MeanScores) -> f64 {
+    s.exact_match
 }
 
 /// One metric of a revision sweep's attention-bypass settings, revision by revision.
@@ -41,11 +33,11 @@ pub struct Grid {
 
 /// `metric` per revision and bypass setting; entries of other settings (heads, MLPs) are left
 /// out, as they are from the per-layer figure.
-pub fn grid(value: &Value, metric: &str) -> Result<Grid> {
+pub fn grid(report: &MemorizeReport, metric: fn(&MeanScores) -> f64) -> Result<Grid> {
     let mut by_revision: BTreeMap<usize, Series> = BTreeMap::new();
     let mut revisions: Vec<String> = Vec::new();
-    for entry in entries(value) {
-        let Some(revision) = entry.get("revision").and_then(Value::as_str) else {
+    for entry in &report.results {
+        let Some(revision) = entry.revision.as_deref() else {
             continue;
         };
         let r = match revisions.iter().position(|x| x == revision) {
@@ -61,8 +53,8 @@ pub fn grid(value: &Value, metric: &str) -> Result<Grid> {
             layers: Vec::new(),
             multi: Vec::new(),
         });
-        let (Some(layers), Some(v)) = (bypass_of(entry), entry.get(metric).and_then(Value::as_f64))
-        else {
+        let layers = entry.setting.bypass_layers();
+        let (Some(layers), Some(v)) = (layers, finite(metric(&entry.scores))) else {
             continue;
         };
         match layers.as_slice() {
@@ -90,24 +82,17 @@ pub fn grid(value: &Value, metric: &str) -> Result<Grid> {
     })
 }
 
-fn model_name(value: &Value) -> &str {
-    value
-        .pointer("/model/path")
-        .and_then(Value::as_str)
-        .unwrap_or("?")
-}
-
 /// The heatmap: one row per revision, a column for the base model and one per bypassed layer,
 /// each cell coloured by its value on [0, 1] and labelled with it.
-pub fn heatmap(value: &Value) -> Result<Svg> {
-    let grid = grid(value, METRIC)?;
+pub fn heatmap(report: &MemorizeReport) -> Result<Svg> {
+    let grid = grid(report, exact_match)?;
     let (cell_w, cell_h, top) = (40.0, 26.0, 64.0);
     let longest = grid.revisions.iter().map(|r| r.len()).max().unwrap_or(4);
     let left = 24.0 + 7.0 * longest.max(4) as f64;
     let columns = grid.layers + 1;
     let title = format!(
         "{}: {METRIC} per revision and bypassed attention layer",
-        model_name(value)
+        report.model.path
     );
     let caption = format!(
         "rows: revision; columns: the base model, then the bypassed layer; \
@@ -190,34 +175,39 @@ fn heatmap_row(doc: &mut Svg, series: &Series, at: (f64, f64), (cell_w, cell_h):
 }
 
 /// exact_match and memorized_len per bypassed layer, one curve per revision.
-pub fn curves(value: &Value) -> Result<Figure> {
-    let suffix_len = value.pointer("/data/suffix_len").and_then(Value::as_f64);
-    let panel = |metric: &str, title: &str, range| -> Result<Panel> {
+pub fn curves(report: &MemorizeReport) -> Result<Figure> {
+    let data = &report.data;
+    let panel = |metric: fn(&MeanScores) -> f64, title: &str, range| -> Result<Panel> {
         Ok(Panel {
             title: title.into(),
             log: false,
             range,
-            series: grid(value, metric)?.series,
+            series: grid(report, metric)?.series,
         })
     };
     Ok(Figure {
-        title: format!("{}: memorization per bypassed attention layer, by revision", model_name(value)),
+        title: format!(
+            "{}: memorization per bypassed attention layer, by revision",
+            report.model.path
+        ),
         subtitle: format!(
             "{} samples, prefix {} + suffix {} tokens; one curve per revision, its base model dashed",
-            value.pointer("/data/num_samples").unwrap_or(&Value::Null),
-            value.pointer("/data/prefix_len").unwrap_or(&Value::Null),
-            value.pointer("/data/suffix_len").unwrap_or(&Value::Null),
+            data.num_samples, data.prefix_len, data.suffix_len,
         ),
         panels: vec![
-            panel(METRIC, "exact_match (fraction)", Some((0.0, 1.0)))?,
-            panel("memorized_len", "memorized_len (tokens)", suffix_len.map(|s| (0.0, s)))?,
+            panel(exact_match, "exact_match (fraction)", Some((0.0, 1.0)))?,
+            panel(
+                |s| s.memorized_len,
+                "memorized_len (tokens)",
+                Some((0.0, data.suffix_len as f64)),
+            )?,
         ],
     })
 }
 
 /// The heatmap as a markdown table: one row per revision.
-pub fn markdown(value: &Value) -> Result<String> {
-    let grid = grid(value, METRIC)?;
+pub fn markdown(report: &MemorizeReport) -> Result<String> {
+    let grid = grid(report, exact_match)?;
     let mut header = vec!["revision".to_string(), "base".to_string()];
     header.extend((0..grid.layers).map(|l| format!("attn:{l}")));
     let mut out = format!(
@@ -242,18 +232,18 @@ fn cell(v: Option<f64>) -> String {
 
 /// Write the heatmap (`<stem>.revisions.svg`) and the per-revision curves (`<stem>.svg`)
 /// beside a revision sweep's JSON; returns their paths.
-pub fn write_beside(json_path: &Path, value: &Value) -> Result<Vec<PathBuf>> {
+pub fn write_beside(json_path: &Path, report: &MemorizeReport) -> Result<Vec<PathBuf>> {
     let heat = json_path.with_extension("revisions.svg");
-    svg::write_file(&heat, &heatmap(value)?.document())?;
+    svg::write_file(&heat, &heatmap(report)?.document())?;
     let curves_path = plot::plot_path(json_path);
-    svg::write_file(&curves_path, &curves(value)?.render().document())?;
+    svg::write_file(&curves_path, &curves(report)?.render().document())?;
     Ok(vec![heat, curves_path])
 }
 
 /// The report page of a revision sweep: heatmap, curves, and the heatmap's numbers.
-pub fn html_page(mem_path: &Path, value: &Value) -> Result<String> {
-    let model = escape(model_name(value));
-    let revisions = grid(value, METRIC)?.revisions;
+pub fn html_page(mem_path: &Path, report: &MemorizeReport) -> Result<String> {
+    let model = escape(&report.model.path);
+    let revisions = grid(report, exact_match)?.revisions;
     let mut body = format!("<h1>llm-mem report: {model}</h1>\n");
     body.push_str(&format!(
         "<p class=\"note\">Memorization over {} revisions ({}): {}.</p>\n",
@@ -261,11 +251,11 @@ pub fn html_page(mem_path: &Path, value: &Value) -> Result<String> {
         escape(&revisions.join(", ")),
         escape(&mem_path.display().to_string()),
     ));
-    body.push_str(&heatmap(value)?.inline());
+    body.push_str(&heatmap(report)?.inline());
     body.push_str("<h2>Per bypassed layer, by revision</h2>\n");
-    body.push_str(&curves(value)?.render().inline());
+    body.push_str(&curves(report)?.render().inline());
     body.push_str(&format!("<h2>{METRIC}</h2>\n<table>\n"));
-    for (i, line) in markdown(value)?
+    for (i, line) in markdown(report)?
         .lines()
         .enumerate()
         .filter(|(i, _)| *i != 1)
@@ -289,42 +279,70 @@ pub fn html_page(mem_path: &Path, value: &Value) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
-    fn sweep() -> Value {
-        let entry = |revision: &str, bypass: Value, em: f64| json!({"revision": revision, "bypass": bypass, "exact_match": em, "memorized_len": 10.0 * em});
-        json!({"model": {"path": "org/tiny"}, "data": {"suffix_len": 32}, "results": [
-            entry("step1", json!([]), 0.5), entry("step1", json!([0]), 0.0), entry("step1", json!([1]), 0.25),
-            entry("step2", json!([]), 1.0), entry("step2", json!([0]), 0.125), entry("step2", json!([1]), 0.75),
-            {"revision": "step2", "setting": "mlp:1", "exact_match": 0.0},
-        ]})
+    fn report(results: Vec<Value>) -> MemorizeReport {
+        serde_json::from_value(json!({
+            "tool": {"name": "llm-mem", "version": "0"},
+            "model": {"path": "org/tiny", "architecture": "a", "num_layers": 2, "dtype": "f32", "device": "cpu"},
+            "data": {"path": "d", "num_samples": 1, "seq_len": 40, "prefix_len": 8, "suffix_len": 32},
+            "results": results,
+        }))
+        .unwrap()
+    }
+
+    fn entry(revision: Option<&str>, setting: Value, em: f64) -> Value {
+        let mut e = json!({"exact_match": em, "token_accuracy": em, "completion_entropy": 1.0,
+            "teacher_forced_accuracy": em, "memorized_len": 10.0 * em, "suffix_nll": 1.0});
+        let field = if setting.is_array() {
+            "bypass"
+        } else {
+            "setting"
+        };
+        e[field] = setting;
+        if let Some(revision) = revision {
+            e["revision"] = json!(revision);
+        }
+        e
+    }
+
+    fn sweep() -> MemorizeReport {
+        let e = |revision: &str, bypass: Value, em: f64| entry(Some(revision), bypass, em);
+        report(vec![
+            e("step1", json!([]), 0.5),
+            e("step1", json!([0]), 0.0),
+            e("step1", json!([1]), 0.25),
+            e("step2", json!([]), 1.0),
+            e("step2", json!([0]), 0.125),
+            e("step2", json!([1]), 0.75),
+            e("step2", json!("mlp:1"), 0.0),
+        ])
     }
 
     #[test]
     fn one_row_per_revision_and_one_cell_per_bypass_setting() {
-        let value = sweep();
-        assert!(is_revision_sweep(&value));
-        assert!(!is_revision_sweep(
-            &json!({"results": [{"bypass": [], "exact_match": 1.0}]})
-        ));
-        let text = heatmap(&value).unwrap().document();
+        let sweep = sweep();
+        assert!(sweep.is_revision_sweep());
+        let plain = report(vec![entry(None, json!([]), 1.0)]);
+        assert!(!plain.is_revision_sweep());
+        let text = heatmap(&sweep).unwrap().document();
         assert_eq!(text.matches("class=\"cell\"").count(), 6);
         assert!(
             text.contains("<title>step2 attn:1: 0.7500</title>"),
             "{text}"
         );
         assert_eq!(
-            markdown(&value).unwrap(),
+            markdown(&sweep).unwrap(),
             "| revision | base | attn:0 | attn:1 |\n|---:|---:|---:|---:|\n\
              | step1 | 0.5000 | 0.0000 | 0.2500 |\n| step2 | 1.0000 | 0.1250 | 0.7500 |\n"
         );
-        let figure = curves(&value).unwrap();
+        let figure = curves(&sweep).unwrap();
         let names: Vec<&str> = figure.panels[0]
             .series
             .iter()
             .map(|s| s.name.as_str())
             .collect();
         assert_eq!(names, ["step1", "step2"]);
-        assert!(grid(&json!({"results": []}), METRIC).is_err());
+        assert!(grid(&plain, exact_match).is_err());
     }
 }

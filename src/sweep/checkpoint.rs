@@ -16,8 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::atomic;
 use super::fingerprint::Fingerprint;
-use super::guard::OutputPlan;
-use super::interrupt::{Interrupt, Interrupted};
+use super::interrupt::{Cancel, Interrupted, Stop};
 use super::revisions::{self, Unit};
 use super::shard::Shard;
 use crate::bad_input;
@@ -230,10 +229,8 @@ impl<T: DeserializeOwned> SweepFile<T> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Finished,
-    /// A signal asked to stop; the checkpoint holds every finished batch.
-    Interrupted {
-        signal: i32,
-    },
+    /// The [`Cancel`] token asked to stop; the checkpoint holds every finished batch.
+    Interrupted(Stop),
 }
 
 /// Where the batch that starts at item `start` ends (exclusive): `|start| start + 64` for fixed
@@ -244,14 +241,15 @@ pub type BatchEnd<'a> = &'a dyn Fn(usize) -> usize;
 /// Compute the missing items of `file` batch by batch, saving it to `partial` after every
 /// batch. `compute(range)` returns one result per item of `range` for each unit of the
 /// range's revision (each of `file.settings` without revisions); a batch ends at the end of
-/// its revision's rows. Stops early, checkpoint saved, when `interrupt` has been signalled.
+/// its revision's rows. Stops early, checkpoint saved, when `cancel` asks it to.
 pub fn run_batches<T: Serialize>(
     file: &mut SweepFile<T>,
     partial: &Path,
     batch_end: BatchEnd,
-    interrupt: &Interrupt,
+    cancel: &Cancel,
     compute: &mut dyn FnMut(Range<usize>) -> Result<Vec<Vec<T>>>,
 ) -> Result<Outcome> {
+    cancel.sweep_started();
     while file.items_done < file.items_total {
         let start = file.items_done;
         let rows = file.rows();
@@ -272,35 +270,35 @@ pub fn run_batches<T: Serialize>(
                 file.items_total
             )
         })?;
-        if let Some(signal) = interrupt.requested() {
+        if let Some(stop) = cancel.requested() {
             if !file.is_complete() {
-                return Ok(Outcome::Interrupted { signal });
+                return Ok(Outcome::Interrupted(stop));
             }
         }
     }
     Ok(Outcome::Finished)
 }
 
-/// [`run_batches`] as the commands use it, stopping on SIGINT/SIGTERM: the sweep either
-/// finishes or returns an [`Interrupted`] error that says where the work is and how to resume.
-/// `unit` names the items in that message (`rows`, `windows`, `requests`).
+/// [`run_batches`] as the commands use it: the sweep either finishes or returns an
+/// [`Interrupted`] error that says where the work is. `unit` names the items in that message
+/// (`rows`, `windows`, `requests`).
 pub fn run_interruptible<T: Serialize>(
     file: &mut SweepFile<T>,
-    plan: &OutputPlan,
+    partial: &Path,
     batch_end: BatchEnd,
     unit: &str,
+    cancel: &Cancel,
     compute: &mut dyn FnMut(Range<usize>) -> Result<Vec<Vec<T>>>,
 ) -> Result<()> {
-    let interrupt = Interrupt::install()?;
-    match run_batches(file, &plan.partial, batch_end, &interrupt, compute)? {
+    match run_batches(file, partial, batch_end, cancel, compute)? {
         Outcome::Finished => Ok(()),
-        Outcome::Interrupted { signal } => Err(Interrupted::after(
-            signal,
-            file.items_done,
-            file.items_total,
-            unit,
-            &plan.partial,
-        )
+        Outcome::Interrupted(stop) => Err(Interrupted {
+            stop,
+            done: file.items_done,
+            total: file.items_total,
+            unit: unit.to_string(),
+            partial: Some(partial.to_path_buf()),
+        }
         .into()),
     }
 }
@@ -325,7 +323,7 @@ mod tests {
             10,
             serde_json::json!({}),
         );
-        let interrupt = Interrupt::none();
+        let interrupt = Cancel::new();
         let mut calls = Vec::new();
         let mut compute = |r: Range<usize>| -> Result<Vec<Vec<u64>>> {
             calls.push(r.clone());
@@ -374,7 +372,7 @@ mod tests {
             let at = |unit: u64| -> Vec<u64> { r.clone().map(|i| 100 * unit + i as u64).collect() };
             Ok(vec![at(1), at(2)])
         };
-        let interrupt = Interrupt::none();
+        let interrupt = Cancel::new();
         run_batches(&mut file, &partial, &|s| s + 2, &interrupt, &mut compute).unwrap();
         assert_eq!(calls, vec![0..2, 2..4, 4..5, 5..7, 7..9, 9..10]);
         let loaded: SweepFile<u64> = SweepFile::load(&partial).unwrap();

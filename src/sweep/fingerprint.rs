@@ -50,7 +50,8 @@ pub struct Fingerprint {
     pub settings: Vec<Setting>,
     /// A sweep over training checkpoints (`--revision a,b,c`): every revision of the list, in
     /// order, with its model by content (`model` is then the first revision's). Absent
-    /// otherwise, so that fingerprints written before revision sweeps existed still match.
+    /// otherwise, so that a run of one checkpoint matches the fingerprints of the older layout,
+    /// which has no such field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revisions: Option<Vec<RevisionId>>,
 }

@@ -45,7 +45,7 @@ impl OutputPlan {
 
     /// The cheap checks, before the model is even opened: an output that exists or a
     /// checkpoint nobody mentioned stops the run (exit 2). Nothing is created; callers check
-    /// the location is writable (`report::json::check_writable`) once their inputs are valid.
+    /// the location is writable (`results::check_writable`) once their inputs are valid.
     pub fn precheck(&self) -> Result<()> {
         let out = self.output.display();
         if self.output.is_dir() {

@@ -1,92 +1,100 @@
-//! Ctrl-C and SIGTERM (what Slurm sends at the time limit): the first one asks the sweep to
-//! stop after the batch in progress, whose results are then checkpointed; a second one ends
-//! the process at once, as users expect of a second Ctrl-C.
+//! Stopping a sweep cleanly: a [`Cancel`] token that the caller sets (the CLI from its SIGINT
+//! and SIGTERM handlers, a library caller from another thread) and a sweep reads after every
+//! batch; and the [`Interrupted`] error a sweep returns when it stopped on it.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use anyhow::Result;
+/// What the token holds when it was cancelled by a call rather than by a signal.
+const BY_CALL: usize = usize::MAX;
 
-/// Whether a stop was asked for, and by which signal.
-pub struct Interrupt {
-    signal: Arc<AtomicUsize>,
+/// A request to stop, shared between the caller and a running sweep. Cloning shares it.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel {
+    /// 0: not asked; a signal number; or [`BY_CALL`].
+    asked: Arc<AtomicUsize>,
+    /// Set while a sweep runs that stops at its next batch end.
+    stoppable: Arc<AtomicBool>,
 }
 
-impl Interrupt {
-    /// Catch SIGINT and SIGTERM from now on (Unix; elsewhere the default handling stays).
-    pub fn install() -> Result<Self> {
-        let signal = Arc::new(AtomicUsize::new(0));
-        #[cfg(unix)]
-        {
-            use signal_hook::consts::{SIGINT, SIGTERM};
-            use signal_hook::flag;
-            let asked = Arc::new(AtomicBool::new(false));
-            for sig in [SIGINT, SIGTERM] {
-                // Registered first, so it sees the flag as the previous signal left it: set = a
-                // second signal, exit now with the shell's code for death by that signal.
-                flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&asked))?;
-                flag::register(sig, Arc::clone(&asked))?;
-                flag::register_usize(sig, Arc::clone(&signal), sig as usize)?;
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = AtomicBool::new(false);
-        Ok(Self { signal })
+/// Why a sweep stopped early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// [`Cancel::cancel`] was called.
+    Cancelled,
+    /// A signal handler stored this signal number.
+    Signal(i32),
+}
+
+impl Cancel {
+    /// A token nobody has cancelled yet.
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// Never interrupted (library callers and tests).
-    pub fn none() -> Self {
-        Self {
-            signal: Arc::new(AtomicUsize::new(0)),
-        }
+    /// Ask the sweep to stop after the batch in progress.
+    pub fn cancel(&self) {
+        self.asked.store(BY_CALL, Ordering::SeqCst);
     }
 
-    /// The signal number once one arrived.
-    pub fn requested(&self) -> Option<i32> {
-        match self.signal.load(Ordering::SeqCst) {
+    /// The flag a signal handler stores its signal number into (async-signal-safe: a plain
+    /// atomic store).
+    pub fn signal_flag(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.asked)
+    }
+
+    /// Whether a sweep is running that stops cleanly at its next batch end (before one
+    /// starts, and for a caller with nothing to save, stopping means ending the process).
+    pub fn stoppable_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.stoppable)
+    }
+
+    /// Called by a sweep as it begins: from now on a stop request is honoured after a batch.
+    pub fn sweep_started(&self) {
+        self.stoppable.store(true, Ordering::SeqCst);
+    }
+
+    /// The stop asked for, if any.
+    pub fn requested(&self) -> Option<Stop> {
+        match self.asked.load(Ordering::SeqCst) {
             0 => None,
-            sig => Some(sig as i32),
+            BY_CALL => Some(Stop::Cancelled),
+            sig => Some(Stop::Signal(sig as i32)),
         }
     }
 }
 
-/// The error a command returns when it stopped on a signal with its work checkpointed. The
-/// CLI prints `message` as is and exits with 128 + `signal` (130 for Ctrl-C).
-#[derive(Debug)]
+/// The error a sweep returns when it stopped on its [`Cancel`] token. With a checkpoint,
+/// every finished batch is saved in `partial`; the CLI prints the message with the command
+/// that resumes and exits with 128 + signal (130 for Ctrl-C).
+#[derive(Debug, Clone)]
 pub struct Interrupted {
-    pub signal: i32,
-    pub message: String,
+    pub stop: Stop,
+    pub done: usize,
+    pub total: usize,
+    /// What the items are (`rows`, `windows`, `requests`).
+    pub unit: String,
+    /// The checkpoint holding the finished batches; `None` for a sweep kept in memory.
+    pub partial: Option<PathBuf>,
 }
 
 impl fmt::Display for Interrupted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        match self.stop {
+            Stop::Signal(signal) => write!(f, "interrupted by {}", signal_name(signal))?,
+            Stop::Cancelled => f.write_str("cancelled")?,
+        }
+        write!(f, " after {} of {} {}", self.done, self.total, self.unit)?;
+        match &self.partial {
+            Some(partial) => write!(f, "; progress is saved in {}", partial.display()),
+            None => Ok(()),
+        }
     }
 }
 
 impl std::error::Error for Interrupted {}
-
-impl Interrupted {
-    /// Stopped by `signal` with `done` of `total` `unit` checkpointed in `partial`.
-    pub fn after(
-        signal: i32,
-        done: usize,
-        total: usize,
-        unit: &str,
-        partial: &std::path::Path,
-    ) -> Self {
-        Self {
-            signal,
-            message: format!(
-                "interrupted by {} after {done} of {total} {unit}; progress is saved in {}. To continue: {}",
-                signal_name(signal),
-                partial.display(),
-                resume_command()
-            ),
-        }
-    }
-}
 
 pub fn signal_name(signal: i32) -> String {
     match signal {
@@ -96,60 +104,38 @@ pub fn signal_name(signal: i32) -> String {
     }
 }
 
-/// If `err` is an [`Interrupted`], print its message and exit with 128 + signal; otherwise
-/// return so the caller maps the error to 1 or 2 as usual.
-pub fn exit_if_interrupted(err: &anyhow::Error) {
-    if let Some(stop) = err.downcast_ref::<Interrupted>() {
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
-        eprintln!("{}", stop.message);
-        std::process::exit(128 + stop.signal);
-    }
-}
-
-/// The command line that continues this run: the current one with `--resume` added, quoted
-/// for a POSIX shell.
-pub fn resume_command() -> String {
-    let mut args: Vec<String> = std::env::args_os()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    if let Some(first) = args.first_mut() {
-        // Show the program as users type it, not the full path cargo or a script used.
-        if let Some(name) = std::path::Path::new(first.as_str()).file_name() {
-            *first = name.to_string_lossy().into_owned();
-        }
-    }
-    if !args.iter().any(|a| a == "--resume") {
-        args.push("--resume".into());
-    }
-    args.iter()
-        .map(|a| shell_quote(a))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn shell_quote(arg: &str) -> String {
-    let plain = !arg.is_empty()
-        && arg
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=,+@%".contains(&b));
-    if plain {
-        arg.to_string()
-    } else {
-        format!("'{}'", arg.replace('\'', r"'\''"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn quotes_only_what_needs_it() {
-        assert_eq!(shell_quote("--shard"), "--shard");
-        assert_eq!(shell_quote("0/8"), "0/8");
-        assert_eq!(shell_quote("my data.npy"), "'my data.npy'");
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
-        assert_eq!(shell_quote(""), "''");
+    fn a_token_says_who_stopped_it() {
+        let token = Cancel::new();
+        assert_eq!(token.requested(), None);
+        token.signal_flag().store(15, Ordering::SeqCst);
+        assert_eq!(token.clone().requested(), Some(Stop::Signal(15)));
+        token.cancel();
+        assert_eq!(token.requested(), Some(Stop::Cancelled));
+    }
+
+    #[test]
+    fn the_message_names_the_stop_and_the_checkpoint() {
+        let stop = Interrupted {
+            stop: Stop::Signal(2),
+            done: 3,
+            total: 9,
+            unit: "rows".into(),
+            partial: Some(PathBuf::from("o.json.partial")),
+        };
+        assert_eq!(
+            stop.to_string(),
+            "interrupted by SIGINT after 3 of 9 rows; progress is saved in o.json.partial"
+        );
+        let stop = Interrupted {
+            stop: Stop::Cancelled,
+            partial: None,
+            ..stop
+        };
+        assert_eq!(stop.to_string(), "cancelled after 3 of 9 rows");
     }
 }

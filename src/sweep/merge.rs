@@ -211,7 +211,7 @@ mod tests {
         file.summaries = Some(
             settings
                 .iter()
-                .map(|s| serde_json::json!({ "setting": s }))
+                .map(|s| serde_json::json!(s.label()))
                 .collect(),
         );
         let path = dir.join(format!("s{index}.json"));
@@ -230,14 +230,8 @@ mod tests {
             .unwrap();
         assert_eq!(merged.settings, vec![b(&[]), b(&[0]), b(&[1])]);
         assert_eq!(merged.results, vec![vec![0, 7], vec![1, 7], vec![1, 7]]);
-        let order: Vec<_> = merged
-            .summaries
-            .unwrap()
-            .iter()
-            .map(|s| s["setting"].clone())
-            .collect();
         assert_eq!(
-            order,
+            merged.summaries.unwrap(),
             vec![
                 serde_json::json!("base"),
                 serde_json::json!("attn:0"),

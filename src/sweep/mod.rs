@@ -26,6 +26,6 @@ pub mod shard;
 pub use checkpoint::{run_batches, run_interruptible, Outcome, SweepFile};
 pub use fingerprint::Fingerprint;
 pub use guard::{OutputPlan, Start};
-pub use interrupt::{Interrupt, Interrupted};
+pub use interrupt::{Cancel, Interrupted, Stop};
 pub use revisions::Unit;
 pub use shard::Shard;

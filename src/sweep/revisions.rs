@@ -3,7 +3,7 @@
 //!
 //! The unit of work is then a (revision, setting) pair: `--shard` deals out pairs, `merge`
 //! joins by pair, a checkpoint holds the pairs' rows done so far. Revisions with identical
-//! models (equal [`ModelId`]: config and every weight file by sha256) are computed once: only
+//! models (equal [`ModelId`](super::fingerprint::ModelId): config and every weight file by sha256) are computed once: only
 //! the first of each group of equals has units; the report gives its results to the others.
 
 use super::fingerprint::{Fingerprint, RevisionId};

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
+use llm_mem::data::npy::{read_token_rows, TokenRows};
 use llm_mem::intervene::{Means, Setting};
-use llm_mem::memorize::npy::{read_token_rows, TokenRows};
 use llm_mem::model::{weights, Model};
 use llm_mem::ops::{with_kernels, Kernels};
 use ndarray::Array4;

@@ -16,10 +16,9 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 use serde::Deserialize;
 
-use super::{Architecture, Family, Shape};
+use super::{check_heads_divide, Architecture, Family, Shape};
 use crate::intervene::LayerEdit;
-use crate::model::attention::{split_heads, LayerKv, Positions};
-use crate::model::config::check_heads_divide;
+use crate::model::attention::{split_heads, LayerKv, LayerType, Positions};
 use crate::model::linear::Linear;
 use crate::model::mlp::Mlp;
 use crate::model::norm::Norm;
@@ -51,8 +50,11 @@ pub struct Gpt2Config {
     #[serde(default)]
     pub n_inner: Option<usize>,
     pub n_positions: usize,
-    #[serde(default = "default_act")]
-    pub activation_function: String,
+    #[serde(
+        default = "default_act",
+        deserialize_with = "Activation::activation_function"
+    )]
+    pub activation_function: Activation,
     #[serde(default = "default_eps")]
     pub layer_norm_epsilon: f64,
     #[serde(default = "default_true")]
@@ -65,8 +67,8 @@ pub struct Gpt2Config {
     pub tie_word_embeddings: bool,
 }
 
-fn default_act() -> String {
-    "gelu_new".into()
+fn default_act() -> Activation {
+    Activation::GeluTanh
 }
 fn default_eps() -> f64 {
     1e-5
@@ -115,7 +117,6 @@ impl Family for Gpt2Config {
                 "tie_word_embeddings false is not supported for GPT-2 (its lm_head is wte)"
             ));
         }
-        Activation::from_name(&self.activation_function)?;
         Ok(())
     }
 
@@ -175,7 +176,7 @@ impl Attention {
         let q = split_heads(&part(0)?, self.heads)?.contiguous()?;
         let k = split_heads(&part(1)?, self.heads)?.contiguous()?;
         let (k, v) = kv.append(k, split_heads(&own, self.heads)?.contiguous()?)?;
-        let mixed = ops::attend(&q, &k, &v, pos.mask(false), Some(self.scale))?;
+        let mixed = ops::attend(&q, &k, &v, pos.mask(LayerType::Full), Some(self.scale))?;
         let mixed = edit.heads(|| own.contiguous(), Some(mixed))?;
         self.c_proj.forward(&mixed)
     }
@@ -198,8 +199,8 @@ impl Block {
             mlp: Mlp::new(
                 Linear::load_conv1d(cfg.n_embd, cfg.inner(), vb.pp("mlp.c_fc"))?,
                 Linear::load_conv1d(cfg.inner(), cfg.n_embd, vb.pp("mlp.c_proj"))?,
-                &cfg.activation_function,
-            )?,
+                cfg.activation_function,
+            ),
         })
     }
 

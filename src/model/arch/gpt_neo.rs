@@ -11,11 +11,10 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 use serde::Deserialize;
 
-use super::{Architecture, Family, Shape};
+use super::{check_heads_divide, Architecture, Family, Shape, MAX_LAYERS};
 use crate::bad_input;
 use crate::intervene::LayerEdit;
-use crate::model::attention::{split_heads, LayerKv, Positions};
-use crate::model::config::{check_heads_divide, MAX_LAYERS};
+use crate::model::attention::{split_heads, LayerKv, LayerType, Positions};
 use crate::model::linear::Linear;
 use crate::model::mlp::Mlp;
 use crate::model::norm::Norm;
@@ -38,7 +37,7 @@ pub const ARCHITECTURE: Architecture = Architecture {
 };
 
 /// GPT-Neo's `config.json`. `attention_types` is run-length encoded, e.g.
-/// `[[["global", "local"], 12]]` = 24 layers alternating global and local.
+/// `[[["global", "local"], 12]]` = 24 layers alternating global and local (sliding-window).
 #[derive(Debug, Clone, Deserialize)]
 pub struct GptNeoConfig {
     pub vocab_size: usize,
@@ -48,16 +47,20 @@ pub struct GptNeoConfig {
     #[serde(default)]
     pub intermediate_size: Option<usize>,
     pub window_size: usize,
-    pub attention_types: Vec<(Vec<String>, usize)>,
-    #[serde(default = "default_act")]
-    pub activation_function: String,
+    #[serde(deserialize_with = "LayerType::attention_types")]
+    pub attention_types: Vec<(Vec<LayerType>, usize)>,
+    #[serde(
+        default = "default_act",
+        deserialize_with = "Activation::activation_function"
+    )]
+    pub activation_function: Activation,
     #[serde(default = "default_eps")]
     pub layer_norm_epsilon: f64,
     pub max_position_embeddings: usize,
 }
 
-fn default_act() -> String {
-    "gelu_new".into()
+fn default_act() -> Activation {
+    Activation::GeluTanh
 }
 fn default_eps() -> f64 {
     1e-5
@@ -85,16 +88,16 @@ impl GptNeoConfig {
     }
 
     /// Attention type of every layer, expanded from the run-length encoding.
-    pub fn layer_kinds(&self) -> Vec<String> {
+    pub fn layer_kinds(&self) -> Vec<LayerType> {
         let mut kinds = Vec::new();
         for (pattern, repeat) in &self.attention_types {
-            // An empty pattern adds no layers however often it repeats (found by fuzzing:
-            // `[[], 2^63]` used to spin for ever).
+            // An empty pattern adds no layers however often it repeats: `[[], 2^63]` must
+            // not be looped over.
             if pattern.is_empty() {
                 continue;
             }
             for _ in 0..*repeat {
-                kinds.extend(pattern.iter().cloned());
+                kinds.extend_from_slice(pattern);
             }
         }
         kinds
@@ -104,8 +107,8 @@ impl GptNeoConfig {
 impl Family for GptNeoConfig {
     fn shape(&self) -> Shape {
         // Only sized once validated: `layer_kinds` expands the run-length encoding.
-        let any_local = self.layer_kind_count().is_some()
-            && self.layer_kinds().iter().any(|kind| kind == "local");
+        let any_local =
+            self.layer_kind_count().is_some() && self.layer_kinds().contains(&LayerType::Sliding);
         Shape {
             num_layers: self.num_layers,
             hidden_size: self.hidden_size,
@@ -134,15 +137,9 @@ impl Family for GptNeoConfig {
                 self.num_layers
             ));
         }
-        if let Some(bad) = kinds.iter().find(|k| *k != "global" && *k != "local") {
-            return Err(bad_input!(
-                "unknown attention type {bad:?} (expected global or local)"
-            ));
-        }
         if self.window_size == 0 {
             return Err(bad_input!("window_size must be positive, found 0"));
         }
-        Activation::from_name(&self.activation_function)?;
         Ok(())
     }
 
@@ -161,11 +158,11 @@ struct Attention {
     v_proj: Linear,
     out_proj: Linear,
     heads: usize,
-    local: bool,
+    layer_type: LayerType,
 }
 
 impl Attention {
-    fn new(cfg: &GptNeoConfig, local: bool, vb: VarBuilder) -> Result<Self> {
+    fn new(cfg: &GptNeoConfig, layer_type: LayerType, vb: VarBuilder) -> Result<Self> {
         let h = cfg.hidden_size;
         Ok(Self {
             q_proj: Linear::load(h, h, false, vb.pp("q_proj"))?,
@@ -173,7 +170,7 @@ impl Attention {
             v_proj: Linear::load(h, h, false, vb.pp("v_proj"))?,
             out_proj: Linear::load(h, h, true, vb.pp("out_proj"))?,
             heads: cfg.num_heads,
-            local,
+            layer_type,
         })
     }
 
@@ -192,7 +189,7 @@ impl Attention {
         let q = split_heads(&self.q_proj.forward(x)?, self.heads)?;
         let k = split_heads(&self.k_proj.forward(x)?, self.heads)?.contiguous()?;
         let (k, v) = kv.append(k, split_heads(&own, self.heads)?.contiguous()?)?;
-        let mixed = ops::attend(&q, &k, &v, pos.mask(self.local), None)?;
+        let mixed = ops::attend(&q, &k, &v, pos.mask(self.layer_type), None)?;
         self.out_proj.forward(&edit.heads(|| Ok(own), Some(mixed))?)
     }
 }
@@ -205,18 +202,18 @@ struct Block {
 }
 
 impl Block {
-    fn new(cfg: &GptNeoConfig, local: bool, vb: VarBuilder) -> Result<Self> {
+    fn new(cfg: &GptNeoConfig, layer_type: LayerType, vb: VarBuilder) -> Result<Self> {
         let ln = |name: &str| Norm::layer(cfg.hidden_size, cfg.layer_norm_epsilon, vb.pp(name));
         let h = cfg.hidden_size;
         Ok(Self {
             ln_1: ln("ln_1")?,
-            attn: Attention::new(cfg, local, vb.pp("attn").pp("attention"))?,
+            attn: Attention::new(cfg, layer_type, vb.pp("attn").pp("attention"))?,
             ln_2: ln("ln_2")?,
             mlp: Mlp::new(
                 Linear::load(h, cfg.intermediate(), true, vb.pp("mlp.c_fc"))?,
                 Linear::load(cfg.intermediate(), h, true, vb.pp("mlp.c_proj"))?,
-                &cfg.activation_function,
-            )?,
+                cfg.activation_function,
+            ),
         })
     }
 
@@ -245,11 +242,11 @@ impl GptNeo {
     pub fn new(cfg: &GptNeoConfig, vb: VarBuilder) -> Result<Self> {
         let body = vb.pp("transformer");
         let wte = candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, body.pp("wte"))?;
-        let kinds = cfg.layer_kinds();
-        let h = kinds
-            .iter()
+        let h = cfg
+            .layer_kinds()
+            .into_iter()
             .enumerate()
-            .map(|(i, kind)| Block::new(cfg, kind == "local", body.pp("h").pp(i)))
+            .map(|(i, kind)| Block::new(cfg, kind, body.pp("h").pp(i)))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             lm_head: Linear::new(wte.embeddings().clone(), None)?,

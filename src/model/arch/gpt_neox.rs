@@ -12,10 +12,9 @@ use candle_core::{IndexOp, Module, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 use serde::Deserialize;
 
-use super::{Architecture, Family, Shape};
+use super::{check_heads_divide, Architecture, Family, Shape};
 use crate::intervene::LayerEdit;
-use crate::model::attention::{LayerKv, Positions};
-use crate::model::config::check_heads_divide;
+use crate::model::attention::{LayerKv, LayerType, Positions};
 use crate::model::linear::Linear;
 use crate::model::mlp::Mlp;
 use crate::model::norm::Norm;
@@ -46,8 +45,8 @@ pub struct GptNeoXConfig {
     pub num_hidden_layers: usize,
     pub num_attention_heads: usize,
     pub intermediate_size: usize,
-    #[serde(default = "default_act")]
-    pub hidden_act: String,
+    #[serde(default = "default_act", deserialize_with = "Activation::hidden_act")]
+    pub hidden_act: Activation,
     pub max_position_embeddings: usize,
     #[serde(default = "default_eps")]
     pub layer_norm_eps: f64,
@@ -63,8 +62,8 @@ pub struct GptNeoXConfig {
     pub rope: RopeKeys,
 }
 
-fn default_act() -> String {
-    "gelu".into()
+fn default_act() -> Activation {
+    Activation::GeluErf
 }
 fn default_eps() -> f64 {
     1e-5
@@ -109,7 +108,6 @@ impl Family for GptNeoXConfig {
         if ndims % 2 != 0 {
             return Err(crate::bad_input!("rotary dimensions {ndims} must be even"));
         }
-        Activation::from_name(&self.hidden_act)?;
         Ok(())
     }
 
@@ -207,7 +205,7 @@ impl Attention {
         };
         let (k, v) = kv.append(k, v)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let mixed = ops::attend(&q, &k, &v, pos.mask(false), Some(scale))?;
+        let mixed = ops::attend(&q, &k, &v, pos.mask(LayerType::Full), Some(scale))?;
         let own = || part(2)?.reshape((b, t, self.heads * self.head_dim));
         self.dense.forward(&edit.heads(own, Some(mixed))?)
     }
@@ -232,8 +230,8 @@ impl Layer {
             mlp: Mlp::new(
                 Linear::load(h, inner, true, vb.pp("mlp.dense_h_to_4h"))?,
                 Linear::load(inner, h, true, vb.pp("mlp.dense_4h_to_h"))?,
-                &cfg.hidden_act,
-            )?,
+                cfg.hidden_act,
+            ),
             parallel_residual: cfg.use_parallel_residual,
         })
     }

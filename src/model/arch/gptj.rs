@@ -28,11 +28,10 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 use serde::Deserialize;
 
-use super::{Architecture, Family, Shape};
+use super::{check_heads_divide, Architecture, Family, Shape};
 use crate::bad_input;
 use crate::intervene::LayerEdit;
-use crate::model::attention::{split_heads, LayerKv, Positions};
-use crate::model::config::check_heads_divide;
+use crate::model::attention::{split_heads, LayerKv, LayerType, Positions};
 use crate::model::linear::Linear;
 use crate::model::mlp::Mlp;
 use crate::model::norm::Norm;
@@ -69,8 +68,11 @@ pub struct GptJConfig {
     /// Rotated dimensions per head; absent = 64 (HF's default), `null` is refused.
     #[serde(default = "default_rotary_dim")]
     pub rotary_dim: Option<usize>,
-    #[serde(default = "default_act")]
-    pub activation_function: String,
+    #[serde(
+        default = "default_act",
+        deserialize_with = "Activation::activation_function"
+    )]
+    pub activation_function: Activation,
     #[serde(default = "default_eps")]
     pub layer_norm_epsilon: f64,
     #[serde(default)]
@@ -80,8 +82,8 @@ pub struct GptJConfig {
 fn default_rotary_dim() -> Option<usize> {
     Some(64)
 }
-fn default_act() -> String {
-    "gelu_new".into()
+fn default_act() -> Activation {
+    Activation::GeluTanh
 }
 fn default_eps() -> f64 {
     1e-5
@@ -136,7 +138,6 @@ impl Family for GptJConfig {
         if rotary_dim % 2 != 0 {
             return Err(bad_input!("rotary_dim {rotary_dim} must be even"));
         }
-        Activation::from_name(&self.activation_function)?;
         Ok(())
     }
 
@@ -197,7 +198,7 @@ impl Attention {
             )?
             .contiguous()?;
         let (k, v) = kv.append(k, split_heads(&own, self.heads)?.contiguous()?)?;
-        let mixed = ops::attend(&q, &k, &v, pos.mask(false), Some(self.scale))?;
+        let mixed = ops::attend(&q, &k, &v, pos.mask(LayerType::Full), Some(self.scale))?;
         let mixed = edit.heads(|| Ok(own), Some(mixed))?;
         self.out_proj.forward(&mixed)
     }
@@ -217,8 +218,8 @@ impl Block {
             mlp: Mlp::new(
                 Linear::load(cfg.n_embd, cfg.inner(), true, vb.pp("mlp.fc_in"))?,
                 Linear::load(cfg.inner(), cfg.n_embd, true, vb.pp("mlp.fc_out"))?,
-                &cfg.activation_function,
-            )?,
+                cfg.activation_function,
+            ),
         })
     }
 

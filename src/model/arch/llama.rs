@@ -16,8 +16,7 @@
 //! - `head_dim` defaults to hidden / heads, except Qwen3's (128);
 //! - GQA: query head h reads key/value head h // (heads / kv_heads).
 //!
-//! The bypass of block L gives each query head its own position's value vector (its
-//! key/value group's), then `o_proj`: no q, k, rotary, mask or cache.
+//! The attention is [`crate::model::self_attention`]'s, and so is its bypass.
 
 use std::any::Any;
 
@@ -25,17 +24,16 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 use serde::Deserialize;
 
-use super::{Architecture, Family, Shape};
+use super::{check_head_dim, check_rotary, Architecture, Family, Shape};
 use crate::bad_input;
 use crate::intervene::LayerEdit;
-use crate::model::attention::{Heads, LayerKv, Positions};
-use crate::model::config::check_heads_divide;
+use crate::model::attention::{Heads, LayerKv, LayerType, Positions};
 use crate::model::linear::Linear;
 use crate::model::mlp::GatedMlp;
 use crate::model::norm::Norm;
 use crate::model::rotary::{RopeKeys, RopeSpec, Rotary, RotaryStyle};
+use crate::model::self_attention::{AttentionOptions, QkNorm, SelfAttention};
 use crate::model::{Activation, CausalLm};
-use crate::ops;
 
 const SIZE_FIELDS: &[&str] = &[
     "vocab_size",
@@ -96,8 +94,8 @@ pub struct LlamaConfig {
     pub num_key_value_heads: Option<usize>,
     #[serde(default)]
     pub head_dim: Option<usize>,
-    #[serde(default = "default_act")]
-    pub hidden_act: String,
+    #[serde(default = "default_act", deserialize_with = "Activation::hidden_act")]
+    pub hidden_act: Activation,
     pub max_position_embeddings: usize,
     #[serde(default = "default_eps")]
     pub rms_norm_eps: f64,
@@ -113,8 +111,8 @@ pub struct LlamaConfig {
     pub use_sliding_window: bool,
     #[serde(default)]
     pub max_window_layers: Option<usize>,
-    #[serde(default)]
-    pub layer_types: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "LayerType::layer_types")]
+    pub layer_types: Option<Vec<LayerType>>,
     #[serde(flatten)]
     pub rope: RopeKeys,
     #[serde(skip)]
@@ -124,8 +122,8 @@ pub struct LlamaConfig {
     sliding_window_absent: bool,
 }
 
-fn default_act() -> String {
-    "silu".into()
+fn default_act() -> Activation {
+    Activation::Silu
 }
 fn default_eps() -> f64 {
     1e-6
@@ -138,9 +136,6 @@ fn parse(text: &str, variant: Variant) -> anyhow::Result<Box<dyn Family>> {
     config.sliding_window_absent = raw.get("sliding_window").is_none();
     Ok(Box::new(config))
 }
-
-const SLIDING: &str = "sliding_attention";
-const FULL: &str = "full_attention";
 
 impl LlamaConfig {
     pub fn head_dim(&self) -> usize {
@@ -170,18 +165,46 @@ impl LlamaConfig {
         }
     }
 
-    /// Whether each layer attends through the sliding window.
-    pub fn sliding_layers(&self) -> Vec<bool> {
-        let Some(_) = self.window() else {
-            return vec![false; self.num_hidden_layers];
-        };
+    /// How each layer attends: through the sliding window only where this variant has one.
+    pub fn layer_types(&self) -> Vec<LayerType> {
+        let n = self.num_hidden_layers;
+        if self.window().is_none() {
+            return vec![LayerType::Full; n];
+        }
         match (&self.layer_types, self.variant) {
-            (_, Variant::Mistral) => vec![true; self.num_hidden_layers],
-            (Some(types), _) => types.iter().map(|t| t == SLIDING).collect(),
+            (_, Variant::Mistral) => vec![LayerType::Sliding; n],
+            (Some(types), _) => types.clone(),
             (None, _) => {
                 let first = self.max_window_layers.unwrap_or(28);
-                (0..self.num_hidden_layers).map(|i| i >= first).collect()
+                (0..n)
+                    .map(|i| match i >= first {
+                        true => LayerType::Sliding,
+                        false => LayerType::Full,
+                    })
+                    .collect()
             }
+        }
+    }
+
+    /// The attention of a layer of type `layer_type`.
+    fn attention(&self, layer_type: LayerType) -> AttentionOptions {
+        let (qkv_bias, o_bias, _) = self.biases();
+        AttentionOptions {
+            hidden: self.hidden_size,
+            heads: Heads {
+                query: self.num_attention_heads,
+                kv: self.kv_heads(),
+                dim: self.head_dim(),
+            },
+            qkv_bias,
+            o_bias,
+            qk_norm: match self.variant {
+                Variant::Qwen3 => QkNorm::PerHead,
+                _ => QkNorm::None,
+            },
+            norm_eps: self.rms_norm_eps,
+            clip_qkv: None,
+            layer_type,
         }
     }
 
@@ -198,7 +221,7 @@ impl LlamaConfig {
 
 impl Family for LlamaConfig {
     fn shape(&self) -> Shape {
-        let sliding = self.sliding_layers().into_iter().any(|s| s);
+        let sliding = self.layer_types().contains(&LayerType::Sliding);
         Shape {
             num_layers: self.num_hidden_layers,
             hidden_size: self.hidden_size,
@@ -213,34 +236,22 @@ impl Family for LlamaConfig {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
-        if self.head_dim.is_none() {
-            check_heads_divide(self.hidden_size, self.num_attention_heads)?;
-        }
         let head_dim = self.head_dim();
-        if head_dim == 0 || head_dim > 1 << 16 {
-            return Err(bad_input!("head_dim {head_dim} must be in 1..=65536"));
+        check_head_dim(
+            self.hidden_size,
+            self.num_attention_heads,
+            self.head_dim,
+            head_dim,
+        )?;
+        check_rotary(&self.rope()?, head_dim)?;
+        match &self.layer_types {
+            Some(types) if types.len() != self.num_hidden_layers => Err(bad_input!(
+                "layer_types lists {} layers but num_hidden_layers is {}",
+                types.len(),
+                self.num_hidden_layers
+            )),
+            _ => Ok(()),
         }
-        if self.rope()?.ndims(head_dim) % 2 != 0 {
-            return Err(bad_input!(
-                "rotary dimensions of head_dim {head_dim} must be even"
-            ));
-        }
-        if let Some(types) = &self.layer_types {
-            if types.len() != self.num_hidden_layers {
-                return Err(bad_input!(
-                    "layer_types lists {} layers but num_hidden_layers is {}",
-                    types.len(),
-                    self.num_hidden_layers
-                ));
-            }
-            if let Some(bad) = types.iter().find(|t| *t != SLIDING && *t != FULL) {
-                return Err(bad_input!(
-                    "layer_types: unknown layer type {bad:?} (expected {FULL} or {SLIDING})"
-                ));
-            }
-        }
-        Activation::from_name(&self.hidden_act)?;
-        Ok(())
     }
 
     fn build(&self, vb: VarBuilder) -> Result<Box<dyn CausalLm>> {
@@ -252,111 +263,25 @@ impl Family for LlamaConfig {
     }
 }
 
-struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
-    /// Qwen3's per-head RMSNorm of q and k.
-    qk_norm: Option<(Norm, Norm)>,
-    heads: Heads,
-    sliding: bool,
-}
-
-impl Attention {
-    fn new(cfg: &LlamaConfig, sliding: bool, vb: VarBuilder) -> Result<Self> {
-        let heads = Heads {
-            query: cfg.num_attention_heads,
-            kv: cfg.kv_heads(),
-            dim: cfg.head_dim(),
-        };
-        let (hidden, q_width, kv_width) = (
-            cfg.hidden_size,
-            heads.query * heads.dim,
-            heads.kv * heads.dim,
-        );
-        let (qkv_bias, o_bias, _) = cfg.biases();
-        let qk_norm = match cfg.variant {
-            Variant::Qwen3 => Some((
-                Norm::rms(heads.dim, cfg.rms_norm_eps, vb.pp("q_norm"))?,
-                Norm::rms(heads.dim, cfg.rms_norm_eps, vb.pp("k_norm"))?,
-            )),
-            _ => None,
-        };
-        Ok(Self {
-            q_proj: Linear::load(hidden, q_width, qkv_bias, vb.pp("q_proj"))?,
-            k_proj: Linear::load(hidden, kv_width, qkv_bias, vb.pp("k_proj"))?,
-            v_proj: Linear::load(hidden, kv_width, qkv_bias, vb.pp("v_proj"))?,
-            o_proj: Linear::load(q_width, hidden, o_bias, vb.pp("o_proj"))?,
-            qk_norm,
-            heads,
-            sliding,
-        })
-    }
-
-    fn forward(
-        &self,
-        x: &Tensor,
-        edit: &LayerEdit<'_>,
-        rotary: &Rotary,
-        pos: &Positions,
-        kv: &mut LayerKv,
-    ) -> Result<Tensor> {
-        let (b, t, _) = x.dims3()?;
-        let Heads {
-            query,
-            kv: kv_heads,
-            dim,
-        } = self.heads;
-        let v = self.v_proj.forward(x)?; // [b, t, kv_heads * dim]
-        if edit.skips_attention() {
-            // Identity attention weights: each head gets its own position's value vector.
-            return self
-                .o_proj
-                .forward(&edit.heads(|| self.heads.own_values(&v), None)?);
-        }
-        let q = self.q_proj.forward(x)?.reshape((b, t, query, dim))?;
-        let k = self.k_proj.forward(x)?.reshape((b, t, kv_heads, dim))?;
-        let (q, k) = match &self.qk_norm {
-            Some((q_norm, k_norm)) => (q_norm.forward(&q)?, k_norm.forward(&k)?),
-            None => (q, k),
-        };
-        // [b, heads, t, dim]
-        let q = rotary.apply(&q.transpose(1, 2)?, &pos.query)?;
-        let k = rotary
-            .apply(&k.transpose(1, 2)?, &pos.query)?
-            .contiguous()?;
-        let v_heads = v
-            .reshape((b, t, kv_heads, dim))?
-            .transpose(1, 2)?
-            .contiguous()?;
-        let (k, v_all) = kv.append(k, v_heads)?;
-        let scale = 1.0 / (dim as f64).sqrt();
-        let mixed = ops::attend(&q, &k, &v_all, pos.mask(self.sliding), Some(scale))?;
-        let mixed = edit.heads(|| self.heads.own_values(&v), Some(mixed))?;
-        self.o_proj.forward(&mixed)
-    }
-}
-
 struct Layer {
     input_layernorm: Norm,
-    self_attn: Attention,
+    self_attn: SelfAttention,
     post_attention_layernorm: Norm,
     mlp: GatedMlp,
 }
 
 impl Layer {
-    fn new(cfg: &LlamaConfig, sliding: bool, vb: VarBuilder) -> Result<Self> {
+    fn new(cfg: &LlamaConfig, layer_type: LayerType, vb: VarBuilder) -> Result<Self> {
         let norm = |name: &str| Norm::rms(cfg.hidden_size, cfg.rms_norm_eps, vb.pp(name));
         Ok(Self {
             input_layernorm: norm("input_layernorm")?,
-            self_attn: Attention::new(cfg, sliding, vb.pp("self_attn"))?,
+            self_attn: SelfAttention::new(&cfg.attention(layer_type), vb.pp("self_attn"))?,
             post_attention_layernorm: norm("post_attention_layernorm")?,
             mlp: GatedMlp::load(
                 cfg.hidden_size,
                 cfg.intermediate_size,
                 cfg.biases().2,
-                &cfg.hidden_act,
+                cfg.hidden_act,
                 vb.pp("mlp"),
             )?,
         })
@@ -393,10 +318,10 @@ impl Llama {
         let embed_tokens =
             candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, body.pp("embed_tokens"))?;
         let layers = cfg
-            .sliding_layers()
+            .layer_types()
             .into_iter()
             .enumerate()
-            .map(|(i, sliding)| Layer::new(cfg, sliding, body.pp("layers").pp(i)))
+            .map(|(i, layer_type)| Layer::new(cfg, layer_type, body.pp("layers").pp(i)))
             .collect::<Result<Vec<_>>>()?;
         let lm_head = Linear::lm_head(
             embed_tokens.embeddings(),

@@ -4,6 +4,13 @@
 //! Adding a family: write `<family>.rs` (a serde `Config` mirroring `config.json`, its
 //! [`Family`] impl, sublayers with `new(cfg, vb)` + `forward`, a [`CausalLm`] model), then add
 //! one [`Architecture`] line to [`REGISTRY`]. Nothing else in llm-mem names an architecture.
+//! Closed sets in the config deserialize into their enums ([`Activation::hidden_act`],
+//! [`LayerType::layer_types`]); a Llama-style family describes its attention with
+//! [`AttentionOptions`] instead of writing one.
+//!
+//! [`Activation::hidden_act`]: super::Activation::hidden_act
+//! [`LayerType::layer_types`]: super::attention::LayerType::layer_types
+//! [`AttentionOptions`]: super::self_attention::AttentionOptions
 
 pub mod gpt2;
 pub mod gpt_neo;
@@ -20,6 +27,7 @@ use anyhow::Result;
 use candle_nn::VarBuilder;
 use serde::de::DeserializeOwned;
 
+use super::rotary::RopeSpec;
 use super::CausalLm;
 use crate::bad_input;
 
@@ -40,10 +48,111 @@ pub struct Shape {
     pub local_window: Option<usize>,
 }
 
+/// Upper bounds far above any real model, so that a corrupt config is refused instead of
+/// sizing huge buffers (rotary tables, masks) from its numbers.
+pub const MAX_LAYERS: usize = 1 << 12;
+pub const MAX_HIDDEN: usize = 1 << 17;
+const MAX_VOCAB: usize = 1 << 24;
+const MAX_POSITIONS: usize = 1 << 21;
+
+impl Shape {
+    /// The checks every family shares: positive and plausible sizes, a positive epsilon, key/value
+    /// heads dividing the query heads.
+    pub fn check(&self) -> Result<()> {
+        let shape = self;
+        let positive = [
+            ("hidden size", shape.hidden_size),
+            ("number of attention heads", shape.heads),
+            ("number of key/value heads", shape.kv_heads),
+            ("number of layers", shape.num_layers),
+            ("vocab_size", shape.vocab_size),
+            ("max_position_embeddings", shape.max_positions),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(bad_input!("{name} must be positive, found 0"));
+            }
+        }
+        let bounds = [
+            ("hidden size", shape.hidden_size, MAX_HIDDEN),
+            ("number of attention heads", shape.heads, MAX_HIDDEN),
+            ("intermediate size", shape.intermediate_size, 8 * MAX_HIDDEN),
+            ("number of layers", shape.num_layers, MAX_LAYERS),
+            ("vocab_size", shape.vocab_size, MAX_VOCAB),
+            (
+                "max_position_embeddings",
+                shape.max_positions,
+                MAX_POSITIONS,
+            ),
+        ];
+        for (name, value, max) in bounds {
+            if value > max {
+                return Err(bad_input!(
+                    "{name} {value} is implausibly large (at most {max})"
+                ));
+            }
+        }
+        if !(shape.norm_eps.is_finite() && shape.norm_eps > 0.0) {
+            return Err(bad_input!(
+                "layer norm epsilon {} must be a positive number",
+                shape.norm_eps
+            ));
+        }
+        if !shape.heads.is_multiple_of(shape.kv_heads) {
+            return Err(bad_input!(
+                "the {} attention heads are not divisible by the {} key/value heads",
+                shape.heads,
+                shape.kv_heads
+            ));
+        }
+        if shape.local_window == Some(0) {
+            return Err(bad_input!("the attention window must be positive, found 0"));
+        }
+        Ok(())
+    }
+}
+
+/// Every family whose heads split the hidden size evenly checks it with this.
+pub fn check_heads_divide(hidden: usize, heads: usize) -> Result<()> {
+    if heads > 0 && !hidden.is_multiple_of(heads) {
+        return Err(bad_input!(
+            "hidden size {hidden} is not divisible by the {heads} attention heads"
+        ));
+    }
+    Ok(())
+}
+
+/// The head-size checks of the families with an optional `head_dim`: without one, the heads
+/// must split the hidden size; the head size must be plausible.
+pub fn check_head_dim(
+    hidden: usize,
+    heads: usize,
+    explicit: Option<usize>,
+    head_dim: usize,
+) -> Result<()> {
+    if explicit.is_none() {
+        check_heads_divide(hidden, heads)?;
+    }
+    if head_dim == 0 || head_dim > 1 << 16 {
+        return Err(bad_input!("head_dim {head_dim} must be in 1..=65536"));
+    }
+    Ok(())
+}
+
+/// "Rotate half" rotary pairs dimension i with i + ndims/2, so the rotated part must be even.
+pub fn check_rotary(rope: &RopeSpec, head_dim: usize) -> Result<()> {
+    if !rope.ndims(head_dim).is_multiple_of(2) {
+        return Err(bad_input!(
+            "rotary dimensions of head_dim {head_dim} must be even"
+        ));
+    }
+    Ok(())
+}
+
 /// A parsed family config: its sizes and how to build the model from weights.
 pub trait Family: std::fmt::Debug + Send + Sync {
     fn shape(&self) -> Shape;
-    /// Family-specific checks beyond the shared ones in `config.rs` (divisibility, rotary,
+    /// Family-specific checks beyond the shared ones of [`Shape::check`] (divisibility, rotary,
     /// activation, layer kinds); each failure names the field.
     fn validate(&self) -> Result<()>;
     fn build(&self, vb: VarBuilder) -> candle_core::Result<Box<dyn CausalLm>>;

@@ -17,8 +17,8 @@
 //! - the LM head is untied (`lm_head.weight`) unless `tie_word_embeddings` (OLMo-1B is tied);
 //! - `head_dim` is hidden / heads unless the config names one.
 //!
-//! The bypass of block L gives each query head its own position's (clipped) value vector, its
-//! key/value group's, then `o_proj`: no q, k, rotary, mask or cache.
+//! The attention is [`crate::model::self_attention`]'s (with `clip_qkv`), and so is its
+//! bypass.
 
 use std::any::Any;
 
@@ -26,17 +26,16 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 use serde::Deserialize;
 
-use super::{Architecture, Family, Shape};
+use super::{check_head_dim, check_rotary, Architecture, Family, Shape};
 use crate::bad_input;
 use crate::intervene::LayerEdit;
-use crate::model::attention::{Heads, LayerKv, Positions};
-use crate::model::config::check_heads_divide;
+use crate::model::attention::{Heads, LayerKv, LayerType, Positions};
 use crate::model::linear::Linear;
 use crate::model::mlp::GatedMlp;
 use crate::model::norm::Norm;
 use crate::model::rotary::{RopeKeys, RopeSpec, Rotary, RotaryStyle};
+use crate::model::self_attention::{AttentionOptions, QkNorm, SelfAttention};
 use crate::model::{Activation, CausalLm};
-use crate::ops;
 
 pub const ARCHITECTURE: Architecture = Architecture {
     name: "OlmoForCausalLM",
@@ -69,8 +68,8 @@ pub struct OlmoConfig {
     pub num_key_value_heads: Option<usize>,
     #[serde(default)]
     pub head_dim: Option<usize>,
-    #[serde(default = "default_act")]
-    pub hidden_act: String,
+    #[serde(default = "default_act", deserialize_with = "Activation::hidden_act")]
+    pub hidden_act: Activation,
     pub max_position_embeddings: usize,
     #[serde(default)]
     pub tie_word_embeddings: bool,
@@ -83,8 +82,8 @@ pub struct OlmoConfig {
     pub rope: RopeKeys,
 }
 
-pub(super) fn default_act() -> String {
-    "silu".into()
+pub(super) fn default_act() -> Activation {
+    Activation::Silu
 }
 
 impl OlmoConfig {
@@ -106,6 +105,19 @@ impl OlmoConfig {
             fraction: 1.0,
             ..spec
         })
+    }
+
+    fn attention(&self) -> AttentionOptions {
+        AttentionOptions {
+            hidden: self.hidden_size,
+            heads: self.heads(),
+            qkv_bias: self.attention_bias,
+            o_bias: self.attention_bias,
+            qk_norm: QkNorm::None,
+            norm_eps: LAYER_NORM_EPS,
+            clip_qkv: self.clip_qkv,
+            layer_type: LayerType::Full,
+        }
     }
 }
 
@@ -137,7 +149,6 @@ impl Family for OlmoConfig {
                 return Err(bad_input!("clip_qkv {clip} must be a positive number"));
             }
         }
-        Activation::from_name(&self.hidden_act)?;
         Ok(())
     }
 
@@ -150,117 +161,10 @@ impl Family for OlmoConfig {
     }
 }
 
-/// The head-size checks OLMo 1 and 2 share: without an explicit `head_dim` the heads must
-/// split the hidden size; the head size must be plausible.
-pub(super) fn check_head_dim(
-    hidden: usize,
-    heads: usize,
-    explicit: Option<usize>,
-    head_dim: usize,
-) -> anyhow::Result<()> {
-    if explicit.is_none() {
-        check_heads_divide(hidden, heads)?;
-    }
-    if head_dim == 0 || head_dim > 1 << 16 {
-        return Err(bad_input!("head_dim {head_dim} must be in 1..=65536"));
-    }
-    Ok(())
-}
-
-/// Rotary pairs dimension i with i + ndims/2, so the rotated part must be even.
-pub(super) fn check_rotary(rope: &RopeSpec, head_dim: usize) -> anyhow::Result<()> {
-    if !rope.ndims(head_dim).is_multiple_of(2) {
-        return Err(bad_input!(
-            "rotary dimensions of head_dim {head_dim} must be even"
-        ));
-    }
-    Ok(())
-}
-
-/// The SwiGLU MLP of OLMo 1, 2 and 3: `down(act(gate(x)) · up(x))`, no biases.
-struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
-    clip_qkv: Option<f64>,
-    heads: Heads,
-}
-
-impl Attention {
-    fn new(cfg: &OlmoConfig, vb: VarBuilder) -> Result<Self> {
-        let heads = cfg.heads();
-        let (hidden, q_width, kv_width, bias) = (
-            cfg.hidden_size,
-            heads.query * heads.dim,
-            heads.kv * heads.dim,
-            cfg.attention_bias,
-        );
-        Ok(Self {
-            q_proj: Linear::load(hidden, q_width, bias, vb.pp("q_proj"))?,
-            k_proj: Linear::load(hidden, kv_width, bias, vb.pp("k_proj"))?,
-            v_proj: Linear::load(hidden, kv_width, bias, vb.pp("v_proj"))?,
-            o_proj: Linear::load(q_width, hidden, bias, vb.pp("o_proj"))?,
-            clip_qkv: cfg.clip_qkv,
-            heads,
-        })
-    }
-
-    /// A projection of `x`, clamped to `[-clip_qkv, clip_qkv]` when the config says so.
-    fn project(&self, proj: &Linear, x: &Tensor) -> Result<Tensor> {
-        let y = proj.forward(x)?;
-        match self.clip_qkv {
-            Some(clip) => y.clamp(-clip, clip),
-            None => Ok(y),
-        }
-    }
-
-    fn forward(
-        &self,
-        x: &Tensor,
-        edit: &LayerEdit<'_>,
-        rotary: &Rotary,
-        pos: &Positions,
-        kv: &mut LayerKv,
-    ) -> Result<Tensor> {
-        let (b, t, _) = x.dims3()?;
-        let Heads {
-            query,
-            kv: kv_heads,
-            dim,
-        } = self.heads;
-        let v = self.project(&self.v_proj, x)?; // [b, t, kv_heads * dim], clipped
-        if edit.skips_attention() {
-            // Identity attention weights: each head gets its own position's value vector.
-            return self
-                .o_proj
-                .forward(&edit.heads(|| self.heads.own_values(&v), None)?);
-        }
-        let q = self.project(&self.q_proj, x)?.reshape((b, t, query, dim))?;
-        let k = self
-            .project(&self.k_proj, x)?
-            .reshape((b, t, kv_heads, dim))?;
-        // [b, heads, t, dim]
-        let q = rotary.apply(&q.transpose(1, 2)?, &pos.query)?;
-        let k = rotary
-            .apply(&k.transpose(1, 2)?, &pos.query)?
-            .contiguous()?;
-        let v_heads = v
-            .reshape((b, t, kv_heads, dim))?
-            .transpose(1, 2)?
-            .contiguous()?;
-        let (k, v_all) = kv.append(k, v_heads)?;
-        let scale = 1.0 / (dim as f64).sqrt();
-        let mixed = ops::attend(&q, &k, &v_all, &pos.causal_mask, Some(scale))?;
-        let mixed = edit.heads(|| self.heads.own_values(&v), Some(mixed))?;
-        self.o_proj.forward(&mixed)
-    }
-}
-
 struct Layer {
     /// `input_layernorm` and `post_attention_layernorm` in HF: parameter-free, so one serves both.
     norm: Norm,
-    self_attn: Attention,
+    self_attn: SelfAttention,
     mlp: GatedMlp,
 }
 
@@ -300,12 +204,12 @@ impl Olmo {
                 let vb = body.pp("layers").pp(i);
                 Ok(Layer {
                     norm: norm.clone(),
-                    self_attn: Attention::new(cfg, vb.pp("self_attn"))?,
+                    self_attn: SelfAttention::new(&cfg.attention(), vb.pp("self_attn"))?,
                     mlp: GatedMlp::load(
                         cfg.hidden_size,
                         cfg.intermediate_size,
                         false,
-                        &cfg.hidden_act,
+                        cfg.hidden_act,
                         vb.pp("mlp"),
                     )?,
                 })

@@ -28,9 +28,9 @@
 //!   read for OLMo 3 (HF looks it up in the keyed `rope_parameters`, not in the layer type's
 //!   entry), so its band is always truncated.
 //!
-//! The bypass of block L gives each query head its own position's value vector
-//! (`v_proj(x)` of the un-normed residual, its key/value group's), then `o_proj`; the post-norm
-//! and the residual follow as usual. No q, k, q/k norm, rotary, mask or cache.
+//! The attention is [`crate::model::self_attention`]'s, and so is its bypass: each query head
+//! gets its own position's `v_proj(x)` of the un-normed residual; the post-norm and the
+//! residual follow as usual.
 
 use std::any::Any;
 
@@ -39,17 +39,17 @@ use candle_nn::{Embedding, VarBuilder};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::olmo::{check_head_dim, check_rotary, default_act};
-use super::{Architecture, Family, Shape};
+use super::olmo::default_act;
+use super::{check_head_dim, check_rotary, Architecture, Family, Shape};
 use crate::bad_input;
 use crate::intervene::LayerEdit;
-use crate::model::attention::{Heads, LayerKv, Positions};
+use crate::model::attention::{Heads, LayerKv, LayerType, Positions};
 use crate::model::linear::Linear;
 use crate::model::mlp::GatedMlp;
 use crate::model::norm::Norm;
 use crate::model::rotary::{RopeKeys, RopeSpec, Rotary, RotaryStyle};
+use crate::model::self_attention::{AttentionOptions, QkNorm, SelfAttention};
 use crate::model::{Activation, CausalLm};
-use crate::ops;
 
 const SIZE_FIELDS: &[&str] = &[
     "vocab_size",
@@ -83,15 +83,6 @@ pub enum Variant {
     Olmo3,
 }
 
-/// What a layer attends through, and which rotary it uses (OLMo 3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LayerType {
-    Full,
-    Sliding,
-}
-
-const SLIDING: &str = "sliding_attention";
-const FULL: &str = "full_attention";
 /// `Olmo3Config.default_theta`.
 const OLMO3_THETA: f64 = 500000.0;
 const OLMO3_WINDOW: usize = 4096;
@@ -108,8 +99,8 @@ pub struct Olmo2Config {
     pub num_key_value_heads: Option<usize>,
     #[serde(default)]
     pub head_dim: Option<usize>,
-    #[serde(default = "default_act")]
-    pub hidden_act: String,
+    #[serde(default = "default_act", deserialize_with = "Activation::hidden_act")]
+    pub hidden_act: Activation,
     pub max_position_embeddings: usize,
     #[serde(default = "default_eps")]
     pub rms_norm_eps: f64,
@@ -121,8 +112,8 @@ pub struct Olmo2Config {
     #[serde(default)]
     pub sliding_window: Option<usize>,
     /// OLMo 3 only.
-    #[serde(default)]
-    pub layer_types: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "LayerType::layer_types")]
+    pub layer_types: Option<Vec<LayerType>>,
     #[serde(flatten)]
     pub rope: RopeKeys,
     #[serde(skip)]
@@ -147,8 +138,8 @@ fn parse(text: &str, variant: Variant) -> anyhow::Result<Box<dyn Family>> {
         let raw: Value = serde_json::from_str(text).map_err(|err| bad_input!("{err}"))?;
         config.sliding_window_absent = raw.get("sliding_window").is_none();
         config.olmo3_rope = Some([
-            olmo3_rope_keys(&raw, FULL)?,
-            olmo3_rope_keys(&raw, SLIDING)?,
+            olmo3_rope_keys(&raw, LayerType::Full)?,
+            olmo3_rope_keys(&raw, LayerType::Sliding)?,
         ]);
     }
     Ok(Box::new(config))
@@ -158,14 +149,15 @@ fn parse(text: &str, variant: Variant) -> anyhow::Result<Box<dyn Family>> {
 /// `rope_parameters` keyed by layer type (else `{rope_type: default}`), for full-attention
 /// layers updated by a top-level `rope_scaling`, then `rope_theta` defaulted (full: the
 /// top-level `rope_theta`, else 500000; sliding: 500000); YaRN's `truncate` dropped.
-fn olmo3_rope_keys(raw: &Value, layer_type: &str) -> anyhow::Result<RopeKeys> {
+fn olmo3_rope_keys(raw: &Value, layer_type: LayerType) -> anyhow::Result<RopeKeys> {
+    let name = layer_type.name();
     let mut params = raw
         .get("rope_parameters")
-        .and_then(|p| p.get(layer_type))
+        .and_then(|p| p.get(name))
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_else(|| serde_json::Map::from_iter([("rope_type".into(), "default".into())]));
-    let full = layer_type == FULL;
+    let full = layer_type == LayerType::Full;
     if let (true, Some(Value::Object(scaling))) = (full, raw.get("rope_scaling")) {
         params.extend(scaling.clone());
     }
@@ -179,7 +171,7 @@ fn olmo3_rope_keys(raw: &Value, layer_type: &str) -> anyhow::Result<RopeKeys> {
         .entry("rope_theta")
         .or_insert_with(|| top_theta.unwrap_or(OLMO3_THETA.into()));
     let params = serde_json::from_value(Value::Object(params))
-        .map_err(|err| bad_input!("rope_parameters.{layer_type}: {err}"))?;
+        .map_err(|err| bad_input!("rope_parameters.{name}: {err}"))?;
     Ok(RopeKeys {
         rope_parameters: Some(params),
         ..RopeKeys::default()
@@ -210,13 +202,7 @@ impl Olmo2Config {
     pub fn layer_types(&self) -> Vec<LayerType> {
         match (self.variant, &self.layer_types) {
             (Variant::Olmo2, _) => vec![LayerType::Full; self.num_hidden_layers],
-            (Variant::Olmo3, Some(types)) => types
-                .iter()
-                .map(|t| match t.as_str() {
-                    SLIDING => LayerType::Sliding,
-                    _ => LayerType::Full,
-                })
-                .collect(),
+            (Variant::Olmo3, Some(types)) => types.clone(),
             (Variant::Olmo3, None) => (0..self.num_hidden_layers)
                 .map(|i| match (i + 1) % 4 {
                     0 => LayerType::Full,
@@ -233,15 +219,36 @@ impl Olmo2Config {
             (None, _) => self.rope.resolve(None, None)?,
             (Some([full, _]), LayerType::Full) => full
                 .resolve(None, None)
-                .map_err(|err| bad_input!("rotary of the {FULL} layers: {err}"))?,
+                .map_err(|err| bad_input!("rotary of the {} layers: {err}", layer_type.name()))?,
             (Some([_, sliding]), LayerType::Sliding) => sliding
                 .resolve(None, None)
-                .map_err(|err| bad_input!("rotary of the {SLIDING} layers: {err}"))?,
+                .map_err(|err| bad_input!("rotary of the {} layers: {err}", layer_type.name()))?,
         };
         Ok(RopeSpec {
             fraction: 1.0,
             ..spec
         })
+    }
+}
+
+impl Olmo2Config {
+    /// The attention of a layer of type `layer_type`: its q/k norms span the whole projection;
+    /// a sliding layer without a window attends fully (its rotary stays the sliding one).
+    fn attention(&self, layer_type: LayerType) -> AttentionOptions {
+        let windowed = layer_type == LayerType::Sliding && self.window().is_some();
+        AttentionOptions {
+            hidden: self.hidden_size,
+            heads: self.heads(),
+            qkv_bias: self.attention_bias,
+            o_bias: self.attention_bias,
+            qk_norm: QkNorm::Whole,
+            norm_eps: self.rms_norm_eps,
+            clip_qkv: None,
+            layer_type: match windowed {
+                true => LayerType::Sliding,
+                false => LayerType::Full,
+            },
+        }
     }
 }
 
@@ -277,16 +284,10 @@ impl Family for Olmo2Config {
                     self.num_hidden_layers
                 ));
             }
-            if let Some(bad) = types.iter().find(|t| *t != SLIDING && *t != FULL) {
-                return Err(bad_input!(
-                    "layer_types: unknown layer type {bad:?} (expected {FULL} or {SLIDING})"
-                ));
-            }
         }
         for layer_type in [LayerType::Full, LayerType::Sliding] {
             check_rotary(&self.rope(layer_type)?, head_dim)?;
         }
-        Activation::from_name(&self.hidden_act)?;
         Ok(())
     }
 
@@ -299,87 +300,8 @@ impl Family for Olmo2Config {
     }
 }
 
-struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
-    /// RMSNorm over the whole q projection, `[heads · head_dim]`.
-    q_norm: Norm,
-    /// RMSNorm over the whole k projection, `[kv_heads · head_dim]`.
-    k_norm: Norm,
-    heads: Heads,
-    sliding: bool,
-}
-
-impl Attention {
-    fn new(cfg: &Olmo2Config, sliding: bool, vb: VarBuilder) -> Result<Self> {
-        let heads = cfg.heads();
-        let (hidden, q_width, kv_width, bias, eps) = (
-            cfg.hidden_size,
-            heads.query * heads.dim,
-            heads.kv * heads.dim,
-            cfg.attention_bias,
-            cfg.rms_norm_eps,
-        );
-        Ok(Self {
-            q_proj: Linear::load(hidden, q_width, bias, vb.pp("q_proj"))?,
-            k_proj: Linear::load(hidden, kv_width, bias, vb.pp("k_proj"))?,
-            v_proj: Linear::load(hidden, kv_width, bias, vb.pp("v_proj"))?,
-            o_proj: Linear::load(q_width, hidden, bias, vb.pp("o_proj"))?,
-            q_norm: Norm::rms(q_width, eps, vb.pp("q_norm"))?,
-            k_norm: Norm::rms(kv_width, eps, vb.pp("k_norm"))?,
-            heads,
-            sliding,
-        })
-    }
-
-    fn forward(
-        &self,
-        x: &Tensor,
-        edit: &LayerEdit<'_>,
-        rotary: &Rotary,
-        pos: &Positions,
-        kv: &mut LayerKv,
-    ) -> Result<Tensor> {
-        let (b, t, _) = x.dims3()?;
-        let Heads {
-            query,
-            kv: kv_heads,
-            dim,
-        } = self.heads;
-        let v = self.v_proj.forward(x)?; // [b, t, kv_heads * dim]
-        if edit.skips_attention() {
-            // Identity attention weights: each head gets its own position's value vector.
-            return self
-                .o_proj
-                .forward(&edit.heads(|| self.heads.own_values(&v), None)?);
-        }
-        // The norms span the whole projection, before the heads are split.
-        let q = self.q_norm.forward(&self.q_proj.forward(x)?)?;
-        let k = self.k_norm.forward(&self.k_proj.forward(x)?)?;
-        // [b, heads, t, dim]
-        let q = rotary.apply(&q.reshape((b, t, query, dim))?.transpose(1, 2)?, &pos.query)?;
-        let k = rotary
-            .apply(
-                &k.reshape((b, t, kv_heads, dim))?.transpose(1, 2)?,
-                &pos.query,
-            )?
-            .contiguous()?;
-        let v_heads = v
-            .reshape((b, t, kv_heads, dim))?
-            .transpose(1, 2)?
-            .contiguous()?;
-        let (k, v_all) = kv.append(k, v_heads)?;
-        let scale = 1.0 / (dim as f64).sqrt();
-        let mixed = ops::attend(&q, &k, &v_all, pos.mask(self.sliding), Some(scale))?;
-        let mixed = edit.heads(|| self.heads.own_values(&v), Some(mixed))?;
-        self.o_proj.forward(&mixed)
-    }
-}
-
 struct Layer {
-    self_attn: Attention,
+    self_attn: SelfAttention,
     post_attention_layernorm: Norm,
     mlp: GatedMlp,
     post_feedforward_layernorm: Norm,
@@ -389,15 +311,14 @@ struct Layer {
 impl Layer {
     fn new(cfg: &Olmo2Config, layer_type: LayerType, vb: VarBuilder) -> Result<Self> {
         let norm = |name: &str| Norm::rms(cfg.hidden_size, cfg.rms_norm_eps, vb.pp(name));
-        let sliding = layer_type == LayerType::Sliding && cfg.window().is_some();
         Ok(Self {
-            self_attn: Attention::new(cfg, sliding, vb.pp("self_attn"))?,
+            self_attn: SelfAttention::new(&cfg.attention(layer_type), vb.pp("self_attn"))?,
             post_attention_layernorm: norm("post_attention_layernorm")?,
             mlp: GatedMlp::load(
                 cfg.hidden_size,
                 cfg.intermediate_size,
                 false,
-                &cfg.hidden_act,
+                cfg.hidden_act,
                 vb.pp("mlp"),
             )?,
             post_feedforward_layernorm: norm("post_feedforward_layernorm")?,

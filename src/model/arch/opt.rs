@@ -32,11 +32,10 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 use serde::Deserialize;
 
-use super::{Architecture, Family, Shape};
+use super::{check_heads_divide, Architecture, Family, Shape, MAX_HIDDEN};
 use crate::bad_input;
 use crate::intervene::LayerEdit;
-use crate::model::attention::{split_heads, LayerKv, Positions};
-use crate::model::config::{check_heads_divide, MAX_HIDDEN};
+use crate::model::attention::{split_heads, LayerKv, LayerType, Positions};
 use crate::model::linear::Linear;
 use crate::model::mlp::Mlp;
 use crate::model::norm::Norm;
@@ -74,8 +73,11 @@ pub struct OptConfig {
     pub do_layer_norm_before: bool,
     #[serde(default, rename = "_remove_final_layer_norm")]
     pub remove_final_layer_norm: bool,
-    #[serde(default = "default_act")]
-    pub activation_function: String,
+    #[serde(
+        default = "default_act",
+        deserialize_with = "Activation::activation_function"
+    )]
+    pub activation_function: Activation,
     #[serde(default = "default_true")]
     pub enable_bias: bool,
     #[serde(default = "default_true")]
@@ -84,8 +86,8 @@ pub struct OptConfig {
     pub tie_word_embeddings: bool,
 }
 
-fn default_act() -> String {
-    "relu".into()
+fn default_act() -> Activation {
+    Activation::Relu
 }
 fn default_true() -> bool {
     true
@@ -141,7 +143,6 @@ impl Family for OptConfig {
             }
             _ => {}
         }
-        Activation::from_name(&self.activation_function)?;
         Ok(())
     }
 
@@ -202,7 +203,7 @@ impl Attention {
         let q = split_heads(&(self.q_proj.forward(x)? * self.scaling)?, self.heads)?;
         let k = split_heads(&self.k_proj.forward(x)?, self.heads)?.contiguous()?;
         let (k, v) = kv.append(k, split_heads(&own, self.heads)?.contiguous()?)?;
-        let mixed = ops::attend(&q, &k, &v, pos.mask(false), None)?;
+        let mixed = ops::attend(&q, &k, &v, pos.mask(LayerType::Full), None)?;
         let mixed = edit.heads(|| Ok(own), Some(mixed))?;
         self.out_proj.forward(&mixed)
     }
@@ -227,8 +228,8 @@ impl Layer {
             mlp: Mlp::new(
                 Linear::load(h, ffn, bias, vb.pp("fc1"))?,
                 Linear::load(ffn, h, bias, vb.pp("fc2"))?,
-                &cfg.activation_function,
-            )?,
+                cfg.activation_function,
+            ),
             pre_norm: cfg.do_layer_norm_before,
         })
     }
@@ -389,10 +390,7 @@ mod tests {
         let cfg = config(json!({}));
         assert!(cfg.has_final_layer_norm() && cfg.enable_bias && cfg.tie_word_embeddings);
         assert!(!cfg.projects() && cfg.embed_dim() == 64);
-        assert_eq!(
-            Activation::from_name(&cfg.activation_function).unwrap(),
-            Activation::Relu
-        );
+        assert_eq!(cfg.activation_function, Activation::Relu);
         assert!(!config(json!({"word_embed_proj_dim": null})).projects());
         let projected = config(json!({"word_embed_proj_dim": 32}));
         assert!(projected.projects() && projected.embed_dim() == 32);

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use super::{load_model, ModelArgs};
+use super::ModelSpec;
 use crate::bad_input;
 use crate::hub::HubRepo;
 use crate::model::weights::{self, INDEX, PYTORCH, SAFETENSORS};
@@ -205,7 +205,7 @@ impl RevisionSweep {
     pub fn model(
         &mut self,
         revision: &str,
-        args: &ModelArgs,
+        spec: &ModelSpec,
         say: &dyn Fn(String),
     ) -> Result<&Model> {
         if self.loaded.as_ref().map(|l| l.revision.as_str()) != Some(revision) {
@@ -226,7 +226,7 @@ impl RevisionSweep {
             say(format!("revision {revision}: loading its weights"));
             self.loaded = Some(Loaded {
                 revision: revision.to_string(),
-                model: load_model(args, &files)?,
+                model: spec.load_weights(&files)?,
             });
         }
         Ok(&self.loaded.as_ref().expect("just loaded").model)

@@ -25,6 +25,16 @@ impl TokenRows {
         &self.ids[r * self.cols..(r + 1) * self.cols]
     }
 
+    /// The first `count` rows (all of them if there are fewer).
+    pub fn first(&self, count: usize) -> TokenRows {
+        let rows = count.min(self.rows);
+        TokenRows {
+            rows,
+            cols: self.cols,
+            ids: self.ids[..rows * self.cols].to_vec(),
+        }
+    }
+
     /// Rows `start..start + count`, row-major.
     pub fn rows_slice(&self, start: usize, count: usize) -> &[u32] {
         &self.ids[start * self.cols..(start + count) * self.cols]

@@ -1,28 +1,25 @@
-//! The JSON result files, in SPEC's shape, written atomically (temp file + fsync + rename) so a
-//! crash never leaves a half-written file that looks complete.
+//! The memorize result: the model and data, then one entry of mean scores per setting (per
+//! revision and setting in a sweep over revisions), each with every sample's scores under
+//! `--per-sample`.
 
-use std::path::Path;
-
-use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use crate::bad_input;
+use super::{Entry, ResultFile, SettingFields};
 use crate::data::SampleOrigin;
-use crate::intervene::SettingFields;
 use crate::memorize::{MeanScores, SampleScores, SettingResult};
-use crate::sweep::{atomic, Fingerprint};
+use crate::sweep::Fingerprint;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolInfo {
-    pub name: &'static str,
-    pub version: &'static str,
+    pub name: String,
+    pub version: String,
 }
 
 impl ToolInfo {
     pub fn current() -> Self {
         Self {
-            name: "llm-mem",
-            version: env!("CARGO_PKG_VERSION"),
+            name: "llm-mem".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
         }
     }
 }
@@ -45,22 +42,22 @@ pub struct DataInfo {
     pub suffix_len: usize,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemorizeEntry {
     /// The training checkpoint, in a sweep over revisions (`--revision a,b,c`) only.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
     #[serde(flatten)]
     pub setting: SettingFields,
     #[serde(flatten)]
     pub scores: MeanScores,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_sample: Option<Vec<SampleEntry>>,
 }
 
 /// One sample's scores, led by where it came from when that is known (`index`: its sequence,
 /// `offset`: the token offset in it).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SampleEntry {
     #[serde(flatten)]
     pub origin: Option<SampleOrigin>,
@@ -68,7 +65,7 @@ pub struct SampleEntry {
     pub scores: SampleScores,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemorizeReport {
     pub tool: ToolInfo,
     pub model: ModelInfo,
@@ -76,8 +73,24 @@ pub struct MemorizeReport {
     pub results: Vec<MemorizeEntry>,
     /// What produced these numbers (weights, data and config by sha256, options): lets
     /// `--resume` recognise a finished run and anyone check a file's provenance.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<Fingerprint>,
+}
+
+impl ResultFile for MemorizeReport {
+    type Entry = MemorizeEntry;
+    const COMMAND: &'static str = "memorize";
+    const ENTRY_FIELD: &'static str = "exact_match";
+
+    fn entries(&self) -> &[MemorizeEntry] {
+        &self.results
+    }
+}
+
+impl Entry for MemorizeEntry {
+    fn setting_fields(&self) -> &SettingFields {
+        &self.setting
+    }
 }
 
 impl MemorizeReport {
@@ -117,27 +130,9 @@ impl MemorizeReport {
             fingerprint: None,
         }
     }
-}
 
-/// Fail early, before hours of computing, if `path` cannot be written: creates its directory
-/// and a scratch file beside it.
-pub fn check_writable(path: &Path) -> Result<()> {
-    let dir = atomic::parent_dir(path);
-    std::fs::create_dir_all(&dir).map_err(|err| {
-        bad_input!(
-            "--output {}: cannot create directory {}: {err}",
-            path.display(),
-            dir.display()
-        )
-    })?;
-    let probe = atomic::temp_path(path);
-    std::fs::File::create(&probe).map_err(|err| {
-        bad_input!(
-            "--output {}: cannot write in {}: {err}",
-            path.display(),
-            dir.display()
-        )
-    })?;
-    let _ = std::fs::remove_file(&probe);
-    Ok(())
+    /// Whether the entries carry revisions (`memorize --revision a,b,c`).
+    pub fn is_revision_sweep(&self) -> bool {
+        self.results.iter().any(|e| e.revision.is_some())
+    }
 }

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use candle_core::Tensor;
 
-use super::mean::Recording;
-use super::{RowEdits, Setting};
+use crate::intervene::mean::Recording;
+use crate::intervene::{RowEdits, Setting};
 use crate::model::{KvCache, LayerKv, Model, Positions};
 
 /// A hook on every block's output: `(layer, residual stream after it)`.
