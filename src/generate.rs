@@ -11,10 +11,10 @@ use anyhow::{anyhow, Result};
 use candle_core::{DType, Tensor};
 
 use crate::intervene::mean::Recording;
-use crate::intervene::pass::BasePass;
 use crate::intervene::{Means, Setting};
 use crate::memorize::TokenRows;
 use crate::model::{sequence_positions, KvCache, Model};
+use crate::pass::BasePass;
 
 /// Greedy continuation of `context` under `setting`: at most `max_new` tokens, fewer when
 /// `stop(generated)` says so after a token is appended (that token is kept). `means` are

@@ -118,7 +118,7 @@ fn main(py: Python<'_>, argv: Vec<String>) -> i32 {
 #[pyfunction]
 fn setting_fields(spec: &str) -> PyResult<String> {
     let setting = llm_mem::intervene::grammar::parse_ablate(spec).map_err(to_py)?;
-    serde_json::to_string(&llm_mem::intervene::SettingFields::from(&setting))
+    serde_json::to_string(&llm_mem::results::SettingFields::from(&setting))
         .map_err(|err| PyRuntimeError::new_err(err.to_string()))
 }
 

@@ -5,17 +5,16 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use anyhow::Result;
+use llm_mem::api::SettingsSpec;
 use llm_mem::bad_input;
 use llm_mem::benchmark::engine::{Schedule, Scored};
 use llm_mem::benchmark::hf_tokenizer;
 use llm_mem::benchmark::requests::lm_eval_max_length;
 use llm_mem::benchmark::{LmTokenizer, TokenRequest, TokenizerFiles};
-use llm_mem::cli::benchmark::model_tokenizer;
-use llm_mem::cli::SweepArgs;
 use llm_mem::intervene::{grammar, Means, Setting};
 use llm_mem::memorize::{self, TokenRows};
 use llm_mem::model::{weights, Model as LmModel};
-use llm_mem::report::json::{DataInfo, MemorizeReport, ModelInfo};
+use llm_mem::results::{DataInfo, MemorizeReport, ModelInfo};
 use llm_mem::{default_model, generate, runtime};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -57,13 +56,14 @@ fn load(path: Option<&str>, revision: Option<&str>, device: &str, dtype: &str) -
         || Path::new(&dir).join("vocab.json").is_file()
         || (!Path::new(&dir).is_dir());
     let tok = if has_tokenizer {
-        let lm = model_tokenizer(&files, &dir, revision)?;
-        let plain = if Path::new(&dir).is_dir() {
-            hf_tokenizer::build(&TokenizerFiles::in_dir(Path::new(&dir)))?
+        let files_of_tokenizer = if Path::new(&dir).is_dir() {
+            TokenizerFiles::in_dir(Path::new(&dir))
         } else {
-            // A hub model: its files are in the cache now that `model_tokenizer` fetched them.
-            hf_tokenizer::build(&hub_tokenizer_files(&files, &dir, revision))?
+            // A hub model: the tokenizer's files beside the weights, fetched or cached.
+            hub_tokenizer_files(&files, &dir, revision)
         };
+        let lm = LmTokenizer::load(&files_of_tokenizer)?;
+        let plain = hf_tokenizer::build(&files_of_tokenizer)?;
         Some(Tokenizers {
             lm,
             eos: plain.eos,
@@ -306,7 +306,7 @@ impl Model {
                         "mean_data {path}: no such file"
                     ))));
                 }
-                let samples = llm_mem::data::read_samples(Path::new(&path), false)?;
+                let samples = llm_mem::data::DataSource::parse(Path::new(&path))?.read(false)?;
                 memorize::validate_config(&self.model.config, &samples.rows, 1, &path)?;
                 Ok(samples.rows)
             })?),
@@ -325,14 +325,8 @@ impl Model {
         num_layers: Option<usize>,
         extra: Vec<String>,
     ) -> PyResult<Vec<String>> {
-        let args = SweepArgs {
-            num_layers,
-            sweep,
-            ablate: extra,
-            bypass: vec![],
-        };
-        let settings = args
-            .settings(self.model.num_layers(), self.model.heads())
+        let settings = SettingsSpec::parse(num_layers, &sweep, &[], &extra)
+            .and_then(|spec| spec.settings(self.model.num_layers(), self.model.heads()))
             .map_err(crate::to_py)?;
         Ok(settings.iter().map(Setting::label).collect())
     }
