@@ -62,6 +62,7 @@ pub mod data;
 pub mod default_model;
 pub mod error;
 pub mod extract;
+pub mod generate;
 pub mod hub;
 pub mod intervene;
 pub mod memorize;

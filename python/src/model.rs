@@ -1,0 +1,522 @@
+//! `_native.Model`: a loaded model with its tokenizer, and the engine calls the Python
+//! package is built on (loglikelihood scoring, greedy generation, the memorize sweep).
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use anyhow::Result;
+use llm_mem::api::SettingsSpec;
+use llm_mem::bad_input;
+use llm_mem::benchmark::engine::{Schedule, Scored};
+use llm_mem::benchmark::hf_tokenizer;
+use llm_mem::benchmark::requests::lm_eval_max_length;
+use llm_mem::benchmark::{LmTokenizer, TokenRequest, TokenizerFiles};
+use llm_mem::intervene::{grammar, Means, Setting};
+use llm_mem::memorize::{self, TokenRows};
+use llm_mem::model::{weights, Model as LmModel};
+use llm_mem::results::{DataInfo, MemorizeReport, ModelInfo};
+use llm_mem::{default_model, generate, runtime};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::{run_detached, tick, NotFound};
+
+/// The tokenizer lm-eval's HF backend would use, and a plain copy for decoding.
+struct Tokenizers {
+    lm: LmTokenizer,
+    plain: tokenizers::Tokenizer,
+    eos: Option<u32>,
+}
+
+#[pyclass(frozen, module = "llm_mem._native")]
+pub struct Model {
+    model: LmModel,
+    tok: Option<Tokenizers>,
+    name: String,
+    max_length: usize,
+    /// Token rows a `=mean` setting takes its means over (`set_mean_data`).
+    mean_rows: Mutex<Option<TokenRows>>,
+}
+
+fn load(path: Option<&str>, revision: Option<&str>, device: &str, dtype: &str) -> Result<Model> {
+    let dir = match path {
+        Some(p) => p.to_string(),
+        None => default_model::unpack()?.to_string_lossy().into_owned(),
+    };
+    if !Path::new(&dir).exists() && !weights::looks_like_hub_id(&dir) {
+        return Err(anyhow::Error::new(NotFound(format!(
+            "{dir}: no such directory, and not a hub id (ORG/NAME)"
+        ))));
+    }
+    let device = runtime::parse_device(device)?;
+    let dtype = runtime::parse_dtype(dtype, &device)?;
+    let files = weights::resolve(&dir, revision)?;
+    let model = LmModel::load(&files, &device, dtype)?;
+    let has_tokenizer = files.tokenizer.is_some()
+        || Path::new(&dir).join("vocab.json").is_file()
+        || (!Path::new(&dir).is_dir());
+    let tok = if has_tokenizer {
+        let files_of_tokenizer = if Path::new(&dir).is_dir() {
+            TokenizerFiles::in_dir(Path::new(&dir))
+        } else {
+            // A hub model: the tokenizer's files beside the weights, fetched or cached.
+            hub_tokenizer_files(&files, &dir, revision)
+        };
+        let lm = LmTokenizer::load(&files_of_tokenizer)?;
+        let plain = hf_tokenizer::build(&files_of_tokenizer)?;
+        Some(Tokenizers {
+            lm,
+            eos: plain.eos,
+            plain: plain.tokenizer,
+        })
+    } else {
+        None
+    };
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&files.config)?)?;
+    let max_length = match &tok {
+        Some(t) => t.lm.max_length(),
+        None => lm_eval_max_length(&config, None),
+    };
+    Ok(Model {
+        model,
+        tok,
+        name: path.unwrap_or(default_model::NAME).to_string(),
+        max_length,
+        mean_rows: Mutex::new(None),
+    })
+}
+
+fn hub_tokenizer_files(
+    files: &weights::ModelFiles,
+    model_path: &str,
+    revision: Option<&str>,
+) -> TokenizerFiles {
+    let repo = llm_mem::hub::HubRepo::model(model_path, revision);
+    let get = |name: &str| repo.get(name).ok();
+    let tokenizer_json = files.tokenizer.clone();
+    let (vocab_json, merges_txt) = match tokenizer_json {
+        Some(_) => (None, None),
+        None => (get("vocab.json"), get("merges.txt")),
+    };
+    TokenizerFiles {
+        config: files.config.clone(),
+        tokenizer_json,
+        tokenizer_config: get("tokenizer_config.json"),
+        special_tokens_map: get("special_tokens_map.json"),
+        vocab_json,
+        merges_txt,
+    }
+}
+
+impl Model {
+    fn tokenizer(&self) -> Result<&Tokenizers> {
+        self.tok.as_ref().ok_or_else(|| {
+            bad_input!(
+                "{}: the model has no tokenizer (tokenizer.json, or vocab.json + merges.txt)",
+                self.name
+            )
+        })
+    }
+
+    /// Parse setting labels, checked against this model.
+    fn settings(&self, specs: &[String]) -> Result<Vec<Setting>> {
+        let (layers, heads) = (self.model.num_layers(), self.model.heads());
+        specs
+            .iter()
+            .map(|text| {
+                let setting = grammar::parse_ablate(text)?;
+                setting
+                    .check(layers, heads)
+                    .map_err(|why| bad_input!("--ablate {text:?}: {why}"))?;
+                Ok(setting)
+            })
+            .collect()
+    }
+
+    /// The means `settings` need, over the rows `set_mean_data` gave.
+    fn means(&self, settings: &[Setting], batch_size: usize) -> Result<Option<Means>> {
+        let Some(first) = settings.iter().find(|s| s.uses_mean()) else {
+            return Ok(None);
+        };
+        let rows = self.mean_rows.lock().expect("not poisoned");
+        let rows = rows.as_ref().ok_or_else(|| {
+            bad_input!(
+                "setting {}: a =mean setting needs mean_data (token rows, .npy or parquet, \
+                 whose base-model means it uses)",
+                first.label()
+            )
+        })?;
+        generate::means_over_rows(&self.model, rows, settings, batch_size)
+    }
+
+    fn score_all(
+        &self,
+        requests: &[TokenRequest],
+        settings: &[Setting],
+        batch_size: usize,
+        progress: Option<&Py<PyAny>>,
+    ) -> Result<Vec<Vec<Scored>>> {
+        let schedule = Schedule::new(requests, self.max_length)?;
+        let means = self.means(settings, batch_size)?;
+        let per_token = settings.len() as u64;
+        let total = schedule.tokens(0..schedule.len()) * per_token;
+        tick(progress, total, 0)?;
+        let mut by_item: Vec<Vec<Scored>> =
+            vec![Vec::with_capacity(schedule.len()); settings.len()];
+        let mut start = 0;
+        while start < schedule.len() {
+            let end = schedule.batch_end(start, batch_size);
+            let scored = schedule.score(&self.model, start..end, settings, means.as_ref())?;
+            for (all, batch) in by_item.iter_mut().zip(scored) {
+                all.extend(batch);
+            }
+            tick(progress, total, schedule.tokens(start..end) * per_token)?;
+            start = end;
+        }
+        Ok(by_item
+            .iter()
+            .map(|items| schedule.by_request(items))
+            .collect())
+    }
+}
+
+#[pymethods]
+impl Model {
+    /// Load a local directory, a hub id (`revision`: branch, tag or commit) or, with `path`
+    /// None, the built-in tiny Pythia; `device`/`dtype` as the CLI's `--device`/`--dtype`.
+    #[staticmethod]
+    #[pyo3(signature = (path=None, revision=None, device="auto", dtype="auto"))]
+    fn load(
+        py: Python<'_>,
+        path: Option<String>,
+        revision: Option<String>,
+        device: &str,
+        dtype: &str,
+    ) -> PyResult<Self> {
+        run_detached(py, || {
+            load(path.as_deref(), revision.as_deref(), device, dtype)
+        })
+    }
+
+    /// `n_layers`, `n_heads`, `d_model`, `d_vocab`, `n_ctx`, `architecture`, `dtype`, `device`.
+    fn config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let c = &self.model.config;
+        let d = PyDict::new(py);
+        d.set_item("n_layers", c.num_layers())?;
+        d.set_item("n_heads", c.shape().heads)?;
+        d.set_item("d_model", c.hidden_size())?;
+        d.set_item("d_vocab", c.vocab_size())?;
+        d.set_item("n_ctx", c.max_positions())?;
+        d.set_item("architecture", c.architecture())?;
+        d.set_item("dtype", runtime::dtype_name(self.model.dtype))?;
+        d.set_item("device", runtime::device_name(&self.model.device))?;
+        Ok(d)
+    }
+
+    #[getter]
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    #[getter]
+    fn has_tokenizer(&self) -> bool {
+        self.tok.is_some()
+    }
+
+    /// Whether `set_mean_data` gave rows for `=mean` settings.
+    #[getter]
+    fn has_mean_data(&self) -> bool {
+        self.mean_rows.lock().expect("not poisoned").is_some()
+    }
+
+    /// lm-eval's `max_length` (the truncation of every request, the rolling window).
+    #[getter]
+    fn max_length(&self) -> usize {
+        self.max_length
+    }
+
+    /// lm-eval's `prefix_token_id`: `bos_token`, else `eos_token`.
+    #[getter]
+    fn prefix_token_id(&self) -> PyResult<u32> {
+        self.tokenizer()
+            .and_then(|t| t.lm.prefix_token())
+            .map_err(crate::to_py)
+    }
+
+    #[getter]
+    fn eos_token_id(&self) -> PyResult<Option<u32>> {
+        Ok(self.tokenizer().map_err(crate::to_py)?.eos)
+    }
+
+    /// lm-eval's `tok_encode(text)`: the tokenizer's special tokens, unless `text` already
+    /// starts with the prefix token's text.
+    fn encode(&self, text: &str) -> PyResult<Vec<u32>> {
+        self.tokenizer()
+            .and_then(|t| t.lm.encode(text))
+            .map_err(crate::to_py)
+    }
+
+    /// The tokenizer's `encode(text, add_special_tokens=…)` as transformers runs it (lm-eval's
+    /// `tok_encode` with the flag given).
+    fn encode_special(&self, text: &str, add_special_tokens: bool) -> PyResult<Vec<u32>> {
+        let tok = self.tokenizer().map_err(crate::to_py)?;
+        tok.plain
+            .encode(text, add_special_tokens)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|err| pyo3::exceptions::PyValueError::new_err(format!("tokenizing: {err}")))
+    }
+
+    /// lm-eval's `loglikelihood` request encoding (`_encode_pair`, the prefix token for an
+    /// empty context): `(context_ids, continuation_ids)`.
+    fn encode_pair(&self, context: &str, continuation: &str) -> PyResult<(Vec<u32>, Vec<u32>)> {
+        let r = self
+            .tokenizer()
+            .and_then(|t| t.lm.encode_pair(context, continuation))
+            .map_err(crate::to_py)?;
+        Ok((r.context, r.continuation))
+    }
+
+    /// lm-eval's disjoint rolling windows of `text` at `max_length`.
+    fn rolling_windows(&self, text: &str) -> PyResult<Vec<(Vec<u32>, Vec<u32>)>> {
+        let windows = self
+            .tokenizer()
+            .and_then(|t| t.lm.rolling_windows(text, self.max_length))
+            .map_err(crate::to_py)?;
+        Ok(windows
+            .into_iter()
+            .map(|r| (r.context, r.continuation))
+            .collect())
+    }
+
+    #[pyo3(signature = (ids, skip_special_tokens=true))]
+    fn decode(&self, ids: Vec<u32>, skip_special_tokens: bool) -> PyResult<String> {
+        let tok = self.tokenizer().map_err(crate::to_py)?;
+        tok.plain
+            .decode(&ids, skip_special_tokens)
+            .map_err(|err| pyo3::exceptions::PyValueError::new_err(format!("decoding: {err}")))
+    }
+
+    /// The token rows (`.npy` or parquet, as `memorize` reads them) whose base-model means a
+    /// `=mean` setting uses; None forgets them.
+    fn set_mean_data(&self, py: Python<'_>, path: Option<String>) -> PyResult<()> {
+        let rows = match path {
+            Some(path) => Some(run_detached(py, || {
+                if !Path::new(&path).exists() {
+                    return Err(anyhow::Error::new(NotFound(format!(
+                        "mean_data {path}: no such file"
+                    ))));
+                }
+                let samples = llm_mem::data::DataSource::parse(Path::new(&path))?.read(false)?;
+                memorize::validate_config(&self.model.config, &samples.rows, 1, &path)?;
+                Ok(samples.rows)
+            })?),
+            None => None,
+        };
+        *self.mean_rows.lock().expect("not poisoned") = rows;
+        Ok(())
+    }
+
+    /// The settings of a sweep in run order, as labels: base, each of `sweep` (the CLI's
+    /// `--sweep` values; empty = `attn`) below `num_layers`, then `extra`.
+    #[pyo3(signature = (sweep, num_layers=None, extra=vec![]))]
+    fn sweep_settings(
+        &self,
+        sweep: Vec<String>,
+        num_layers: Option<usize>,
+        extra: Vec<String>,
+    ) -> PyResult<Vec<String>> {
+        let settings = SettingsSpec::parse(num_layers, &sweep, &[], &extra)
+            .and_then(|spec| spec.settings(self.model.num_layers(), self.model.heads()))
+            .map_err(crate::to_py)?;
+        Ok(settings.iter().map(Setting::label).collect())
+    }
+
+    /// Score `(context_ids, continuation_ids)` requests under every setting, as lm-eval's HF
+    /// backend does: `result[setting][request] = (loglikelihood, is_greedy)`. `progress(total,
+    /// done)` hears tokens; Ctrl-C stops at the next batch with `KeyboardInterrupt`.
+    #[pyo3(signature = (requests, settings, batch_size=32, progress=None))]
+    fn score(
+        &self,
+        py: Python<'_>,
+        requests: Vec<(Vec<u32>, Vec<u32>)>,
+        settings: Vec<String>,
+        batch_size: usize,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Vec<Vec<(f64, bool)>>> {
+        let requests: Vec<TokenRequest> = requests
+            .into_iter()
+            .map(|(context, continuation)| TokenRequest {
+                context,
+                continuation,
+            })
+            .collect();
+        run_detached(py, || {
+            if batch_size == 0 {
+                return Err(bad_input!("batch_size must be at least 1"));
+            }
+            let settings = self.settings(&settings)?;
+            let scored = self.score_all(&requests, &settings, batch_size, progress.as_ref())?;
+            Ok(scored
+                .into_iter()
+                .map(|s| s.into_iter().map(|x| (x.ll, x.greedy)).collect())
+                .collect())
+        })
+    }
+
+    /// Greedy continuations of each context under `setting`: at most `max_new_tokens` each,
+    /// stopping after the first token whose decoded continuation (special tokens kept)
+    /// contains a string of `stop`, or that is the tokenizer's EOS.
+    #[pyo3(signature = (contexts, setting, max_new_tokens, stop=vec![], progress=None))]
+    fn generate(
+        &self,
+        py: Python<'_>,
+        contexts: Vec<Vec<u32>>,
+        setting: String,
+        max_new_tokens: usize,
+        stop: Vec<String>,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Vec<Vec<u32>>> {
+        run_detached(py, || {
+            let settings = self.settings(std::slice::from_ref(&setting))?;
+            let means = self.means(&settings, 32)?;
+            let tok = self.tokenizer()?;
+            let total = contexts.len() as u64;
+            let mut out = Vec::with_capacity(contexts.len());
+            tick(progress.as_ref(), total, 0)?;
+            for context in &contexts {
+                let mut stop_here = |generated: &[u32]| -> Result<bool> {
+                    if tok.eos.is_some_and(|eos| generated.last() == Some(&eos)) {
+                        return Ok(true);
+                    }
+                    if stop.is_empty() {
+                        return Ok(false);
+                    }
+                    let text = tok
+                        .plain
+                        .decode(generated, false)
+                        .map_err(|err| anyhow::anyhow!("decoding: {err}"))?;
+                    Ok(stop
+                        .iter()
+                        .any(|s| !s.is_empty() && text.contains(s.as_str())))
+                };
+                out.push(generate::greedy(
+                    &self.model,
+                    context,
+                    &settings[0],
+                    means.as_ref(),
+                    max_new_tokens,
+                    &mut stop_here,
+                )?);
+                tick(progress.as_ref(), total, 1)?;
+            }
+            Ok(out)
+        })
+    }
+
+    /// The memorize sweep over `data` (little-endian u32 token ids, `rows` x `cols`): the
+    /// result file `llm-mem memorize` writes, as JSON text.
+    #[pyo3(signature = (data, rows, cols, prefix_len, settings, batch_size=64, per_sample=false, kl_from_base=false, progress=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn memorize(
+        &self,
+        py: Python<'_>,
+        data: Vec<u8>,
+        rows: usize,
+        cols: usize,
+        prefix_len: usize,
+        settings: Vec<String>,
+        batch_size: usize,
+        per_sample: bool,
+        kl_from_base: bool,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<String> {
+        run_detached(py, || {
+            let ids = data
+                .chunks_exact(4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            let data = TokenRows { rows, cols, ids };
+            let settings = self.settings(&settings)?;
+            let job = MemorizeJob {
+                data: &data,
+                prefix_len,
+                settings: &settings,
+                batch_size,
+                kl_from_base,
+            };
+            let results = self.run_memorize(&job, progress.as_ref())?;
+            let report = MemorizeReport::new(
+                self.model_info(),
+                DataInfo {
+                    path: "(numpy array)".into(),
+                    num_samples: rows,
+                    seq_len: cols,
+                    prefix_len,
+                    suffix_len: cols - prefix_len,
+                },
+                &results,
+                per_sample,
+                None,
+            );
+            Ok(serde_json::to_string_pretty(&report)?)
+        })
+    }
+}
+
+struct MemorizeJob<'a> {
+    data: &'a TokenRows,
+    prefix_len: usize,
+    settings: &'a [Setting],
+    batch_size: usize,
+    kl_from_base: bool,
+}
+
+impl Model {
+    fn model_info(&self) -> ModelInfo {
+        ModelInfo {
+            path: self.name.clone(),
+            architecture: self.model.config.architecture().into(),
+            num_layers: self.model.num_layers(),
+            dtype: runtime::dtype_name(self.model.dtype).into(),
+            device: runtime::device_name(&self.model.device),
+        }
+    }
+
+    /// `llm-mem memorize`'s batches, with a signal check and progress between them.
+    fn run_memorize(
+        &self,
+        job: &MemorizeJob,
+        progress: Option<&Py<PyAny>>,
+    ) -> Result<Vec<memorize::SettingResult>> {
+        if job.batch_size == 0 {
+            return Err(bad_input!("--batch-size must be at least 1"));
+        }
+        let data = job.data;
+        memorize::validate(&self.model, data, job.prefix_len, "tokens")?;
+        let means =
+            memorize::engine::collect_means(&self.model, data, job.batch_size, job.settings)?;
+        let per_batch = (data.cols * job.settings.len()) as u64;
+        let total = data.rows as u64 * per_batch;
+        tick(progress, total, 0)?;
+        let mut samples = vec![Vec::with_capacity(data.rows); job.settings.len()];
+        let mut start = 0;
+        while start < data.rows {
+            let end = data.rows.min(start + job.batch_size);
+            let scores = memorize::score_rows(
+                &self.model,
+                data,
+                job.prefix_len,
+                job.settings,
+                &means,
+                job.kl_from_base,
+                start..end,
+            )?;
+            for (all, batch) in samples.iter_mut().zip(scores) {
+                all.extend(batch);
+            }
+            tick(progress, total, (end - start) as u64 * per_batch)?;
+            start = end;
+        }
+        Ok(memorize::results(job.settings, samples))
+    }
+}
