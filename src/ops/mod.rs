@@ -3,7 +3,7 @@
 //!
 //! Two paths compute the same numbers (up to float rounding):
 //! - the *fast* CPU path, for f32 tensors on the CPU: the system BLAS for linear layers
-//!   ([`blas`]), fused attention ([`attention`]), GPT-NeoX's fused split + rotary
+//!   ([`blas`](mod@blas)), fused attention ([`attention`]), GPT-NeoX's fused split + rotary
 //!   ([`neox_qkv`]), vectorized activations ([`cpu`]) and one-pass logit statistics
 //!   ([`logit_stats`]);
 //! - the *portable* path: candle's tensor ops, which is what a GPU (or another dtype) runs.
