@@ -1,6 +1,5 @@
 //! Greedy decoding under a setting, for front ends that generate text (the Python package's
-//! lm-eval backend: `generate_until`), and the base-model means a `=mean` setting takes from
-//! token rows given apart from the inputs it runs on.
+//! lm-eval backend: `generate_until`).
 //!
 //! Decoding is what transformers' `generate(do_sample=False)` does for one unpadded row: the
 //! context runs once into a KV cache, then each step feeds the previous argmax (first index
@@ -8,17 +7,14 @@
 //! so a bypassed layer is bypassed for the generated tokens as for the context.
 
 use anyhow::{anyhow, Result};
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 
-use crate::intervene::mean::Recording;
 use crate::intervene::{Means, Setting};
-use crate::memorize::TokenRows;
 use crate::model::{sequence_positions, KvCache, Model};
-use crate::pass::BasePass;
 
 /// Greedy continuation of `context` under `setting`: at most `max_new` tokens, fewer when
 /// `stop(generated)` says so after a token is appended (that token is kept). `means` are
-/// those of a `=mean` setting ([`means_over_rows`]).
+/// those of a `=mean` setting ([`crate::memorize::engine::means_over_rows`]).
 pub fn greedy(
     model: &Model,
     context: &[u32],
@@ -95,41 +91,6 @@ fn first_argmax(values: &[f32]) -> Option<u32> {
         }
     }
     best.map(|(i, _)| i as u32)
-}
-
-/// The base-model means of every site `settings` mean-ablate, over every position of every
-/// row of `rows` (`None` when no setting mean-ablates), collected `batch_size` rows at a time.
-pub fn means_over_rows(
-    model: &Model,
-    rows: &TokenRows,
-    settings: &[Setting],
-    batch_size: usize,
-) -> Result<Option<Means>> {
-    let record = Recording::new(settings);
-    if record.is_empty() {
-        return Ok(None);
-    }
-    let (len, device) = (rows.cols, &model.device);
-    let mut start = 0;
-    while start < rows.rows {
-        let count = batch_size.max(1).min(rows.rows - start);
-        let ids = Tensor::from_slice(rows.rows_slice(start, count), (count, len), device)?;
-        let mut cache = model.new_cache();
-        let pos = model.begin_step(&mut cache, &sequence_positions(count, len, device)?)?;
-        record.begin_pass(&Tensor::ones((count, len), DType::F32, device)?)?;
-        let x = model.embed(&ids, &pos)?;
-        BasePass::run(
-            model,
-            x,
-            &pos,
-            cache,
-            &[],
-            Some(&record),
-            &mut |_, _| Ok(()),
-        )?;
-        start += count;
-    }
-    Ok(Some(record.finish(device)?))
 }
 
 #[cfg(test)]

@@ -146,7 +146,7 @@ impl Model {
                 first.label()
             )
         })?;
-        generate::means_over_rows(&self.model, rows, settings, batch_size)
+        memorize::engine::means_over_rows(&self.model, rows, batch_size, settings)
     }
 
     fn score_all(
@@ -479,6 +479,7 @@ impl Model {
             num_layers: self.model.num_layers(),
             dtype: runtime::dtype_name(self.model.dtype).into(),
             device: runtime::device_name(&self.model.device),
+            kernels: llm_mem::ops::kernel_info(&self.model.device, self.model.dtype),
         }
     }
 

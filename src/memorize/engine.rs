@@ -575,6 +575,35 @@ pub fn collect_means(
     if data.rows <= batch_size.max(1) {
         return Ok(SweepMeans::InBatch);
     }
+    Ok(SweepMeans::Collected(record_over_rows(
+        model, data, batch_size, record,
+    )?))
+}
+
+/// The base-model means of every site `settings` mean-ablate (`None` when none does), from
+/// base passes over every row of `data`, `batch_size` rows at a time; for front ends whose
+/// means come from rows other than the inputs they run on.
+pub fn means_over_rows(
+    model: &Model,
+    data: &super::TokenRows,
+    batch_size: usize,
+    settings: &[Setting],
+) -> Result<Option<Means>> {
+    let record = Recording::new(settings);
+    if record.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(record_over_rows(model, data, batch_size, record)?))
+}
+
+/// Base passes over every row of `data`, each stopping at the highest recorded layer,
+/// summed row by row into `record`'s means.
+fn record_over_rows(
+    model: &Model,
+    data: &super::TokenRows,
+    batch_size: usize,
+    record: Recording,
+) -> Result<Means> {
     let (len, device) = (data.cols, &model.device);
     let mut start = 0;
     while start < data.rows {
@@ -595,5 +624,5 @@ pub fn collect_means(
         )?;
         start += rows;
     }
-    Ok(SweepMeans::Collected(record.finish(device)?))
+    record.finish(&model.device)
 }
