@@ -92,11 +92,9 @@ class EvalResult:
         memorize result)."""
         first = self.results[self.settings[0]]
         names = list(first["results"].keys())
-        cfg = self.model.cfg
         return {
             "tool": {"name": "llm-mem", "version": _native.__version__},
-            "model": {"path": self.model.name, "architecture": cfg.architecture,
-                      "num_layers": cfg.n_layers, "dtype": cfg.dtype, "device": cfg.device},
+            "model": json.loads(self.model._native.model_info_json()),
             "config": {"limit": self._kwargs.get("limit"),
                        "max_length": self.model._native.max_length,
                        "bootstrap_iters": self._kwargs.get("bootstrap_iters")},

@@ -213,6 +213,12 @@ impl Model {
         Ok(d)
     }
 
+    /// The `model` object of the result files (`path`, `architecture`, ..., `kernels`), as JSON.
+    fn model_info_json(&self) -> PyResult<String> {
+        serde_json::to_string(&self.model_info())
+            .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
+    }
+
     #[getter]
     fn name(&self) -> String {
         self.name.clone()
