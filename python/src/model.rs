@@ -5,12 +5,12 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use anyhow::Result;
-use llm_mem::api::SettingsSpec;
+use llm_mem::api::{ModelSource, ModelSpec, SettingsSpec};
 use llm_mem::bad_input;
 use llm_mem::benchmark::engine::{Schedule, Scored};
 use llm_mem::benchmark::hf_tokenizer;
 use llm_mem::benchmark::requests::lm_eval_max_length;
-use llm_mem::benchmark::{LmTokenizer, TokenRequest, TokenizerFiles};
+use llm_mem::benchmark::{LmTokenizer, TokenRequest};
 use llm_mem::intervene::{grammar, Means, Setting};
 use llm_mem::memorize::{self, TokenRows};
 use llm_mem::model::{weights, Model as LmModel};
@@ -56,12 +56,15 @@ fn load(path: Option<&str>, revision: Option<&str>, device: &str, dtype: &str) -
         || Path::new(&dir).join("vocab.json").is_file()
         || (!Path::new(&dir).is_dir());
     let tok = if has_tokenizer {
-        let files_of_tokenizer = if Path::new(&dir).is_dir() {
-            TokenizerFiles::in_dir(Path::new(&dir))
-        } else {
-            // A hub model: the tokenizer's files beside the weights, fetched or cached.
-            hub_tokenizer_files(&files, &dir, revision)
+        let source = match Path::new(&dir).is_dir() {
+            true => ModelSource::Local(dir.clone().into()),
+            false => ModelSource::Hub(dir.clone()),
         };
+        let spec = ModelSpec {
+            revisions: revision.map(str::to_string).into_iter().collect(),
+            ..ModelSpec::new(source)
+        };
+        let files_of_tokenizer = spec.tokenizer_files(&files)?;
         let lm = LmTokenizer::load(&files_of_tokenizer)?;
         let plain = hf_tokenizer::build(&files_of_tokenizer)?;
         Some(Tokenizers {
@@ -84,28 +87,6 @@ fn load(path: Option<&str>, revision: Option<&str>, device: &str, dtype: &str) -
         max_length,
         mean_rows: Mutex::new(None),
     })
-}
-
-fn hub_tokenizer_files(
-    files: &weights::ModelFiles,
-    model_path: &str,
-    revision: Option<&str>,
-) -> TokenizerFiles {
-    let repo = llm_mem::hub::HubRepo::model(model_path, revision);
-    let get = |name: &str| repo.get(name).ok();
-    let tokenizer_json = files.tokenizer.clone();
-    let (vocab_json, merges_txt) = match tokenizer_json {
-        Some(_) => (None, None),
-        None => (get("vocab.json"), get("merges.txt")),
-    };
-    TokenizerFiles {
-        config: files.config.clone(),
-        tokenizer_json,
-        tokenizer_config: get("tokenizer_config.json"),
-        special_tokens_map: get("special_tokens_map.json"),
-        vocab_json,
-        merges_txt,
-    }
 }
 
 impl Model {
