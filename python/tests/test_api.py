@@ -126,6 +126,8 @@ def test_memorize_equals_the_cli(tiny, tmp_path):
     first = samples[samples["setting"] == "attn:1"].iloc[3]
     assert first["row"] == 3
     assert first["suffix_nll"] == theirs["results"][2]["per_sample"][3]["suffix_nll"]
+    assert list(first["continuation"]) == theirs["results"][2]["per_sample"][3]["continuation"]
+    assert all(len(c) == rows.shape[1] - 32 for c in samples["continuation"])
 
     path = tmp_path / "py.json"
     result.to_json(path)

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::Args;
 
+use crate::report::examples::{self, Decoder};
 use crate::report::join::{self, Indexed};
 use crate::report::{figure, revisions, svg};
 use crate::results::{self, MemorizeReport};
@@ -42,6 +43,49 @@ pub struct ReportArgs {
     /// Comma-separated tasks to average (default: every task in BENCH.json that has the metric).
     #[arg(long, value_name = "A,B,...")]
     pub tasks: Option<String>,
+    /// Memorized passages shown on the HTML page (its "Memorized text" section; 0 leaves it
+    /// out): the prefix, the true suffix and each setting's continuation, from a result of
+    /// `memorize --per-sample`. Default: 8.
+    #[arg(long, value_name = "N")]
+    pub examples: Option<String>,
+    /// Decode the passages with this tokenizer.json (or a directory holding one) instead of
+    /// the tokenizer of the model the result names; without either they show as token ids.
+    #[arg(long, value_name = "PATH")]
+    pub tokenizer: Option<PathBuf>,
+}
+
+/// A `report` run, validated: the arguments and the memorized-text section's options.
+pub struct ReportRun {
+    pub args: ReportArgs,
+    /// Samples in the "Memorized text" section.
+    pub examples: usize,
+    /// `--tokenizer`, loaded.
+    pub decoder: Option<Decoder>,
+}
+
+impl ReportArgs {
+    /// The run these arguments describe; a bad `--examples` or `--tokenizer` is a one-line
+    /// error naming it.
+    pub fn validate(self) -> Result<ReportRun> {
+        let examples = match self.examples.as_deref() {
+            None => examples::DEFAULT_COUNT,
+            Some(text) => text.trim().parse().map_err(|_| {
+                bad_input!("--examples {text:?}: expected a number of samples (0 or more)")
+            })?,
+        };
+        let decoder = match &self.tokenizer {
+            Some(path) if !path.exists() => {
+                return Err(bad_input!("--tokenizer {}: no such file", path.display()))
+            }
+            Some(path) => Some(Decoder::from_file(path)?),
+            None => None,
+        };
+        Ok(ReportRun {
+            args: self,
+            examples,
+            decoder,
+        })
+    }
 }
 
 enum Format {
@@ -98,9 +142,10 @@ fn inputs(args: &ReportArgs) -> Result<(PathBuf, Option<PathBuf>)> {
     Ok((mem, Some(bench)))
 }
 
-pub fn run(args: ReportArgs) -> Result<()> {
-    let (mem_path, bench_path) = inputs(&args)?;
-    let (output, format) = output_of(&args, &mem_path)?;
+pub fn run(run: ReportRun) -> Result<()> {
+    let args = &run.args;
+    let (mem_path, bench_path) = inputs(args)?;
+    let (output, format) = output_of(args, &mem_path)?;
     let mem: MemorizeReport = results::read(&mem_path)?;
     if mem.is_revision_sweep() {
         if let Some(bench) = &bench_path {
@@ -141,12 +186,32 @@ pub fn run(args: ReportArgs) -> Result<()> {
     let chart = figure::tradeoff(&joined, &mem.report);
     let text = match format {
         Format::Svg => chart.document(),
-        Format::Html => figure::html_page(&joined, &mem, &bench, &chart),
+        Format::Html => {
+            let examples = examples_section(&run, &mem.report);
+            figure::html_page(&joined, &mem, &bench, &chart, &examples)
+        }
     };
     svg::write_file(&output, &text)?;
     print!("{}", joined.markdown());
     eprintln!("wrote {}", output.display());
     Ok(())
+}
+
+/// The "Memorized text" section (empty with `--examples 0`), decoded with `--tokenizer` or
+/// else the tokenizer of the model the result names.
+fn examples_section(run: &ReportRun, mem: &MemorizeReport) -> String {
+    if run.examples == 0 {
+        return String::new();
+    }
+    let named;
+    let decoder = match &run.decoder {
+        Some(decoder) => decoder,
+        None => {
+            named = Decoder::for_model(&mem.model.path);
+            &named
+        }
+    };
+    examples::section(mem, run.examples, decoder)
 }
 
 /// The report of a sweep over revisions: its heatmap (FILE.svg), or a page with the heatmap,

@@ -26,6 +26,10 @@ pub struct SampleScores {
     /// not computed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kl_from_base: Option<f64>,
+    /// The S token ids the free-running greedy decoding produced under this setting. Empty in
+    /// results of the older layout, which does not keep it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub continuation: Vec<u32>,
 }
 
 /// Means over the samples of one setting.
@@ -117,6 +121,7 @@ impl ForcedRow {
             suffix_nll: self.nll_mean,
             residual_deviation: Vec::new(),
             kl_from_base: None,
+            continuation: greedy.to_vec(),
         }
     }
 }

@@ -288,6 +288,7 @@ pub fn html_page(
     mem: &Indexed<MemorizeReport>,
     bench: &Indexed<BenchmarkReport>,
     figure: &Svg,
+    examples: &str,
 ) -> String {
     let model = &mem.report.model.path;
     let mut body = format!("<h1>llm-mem report: {}</h1>\n", escape(model));
@@ -339,10 +340,12 @@ bypass settings present in both files.</p>\n",
             body.push_str(&fig.inline());
         }
     }
+    body.push_str(examples);
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-<title>llm-mem report: {}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{body}</body>\n</html>\n",
-        escape(model)
+<title>llm-mem report: {}</title>\n<style>{STYLE}{}</style>\n</head>\n<body>\n{body}</body>\n</html>\n",
+        escape(model),
+        super::examples::STYLE
     )
 }
 

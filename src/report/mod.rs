@@ -3,6 +3,7 @@
 //! [`crate::results`].
 
 pub mod axis;
+pub mod examples;
 pub mod figure;
 pub mod heads;
 pub mod join;

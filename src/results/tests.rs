@@ -57,6 +57,7 @@ fn reads_the_oldest_memorize_layout_bypass_lists_and_plain_samples() {
     let samples = report.results[0].per_sample.as_ref().unwrap();
     assert_eq!(samples[0].origin, None);
     assert_eq!(samples[0].scores.memorized_len, 8);
+    assert!(samples[0].scores.continuation.is_empty());
     assert!(report.fingerprint.is_none() && !report.is_revision_sweep());
 }
 
@@ -207,6 +208,7 @@ fn todays_memorize_layout_round_trips_byte_for_byte() {
         suffix_nll: f64::MIN_POSITIVE * i as f64,
         residual_deviation: vec![0.0, 1.0 / 7.0 * i as f64],
         kl_from_base: Some(1e-300 * i as f64),
+        continuation: vec![i as u32, 50_000],
     };
     let results: Vec<SettingResult> = settings()
         .into_iter()
