@@ -31,7 +31,8 @@ fn control_rows() -> Array2<i64> {
 
 fn write_npy(dir: &Path, name: &str, rows: &Array2<i64>) -> PathBuf {
     let path = dir.join(name);
-    rows.write_npy(std::fs::File::create(&path).unwrap()).unwrap();
+    rows.write_npy(std::fs::File::create(&path).unwrap())
+        .unwrap();
     path
 }
 
@@ -45,12 +46,23 @@ fn memorize_run(dir: &Path, data: &Path, extra: &[&str]) -> (Value, String) {
         .arg(fixture_dir("neox-parallel"))
         .arg("--dataset-path")
         .arg(data)
-        .args(["--prefix-len", "8", "--batch-size", "4", "--num-layers", "2"]);
+        .args([
+            "--prefix-len",
+            "8",
+            "--batch-size",
+            "4",
+            "--num-layers",
+            "2",
+        ]);
     for setting in SETTINGS {
         cmd.args(["--ablate", setting]);
     }
     let output = cmd.arg("--output").arg(&out).args(extra).output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let report = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     (report, String::from_utf8(output.stdout).unwrap())
 }
@@ -67,8 +79,15 @@ fn control_numbers_equal_a_separate_run_and_mean_ablations_use_the_main_means() 
         with_control["results"].as_array().unwrap(),
         separate["results"].as_array().unwrap(),
     );
-    assert_eq!(entries.len(), 6, "base, attn:0, attn:1 and the three --ablate settings");
-    assert!(table.lines().next().unwrap().contains("control_ppl"), "{table}");
+    assert_eq!(
+        entries.len(),
+        6,
+        "base, attn:0, attn:1 and the three --ablate settings"
+    );
+    assert!(
+        table.lines().next().unwrap().contains("control_ppl"),
+        "{table}"
+    );
     let mut mean_settings = 0;
     for (entry, other) in entries.iter().zip(others) {
         let label = entry["setting"].as_str().unwrap();
@@ -78,11 +97,18 @@ fn control_numbers_equal_a_separate_run_and_mean_ablations_use_the_main_means() 
         if label.ends_with("=mean") {
             mean_settings += 1;
             assert_eq!(nll, control_nll_under_main_means(label), "{label}");
-            assert_ne!(nll, other["suffix_nll"].as_f64().unwrap(), "{label}: the control's own means");
+            assert_ne!(
+                nll,
+                other["suffix_nll"].as_f64().unwrap(),
+                "{label}: the control's own means"
+            );
             continue;
         }
         assert_eq!(nll, other["suffix_nll"].as_f64().unwrap(), "{label}");
-        assert_eq!(entry["control_tf_accuracy"], other["teacher_forced_accuracy"], "{label}");
+        assert_eq!(
+            entry["control_tf_accuracy"], other["teacher_forced_accuracy"],
+            "{label}"
+        );
     }
     assert_eq!(mean_settings, 1);
     check_report_on_control_axis(dir.path(), &with_control, &dir.path().join("2.json"));
@@ -102,16 +128,26 @@ fn check_report_on_control_axis(dir: &Path, report: &Value, mem: &Path) {
         .arg(&svg)
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let figure = std::fs::read_to_string(&svg).unwrap();
     assert!(figure.contains("control set: perplexity"), "{figure}");
     let table = String::from_utf8(output.stdout).unwrap();
-    assert!(table.starts_with("| setting | exact_match | control_ppl |"), "{table}");
+    assert!(
+        table.starts_with("| setting | exact_match | control_ppl |"),
+        "{table}"
+    );
     for entry in report["results"].as_array().unwrap() {
         let ppl = entry["control_ppl"].as_f64().unwrap();
         let row = format!("| {} | ", entry["setting"].as_str().unwrap());
         let line = table.lines().find(|l| l.starts_with(&row)).unwrap();
-        assert!(line.contains(&format!(" | {ppl:.4} |")), "{line} lacks {ppl}");
+        assert!(
+            line.contains(&format!(" | {ppl:.4} |")),
+            "{line} lacks {ppl}"
+        );
     }
 }
 
@@ -128,7 +164,10 @@ fn check_report_needs_a_control_set(mem: &Path) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("has no control_ppl; --x control_ppl needs"), "{stderr}");
+    assert!(
+        stderr.contains("has no control_ppl; --x control_ppl needs"),
+        "{stderr}"
+    );
 }
 
 /// The control rows' mean suffix NLL under `label` with the means of the main data, by the
@@ -138,7 +177,9 @@ fn control_nll_under_main_means(label: &str) -> f64 {
     let setting = parse_setting(label).unwrap();
     let settings = [setting];
     let main = load_data("neox-parallel");
-    let means = engine::means_over_rows(&model, &main, 4, &settings).unwrap().unwrap();
+    let means = engine::means_over_rows(&model, &main, 4, &settings)
+        .unwrap()
+        .unwrap();
     let rows = control_rows();
     let control = TokenRows {
         rows: rows.nrows(),
@@ -149,7 +190,10 @@ fn control_nll_under_main_means(label: &str) -> f64 {
     let mut nll = Vec::new();
     for start in (0..control.rows).step_by(4) {
         let batch = start..control.rows.min(start + 4);
-        let scores = memorize::score_rows(&model, &control, PREFIX_LEN, &settings, &means, false, batch).unwrap();
+        let scores = memorize::score_rows(
+            &model, &control, PREFIX_LEN, &settings, &means, false, batch,
+        )
+        .unwrap();
         nll.extend(scores[0].iter().map(|s| s.suffix_nll));
     }
     nll.iter().sum::<f64>() / nll.len() as f64
@@ -178,7 +222,10 @@ fn assert_bad_control(rows: &Array2<i64>, needle: &str) {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.starts_with("error: --control-path"), "{stderr}");
-    assert!(stderr.contains(needle), "{stderr:?} should mention {needle:?}");
+    assert!(
+        stderr.contains(needle),
+        "{stderr:?} should mention {needle:?}"
+    );
     assert!(!out.exists());
 }
 
@@ -191,5 +238,8 @@ fn bad_control_rows_are_refused() {
     );
     let mut outside = rows.clone();
     outside[[2, 11]] = 96;
-    assert_bad_control(&outside, "row 2, column 11: token id 96 is not below the model's vocab_size 96");
+    assert_bad_control(
+        &outside,
+        "row 2, column 11: token id 96 is not below the model's vocab_size 96",
+    );
 }

@@ -38,7 +38,15 @@ fn reference(name: &str) -> LensReference {
 fn sweep(name: &str, options: MemorizeOptions) -> Vec<SettingResult> {
     let (model, data) = (load_model(name), load_data(name));
     let settings = [Setting::base(), Setting::bypass(&[1])];
-    memorize::sweep(&model, &data, &settings, &options, &mut |_| {}, &Cancel::new()).unwrap()
+    memorize::sweep(
+        &model,
+        &data,
+        &settings,
+        &options,
+        &mut |_| {},
+        &Cancel::new(),
+    )
+    .unwrap()
 }
 
 fn lens_options(prefix_len: usize) -> MemorizeOptions {
@@ -61,16 +69,30 @@ fn lens_of_every_block_matches_hf_hidden_states_through_final_norm_and_head() {
                 assert_eq!(ours.setting.label(), hf.setting, "{at}");
                 assert!(hf.min_lens_gap > 1e-4, "{at}: a lens argmax is a near tie");
                 for (row, sample) in ours.samples.iter().enumerate() {
-                    assert_eq!(sample.lens_accuracy, hf.lens_accuracy[row], "{at} row {row}");
-                    for (l, (a, b)) in sample.lens_logprob.iter().zip(&hf.lens_logprob[row]).enumerate() {
-                        assert!((a - b).abs() <= 1e-4, "{at} row {row} block {l}: {a} vs HF {b}");
+                    assert_eq!(
+                        sample.lens_accuracy, hf.lens_accuracy[row],
+                        "{at} row {row}"
+                    );
+                    for (l, (a, b)) in sample
+                        .lens_logprob
+                        .iter()
+                        .zip(&hf.lens_logprob[row])
+                        .enumerate()
+                    {
+                        assert!(
+                            (a - b).abs() <= 1e-4,
+                            "{at} row {row} block {l}: {a} vs HF {b}"
+                        );
                     }
                     assert_eq!(sample.lens_logprob.len(), hf.lens_logprob[row].len());
                 }
                 let blocks = hf.lens_accuracy[0].len();
                 for l in 0..blocks {
                     let mean = hf.lens_accuracy.iter().map(|r| r[l]).sum::<f64>() / 6.0;
-                    assert!((ours.mean.lens_accuracy[l] - mean).abs() < 1e-12, "{at} block {l}");
+                    assert!(
+                        (ours.mean.lens_accuracy[l] - mean).abs() < 1e-12,
+                        "{at} block {l}"
+                    );
                 }
             }
         }
@@ -94,10 +116,16 @@ fn last_block_lens_is_the_models_own_and_other_numbers_do_not_move() {
             });
             for (lens, plain) in with.iter().zip(&without) {
                 let at = format!("{name} {} ({kernels:?})", lens.setting.label());
-                assert!(plain.mean.lens_accuracy.is_empty(), "{at}: lens without --logit-lens");
+                assert!(
+                    plain.mean.lens_accuracy.is_empty(),
+                    "{at}: lens without --logit-lens"
+                );
                 for (sample, other) in lens.samples.iter().zip(&plain.samples) {
                     let last = sample.lens_accuracy.len() - 1;
-                    assert_eq!(sample.lens_accuracy[last], sample.teacher_forced_accuracy, "{at}");
+                    assert_eq!(
+                        sample.lens_accuracy[last], sample.teacher_forced_accuracy,
+                        "{at}"
+                    );
                     assert_eq!(sample.lens_logprob[last], -sample.suffix_nll, "{at}");
                     let mut stripped = sample.clone();
                     stripped.lens_accuracy.clear();

@@ -15,9 +15,7 @@ use crate::api::{model_id, ModelSource, ModelSpec, SettingsSpec};
 use crate::data::{DataSource, SampleOrigin, Samples};
 use crate::intervene::Setting;
 use crate::memorize::stored::StoredSample;
-use crate::memorize::{
-    self, ControlScores, Discoverable, MemorizeOptions, SweepMeans, TokenRows,
-};
+use crate::memorize::{self, ControlScores, Discoverable, MemorizeOptions, SweepMeans, TokenRows};
 use crate::model::{Model, ModelConfig, ModelFiles};
 use crate::report::table;
 use crate::results::{DataInfo, MemorizeReport, ModelInfo};
@@ -71,11 +69,16 @@ pub struct MemorizeArgs {
     /// log10 of the probability that one sampled continuation of the prompt is the suffix
     /// (null when top-k filters out one of its tokens), and whether it is discoverable (see
     /// --discoverable); per setting their means and `extraction_impossible_rows`.
-    #[arg(long, value_name = "TEMPERATURE[,top_k=K]")]
+    #[arg(long, value_name = "TEMPERATURE[,top_k=K]", allow_hyphen_values = true)]
     pub sampling: Option<String>,
     /// With --sampling: a suffix is discoverable when at least one of N sampled continuations
     /// reproduces it with probability at least P: 1 − (1 − p_row)^N ≥ P.
-    #[arg(long, value_name = "N,P", default_value = "100,0.5")]
+    #[arg(
+        long,
+        value_name = "N,P",
+        default_value = "100,0.5",
+        allow_hyphen_values = true
+    )]
     pub discoverable: String,
     /// Text the model did not memorize (a 2-D .npy of token ids or a parquet table with a
     /// `tokens` column, rows longer than --prefix-len), scored under every setting:
@@ -389,7 +392,8 @@ fn compute(
 /// The control set scored under every setting of the sweep, before the sweep itself (a
 /// teacher-forced pass per setting, no decoding); `None` without `--control-path`.
 fn control_set(run: &MemorizeRun, models: &Models, job: &Job) -> Result<Option<ControlSet>> {
-    let (Some(source), Some(rows), Models::One { model, .. }) = (&run.control, &job.control, models)
+    let (Some(source), Some(rows), Models::One { model, .. }) =
+        (&run.control, &job.control, models)
     else {
         return Ok(None);
     };
@@ -397,8 +401,14 @@ fn control_set(run: &MemorizeRun, models: &Models, job: &Job) -> Result<Option<C
     let batch_size = run.options.batch_size;
     let means = memorize::engine::means_over_rows(model, &job.data, batch_size, settings)?;
     let prefix_len = run.options.prefix_len;
-    let scores =
-        memorize::control::score(model, rows, prefix_len, batch_size, settings, means.as_ref())?;
+    let scores = memorize::control::score(
+        model,
+        rows,
+        prefix_len,
+        batch_size,
+        settings,
+        means.as_ref(),
+    )?;
     Ok(Some(ControlSet {
         path: source.name(),
         num_samples: rows.rows,
@@ -517,7 +527,12 @@ fn read_control(
     }
     let samples = source.read(false)?;
     let name = format!("--control-path {}", source.name());
-    memorize::control::validate(models.config(), &samples.rows, run.options.prefix_len, &name)?;
+    memorize::control::validate(
+        models.config(),
+        &samples.rows,
+        run.options.prefix_len,
+        &name,
+    )?;
     let inputs = samples
         .inputs
         .into_iter()

@@ -597,7 +597,9 @@ pub fn forced_under(
     let mut base_cache = model.new_cache();
     let pos = model.begin_step(&mut base_cache, &sequence_positions(rows, len, device)?)?;
     let x = model.embed(&ids, &pos)?;
-    let base = BasePass::run(model, x, &pos, base_cache, settings, None, &mut |_, _| Ok(()))?;
+    let base = BasePass::run(model, x, &pos, base_cache, settings, None, &mut |_, _| {
+        Ok(())
+    })?;
     settings
         .iter()
         .map(|setting| {
@@ -606,7 +608,8 @@ pub fn forced_under(
                 None => base.cache.clone(),
                 Some(low) => below(&base.cache, low),
             };
-            let hidden = base.resume(model, setting, &edits, &pos, &mut cache, &mut |_, _| Ok(()))?;
+            let hidden =
+                base.resume(model, setting, &edits, &pos, &mut cache, &mut |_, _| Ok(()))?;
             teacher_forced(model, &hidden, batch, setting, None)
         })
         .collect()

@@ -154,7 +154,10 @@ mod tests {
         assert!(d.holds(0.0));
         assert!(!d.holds(f64::NEG_INFINITY));
         // n · p_row ≈ 1e-3 for p_row = 1e-20 and n = 1e17: 1 − p_row rounds to 1 in f64.
-        let many = Discoverable { n: 100_000_000_000_000_000, p: 0.0009 };
+        let many = Discoverable {
+            n: 100_000_000_000_000_000,
+            p: 0.0009,
+        };
         assert!(many.holds(-20.0));
         assert!(!Discoverable { p: 0.0011, ..many }.holds(-20.0));
     }
@@ -163,14 +166,23 @@ mod tests {
     fn parses_sampling_and_discoverable() {
         assert_eq!(
             parse_sampling("0.7,top_k=40").unwrap(),
-            Sampling { temperature: 0.7, top_k: Some(40) }
+            Sampling {
+                temperature: 0.7,
+                top_k: Some(40)
+            }
         );
         assert_eq!(parse_sampling("1").unwrap().top_k, None);
-        assert_eq!(sampling_label(&parse_sampling("0.7,top_k=40").unwrap()), "0.7,top_k=40");
+        assert_eq!(
+            sampling_label(&parse_sampling("0.7,top_k=40").unwrap()),
+            "0.7,top_k=40"
+        );
         for bad in ["0", "-1", "x", "1,top_k=0", "1,k=3", "1,top_k=2,3", "inf"] {
             assert!(parse_sampling(bad).is_err(), "{bad}");
         }
-        assert_eq!("10,0.25".parse::<Discoverable>().unwrap(), Discoverable { n: 10, p: 0.25 });
+        assert_eq!(
+            "10,0.25".parse::<Discoverable>().unwrap(),
+            Discoverable { n: 10, p: 0.25 }
+        );
         for bad in ["0,0.5", "10,0", "10,1", "10", "-1,0.5", "10,1.5"] {
             assert!(bad.parse::<Discoverable>().is_err(), "{bad}");
         }

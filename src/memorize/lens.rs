@@ -56,10 +56,9 @@ impl LensRows {
     /// The last block's lens: the model's own teacher-forced accuracy and mean log-prob.
     pub fn finish(mut self, forced: &[ForcedRow], suffix_len: usize) -> Self {
         for (row, f) in forced.iter().enumerate() {
-            if let (Some(acc), Some(logprob)) = (
-                self.accuracy[row].last_mut(),
-                self.logprob[row].last_mut(),
-            ) {
+            if let (Some(acc), Some(logprob)) =
+                (self.accuracy[row].last_mut(), self.logprob[row].last_mut())
+            {
                 *acc = f.correct as f64 / suffix_len as f64;
                 *logprob = -f.nll_mean;
             }

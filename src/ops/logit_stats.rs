@@ -154,7 +154,12 @@ fn cpu_position(row: &[f32], target: usize, sampling: Option<&Sampling>) -> (u32
         Some(k) => {
             let (best, entropy, logprob) = position_stats(row, target);
             let max = f64::from(row[best as usize]);
-            (best, entropy, logprob, top_k_logprob(row, max, target, inv_t, k))
+            (
+                best,
+                entropy,
+                logprob,
+                top_k_logprob(row, max, target, inv_t, k),
+            )
         }
     }
 }
@@ -436,7 +441,13 @@ mod tests {
             .unwrap();
         let targets: Vec<u32> = (0..12).map(|i| (i * 13 % 97) as u32).collect();
         let at: Vec<u32> = (0..12).collect();
-        let settings = [(1.0, None), (0.7, None), (2.5, None), (1.0, Some(5)), (0.6, Some(3))];
+        let settings = [
+            (1.0, None),
+            (0.7, None),
+            (2.5, None),
+            (1.0, Some(5)),
+            (0.6, Some(3)),
+        ];
         let mut filtered = 0;
         for (temperature, top_k) in settings {
             let sampling = Sampling { temperature, top_k };
@@ -454,7 +465,10 @@ mod tests {
         }
         assert!(filtered > 0, "some target falls outside the top k");
         // With temperature 1 and no top-k the sampled log-prob is the teacher-forced one.
-        let plain = Sampling { temperature: 1.0, top_k: None };
+        let plain = Sampling {
+            temperature: 1.0,
+            top_k: None,
+        };
         let stats = sampled_stats_at(&logits, &at, &targets, Some(&plain)).unwrap();
         assert_eq!(stats.sampled_logprob, stats.target_logprob);
     }

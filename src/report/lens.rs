@@ -60,7 +60,12 @@ pub fn lens_plot(report: &MemorizeReport) -> Option<Svg> {
     for (i, (label, _, _)) in curves.iter().enumerate().take(20) {
         let ly = top + 12.0 * i as f64;
         let x = left + w + 12.0;
-        doc.line((x, ly), (x + 16.0, ly), svg::palette(i), "stroke-width=\"2\"");
+        doc.line(
+            (x, ly),
+            (x + 16.0, ly),
+            svg::palette(i),
+            "stroke-width=\"2\"",
+        );
         doc.text((x + 20.0, ly + 4.0), label, 10.0, Anchor::Start, "");
     }
     Some(doc)
@@ -85,12 +90,30 @@ impl Frame {
         doc.line((left, top + h), (left + w, top + h), "#222", "");
         doc.line((left, top), (left, top + h), "#222", "");
         for l in 0..blocks {
-            doc.text((x(l), top + h + 16.0), &l.to_string(), 11.0, Anchor::Middle, "");
+            doc.text(
+                (x(l), top + h + 16.0),
+                &l.to_string(),
+                11.0,
+                Anchor::Middle,
+                "",
+            );
         }
         for v in [range.0, range.1] {
-            doc.text((left - 6.0, y(v) + 4.0), &format!("{v:.2}"), 11.0, Anchor::End, "");
+            doc.text(
+                (left - 6.0, y(v) + 4.0),
+                &format!("{v:.2}"),
+                11.0,
+                Anchor::End,
+                "",
+            );
         }
-        doc.text((left + w / 2.0, top + h + 34.0), &format!("block — {what}"), 12.0, Anchor::Middle, "");
+        doc.text(
+            (left + w / 2.0, top + h + 34.0),
+            &format!("block — {what}"),
+            12.0,
+            Anchor::Middle,
+            "",
+        );
         for (i, (_, values)) in curves.iter().enumerate() {
             let points: Vec<(f64, f64)> = values
                 .iter()
@@ -98,7 +121,11 @@ impl Frame {
                 .filter(|(_, v)| v.is_finite())
                 .map(|(l, &v)| (x(l), y(v)))
                 .collect();
-            doc.polyline(&points, svg::palette(i), r#"stroke-width="1.5" class="lens""#);
+            doc.polyline(
+                &points,
+                svg::palette(i),
+                r#"stroke-width="1.5" class="lens""#,
+            );
         }
     }
 }
@@ -141,7 +168,11 @@ mod tests {
             .unwrap()
         };
         let text = lens_plot(&report(true)).unwrap().document();
-        assert_eq!(text.matches("class=\"lens\"").count(), 4, "two settings, two panels");
+        assert_eq!(
+            text.matches("class=\"lens\"").count(),
+            4,
+            "two settings, two panels"
+        );
         assert!(text.contains("attn:1") && text.contains("-4.00"), "{text}");
         assert!(lens_plot(&report(false)).is_none());
     }
