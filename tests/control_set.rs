@@ -88,6 +88,11 @@ fn control_numbers_equal_a_separate_run_and_mean_ablations_use_the_main_means() 
         table.lines().next().unwrap().contains("control_ppl"),
         "{table}"
     );
+    let plot = std::fs::read_to_string(dir.path().join("2.svg")).unwrap();
+    assert!(
+        plot.contains("control set perplexity"),
+        "the per-layer plot lacks the control set"
+    );
     let mut mean_settings = 0;
     for (entry, other) in entries.iter().zip(others) {
         let label = entry["setting"].as_str().unwrap();

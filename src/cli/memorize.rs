@@ -456,7 +456,8 @@ fn prepare(run: &MemorizeRun, models: &Models) -> Result<Job> {
     for (which, config) in models.configs() {
         memorize::validate_config(config, &data, prefix_len, &format!("{data_name}{which}"))?;
     }
-    let (control, control_inputs) = read_control(run, models)?;
+    let control = read_control(run, models)?;
+    let control_inputs = control.iter().flat_map(|c| c.inputs.clone());
     let config = models.config();
     let layers = config.num_layers();
     let sweep = run.settings.settings(layers, config.shape().heads)?;
@@ -507,18 +508,15 @@ fn prepare(run: &MemorizeRun, models: &Models) -> Result<Job> {
         mine,
         fingerprint,
         model,
-        control,
+        control: control.map(|c| c.rows),
     })
 }
 
-/// The control rows of `--control-path`, checked against the model, and the files they came
-/// from, named for the fingerprint.
-fn read_control(
-    run: &MemorizeRun,
-    models: &Models,
-) -> Result<(Option<TokenRows>, Vec<(String, PathBuf)>)> {
+/// The control rows of `--control-path`, checked against the model, with the files they came
+/// from named for the fingerprint (`control/…`).
+fn read_control(run: &MemorizeRun, models: &Models) -> Result<Option<Samples>> {
     let Some(source) = &run.control else {
-        return Ok((None, Vec::new()));
+        return Ok(None);
     };
     if let Models::Revisions(_) = models {
         return Err(bad_input!(
@@ -538,7 +536,7 @@ fn read_control(
         .into_iter()
         .map(|(n, file)| (format!("control/{n}"), file))
         .collect();
-    Ok((Some(samples.rows), inputs))
+    Ok(Some(Samples { inputs, ..samples }))
 }
 
 /// The options that change the numbers. Each optional measurement only when asked for, so
