@@ -117,7 +117,72 @@ fn control_numbers_equal_a_separate_run_and_mean_ablations_use_the_main_means() 
     }
     assert_eq!(mean_settings, 1);
     check_report_on_control_axis(dir.path(), &with_control, &dir.path().join("2.json"));
+    check_shards_merge_the_control_set(dir.path(), &main, control_arg, &with_control);
     check_report_needs_a_control_set(&dir.path().join("0.json"));
+}
+
+/// Two shards of the run with a control set merge into the unsharded run's result, control
+/// numbers included.
+fn check_shards_merge_the_control_set(dir: &Path, main: &Path, control: &str, whole: &Value) {
+    for k in 0..2 {
+        let shard = format!("{k}/2");
+        let name = format!("s{k}.json");
+        let out = dir.join(&name);
+        let mut cmd = Command::cargo_bin("llm-mem").unwrap();
+        cmd.current_dir(dir)
+            .args(["memorize", "--model-path"])
+            .arg(fixture_dir("neox-parallel"))
+            .arg("--dataset-path")
+            .arg(main)
+            .args([
+                "--prefix-len",
+                "8",
+                "--batch-size",
+                "4",
+                "--num-layers",
+                "2",
+            ]);
+        for setting in SETTINGS {
+            cmd.args(["--ablate", setting]);
+        }
+        cmd.args(["--control-path", control, "--shard", &shard, "--output"])
+            .arg(&out);
+        let output = cmd.output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let output = Command::cargo_bin("llm-mem")
+        .unwrap()
+        .current_dir(dir)
+        .args(["merge", "s0.json", "s1.json", "-o", "merged.json"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let merged: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("merged.json")).unwrap()).unwrap();
+    let (merged, whole) = (
+        merged["results"].as_array().unwrap(),
+        whole["results"].as_array().unwrap(),
+    );
+    assert_eq!(merged.len(), whole.len());
+    for (m, w) in merged.iter().zip(whole) {
+        for key in [
+            "setting",
+            "control_nll",
+            "control_ppl",
+            "control_tf_accuracy",
+            "exact_match",
+        ] {
+            assert_eq!(m[key], w[key], "{key} of {}", w["setting"]);
+        }
+    }
 }
 
 /// `report --x control_ppl` on a result with a control set: the figure and a table whose
