@@ -6,9 +6,9 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::report::examples::{self, Decoder};
-use crate::report::join::{self, Indexed};
+use crate::report::join::{self, Indexed, Joined};
 use crate::report::{figure, revisions, svg};
-use crate::results::{self, MemorizeReport};
+use crate::results::{self, BenchmarkReport, MemorizeReport};
 use crate::{bad_input, default_model};
 
 #[derive(Args)]
@@ -52,6 +52,10 @@ pub struct ReportArgs {
     /// the tokenizer of the model the result names; without either they show as token ids.
     #[arg(long, value_name = "PATH")]
     pub tokenizer: Option<PathBuf>,
+    /// The x axis: `benchmark` (the mean metric of BENCH.json) or `control_ppl` (the
+    /// perplexity of the control set of a `memorize --control-path` result; no BENCH.json).
+    #[arg(long = "x", value_enum, default_value = "benchmark")]
+    pub x: XChoice,
 }
 
 /// A `report` run, validated: the arguments and the memorized-text section's options.
@@ -86,6 +90,14 @@ impl ReportArgs {
             decoder,
         })
     }
+}
+
+/// `report --x`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum XChoice {
+    Benchmark,
+    #[value(name = "control_ppl")]
+    ControlPpl,
 }
 
 enum Format {
@@ -123,7 +135,8 @@ fn default_output(mem: &Path) -> PathBuf {
     mem.with_file_name(format!("{stem}_report.html"))
 }
 
-/// The result files: as given, or the built-in model's default outputs, which must exist.
+/// The result files: as given, or the built-in model's default outputs, which must exist
+/// (the benchmark's only when the x axis comes from it).
 fn inputs(args: &ReportArgs) -> Result<(PathBuf, Option<PathBuf>)> {
     if let Some(mem) = &args.memorize {
         return Ok((mem.clone(), args.benchmark.clone()));
@@ -131,7 +144,11 @@ fn inputs(args: &ReportArgs) -> Result<(PathBuf, Option<PathBuf>)> {
     let model = default_model::NAME;
     let mem = super::memorize::default_output(model, super::memorize::DEFAULT_PREFIX_LEN, None);
     let bench = super::benchmark::default_output(model, None);
-    for (path, command) in [(&mem, "memorize"), (&bench, "benchmark")] {
+    let mut needed = vec![(&mem, "memorize")];
+    if args.x == XChoice::Benchmark {
+        needed.push((&bench, "benchmark"));
+    }
+    for (path, command) in needed {
         if !path.is_file() {
             return Err(bad_input!(
                 "{}: not found; run `llm-mem {command}` here first, or name the two result files (llm-mem report MEM.json BENCH.json)",
@@ -139,7 +156,7 @@ fn inputs(args: &ReportArgs) -> Result<(PathBuf, Option<PathBuf>)> {
             ));
         }
     }
-    Ok((mem, Some(bench)))
+    Ok((mem, (args.x == XChoice::Benchmark).then_some(bench)))
 }
 
 pub fn run(run: ReportRun) -> Result<()> {
@@ -158,6 +175,19 @@ pub fn run(run: ReportRun) -> Result<()> {
             ));
         }
         return report_revisions(&mem_path, &mem, &output, format);
+    }
+    if args.x == XChoice::ControlPpl {
+        if let Some(bench) = &bench_path {
+            return Err(bad_input!(
+                "{}: --x control_ppl takes its x axis from MEM.json's control set; name no \
+                 benchmark result",
+                bench.display()
+            ));
+        }
+        let mem = Indexed::new(&mem_path, mem)?;
+        let joined = join::control_axis(&mem)?;
+        let examples = examples_section(&run, &mem.report);
+        return write_tradeoff(&joined, &mem, None, (&output, format), &examples);
     }
     let bench_path = bench_path.ok_or_else(|| {
         bad_input!(
@@ -178,20 +208,31 @@ pub fn run(run: ReportRun) -> Result<()> {
         return Err(bad_input!("--tasks: no task named"));
     }
     let joined = join::join(&mem, &bench, &args.metric, tasks.as_deref())?;
-    results::check_writable(&output)?;
-    for line in joined.unmatched(&mem.path, &bench.path) {
-        eprintln!("warning: {line}");
-    }
+    let examples = examples_section(&run, &mem.report);
+    write_tradeoff(&joined, &mem, Some(&bench), (&output, format), &examples)
+}
 
-    let chart = figure::tradeoff(&joined, &mem.report);
+/// Write the trade-off figure (FILE.svg) or page (FILE.html, with the `examples` section) of
+/// `joined` and print its table.
+fn write_tradeoff(
+    joined: &Joined,
+    mem: &Indexed<MemorizeReport>,
+    bench: Option<&Indexed<BenchmarkReport>>,
+    (output, format): (&Path, Format),
+    examples: &str,
+) -> Result<()> {
+    results::check_writable(output)?;
+    if let Some(bench) = bench {
+        for line in joined.unmatched(&mem.path, &bench.path) {
+            eprintln!("warning: {line}");
+        }
+    }
+    let chart = figure::tradeoff(joined, &mem.report);
     let text = match format {
         Format::Svg => chart.document(),
-        Format::Html => {
-            let examples = examples_section(&run, &mem.report);
-            figure::html_page(&joined, &mem, &bench, &chart, &examples)
-        }
+        Format::Html => figure::html_page(joined, mem, bench, &chart, examples),
     };
-    svg::write_file(&output, &text)?;
+    svg::write_file(output, &text)?;
     print!("{}", joined.markdown());
     eprintln!("wrote {}", output.display());
     Ok(())

@@ -209,6 +209,14 @@ fn todays_memorize_layout_round_trips_byte_for_byte() {
         residual_deviation: vec![0.0, 1.0 / 7.0 * i as f64],
         kl_from_base: Some(1e-300 * i as f64),
         continuation: vec![i as u32, 50_000],
+        edit_similarity: Some(1.0 - 1.0 / (i + 2) as f64),
+        extraction_log10_prob: Some(match i {
+            1 => f64::NEG_INFINITY,
+            _ => -1.0 / 3.0 * i as f64,
+        }),
+        discoverable: Some(i == 2),
+        lens_accuracy: vec![0.5, 1.0 / 3.0],
+        lens_logprob: vec![-9.25, -0.1 * i as f64],
     };
     let results: Vec<SettingResult> = settings()
         .into_iter()
@@ -218,6 +226,7 @@ fn todays_memorize_layout_round_trips_byte_for_byte() {
                 setting,
                 mean: MeanScores::of(&samples),
                 samples,
+                control: None,
             }
         })
         .collect();
