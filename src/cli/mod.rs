@@ -3,6 +3,7 @@
 //! library. `main.rs` only parses, dispatches and maps errors to exit codes.
 
 pub mod benchmark;
+mod export;
 pub mod extract;
 pub mod long_run;
 pub mod memorize;
@@ -18,6 +19,7 @@ use crate::api::revisions;
 use crate::api::{ModelSource, ModelSpec, SettingsSpec};
 use crate::runtime;
 use benchmark::BenchmarkArgs;
+pub use export::ExportArgs;
 pub use extract::ExtractArgs;
 pub use long_run::ResumeArgs;
 pub use memorize::MemorizeArgs;
@@ -63,6 +65,11 @@ pub enum Command {
     ///
     /// Example: llm-mem merge scores/shard-*.json -o scores/pythia-12b_prefix32.json
     Merge(MergeArgs),
+    /// Write results as long ("tidy") parquet or CSV tables: per setting, per sample (with its
+    /// greedy continuation), per task metric.
+    ///
+    /// Example: llm-mem export mem.json --format csv
+    Export(ExportArgs),
 }
 
 /// Parse the command line. `llm-mem --help` ends with the environment variables that choose
@@ -106,6 +113,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Report(args) => report::run(args),
         Command::Merge(args) => merge::run(args),
+        Command::Export(args) => export::run(args.validate()?),
     };
     if let Err(err) = &result {
         signals::exit_if_interrupted(err);
