@@ -59,6 +59,7 @@ pub mod benchmark;
 // The clap help text in its doc comments names placeholders such as <task> and <P>.
 #[allow(rustdoc::invalid_html_tags)]
 pub mod cli;
+pub mod compare;
 pub mod data;
 pub mod default_model;
 pub mod error;

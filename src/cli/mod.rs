@@ -3,6 +3,7 @@
 //! library. `main.rs` only parses, dispatches and maps errors to exit codes.
 
 pub mod benchmark;
+mod compare;
 mod export;
 pub mod extract;
 pub mod long_run;
@@ -19,6 +20,7 @@ use crate::api::revisions;
 use crate::api::{ModelSource, ModelSpec, SettingsSpec};
 use crate::runtime;
 use benchmark::BenchmarkArgs;
+pub use compare::CompareArgs;
 pub use export::ExportArgs;
 pub use extract::ExtractArgs;
 pub use long_run::ResumeArgs;
@@ -70,6 +72,11 @@ pub enum Command {
     ///
     /// Example: llm-mem export mem.json --format csv
     Export(ExportArgs),
+    /// Which samples two or more memorize results memorized: precision, recall and Jaccard
+    /// of their memorized sets, per setting.
+    ///
+    /// Example: llm-mem compare pythia-160m.json pythia-1.4b.json
+    Compare(CompareArgs),
 }
 
 /// Parse the command line. `llm-mem --help` ends with the environment variables that choose
@@ -114,6 +121,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Report(args) => report::run(args),
         Command::Merge(args) => merge::run(args),
         Command::Export(args) => export::run(args.validate()?),
+        Command::Compare(args) => compare::run(args.validate()?),
     };
     if let Err(err) = &result {
         signals::exit_if_interrupted(err);
