@@ -39,6 +39,7 @@
 //!           api              models (local, hub, built in) and tokenizers, settings, samples;
 //!            │               the runs with a progress callback and a Cancel token
 //!            ├─ report       tables, figures, the HTML page
+//!            ├─ export · compare   tidy parquet/CSV tables of results; memorized sets compared
 //!            ├─ results      the result files, typed: one reader, one writer
 //!            ├─ memorize · benchmark · extract       the engines
 //!            │      └─ pass  the base pass whose residual stream every setting resumes from
@@ -58,9 +59,11 @@ pub mod benchmark;
 // The clap help text in its doc comments names placeholders such as <task> and <P>.
 #[allow(rustdoc::invalid_html_tags)]
 pub mod cli;
+pub mod compare;
 pub mod data;
 pub mod default_model;
 pub mod error;
+pub mod export;
 pub mod extract;
 pub mod generate;
 pub mod hub;

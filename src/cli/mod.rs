@@ -3,6 +3,8 @@
 //! library. `main.rs` only parses, dispatches and maps errors to exit codes.
 
 pub mod benchmark;
+mod compare;
+mod export;
 pub mod extract;
 pub mod long_run;
 pub mod memorize;
@@ -18,6 +20,8 @@ use crate::api::revisions;
 use crate::api::{ModelSource, ModelSpec, SettingsSpec};
 use crate::runtime;
 use benchmark::BenchmarkArgs;
+pub use compare::CompareArgs;
+pub use export::ExportArgs;
 pub use extract::ExtractArgs;
 pub use long_run::ResumeArgs;
 pub use memorize::MemorizeArgs;
@@ -63,6 +67,16 @@ pub enum Command {
     ///
     /// Example: llm-mem merge scores/shard-*.json -o scores/pythia-12b_prefix32.json
     Merge(MergeArgs),
+    /// Write results as long ("tidy") parquet or CSV tables: per setting, per sample (with its
+    /// greedy continuation), per task metric.
+    ///
+    /// Example: llm-mem export mem.json --format csv
+    Export(ExportArgs),
+    /// Which samples two or more memorize results memorized: precision, recall and Jaccard
+    /// of their memorized sets, per setting.
+    ///
+    /// Example: llm-mem compare pythia-160m.json pythia-1.4b.json
+    Compare(CompareArgs),
 }
 
 /// Parse the command line. `llm-mem --help` ends with the environment variables that choose
@@ -106,6 +120,8 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Report(args) => report::run(args.validate()?),
         Command::Merge(args) => merge::run(args),
+        Command::Export(args) => export::run(args.validate()?),
+        Command::Compare(args) => compare::run(args.validate()?),
     };
     if let Err(err) = &result {
         signals::exit_if_interrupted(err);

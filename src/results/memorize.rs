@@ -62,8 +62,9 @@ pub struct MemorizeEntry {
     pub per_sample: Option<Vec<SampleEntry>>,
 }
 
-/// One sample's scores, led by where it came from when that is known (`index`: its sequence,
-/// `offset`: the token offset in it).
+/// One sample's scores and greedy `continuation`, led by where it came from when that is known
+/// (`index`: its sequence, `offset`: the token offset in it). Files of the older layout hold no
+/// continuation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SampleEntry {
     #[serde(flatten)]
