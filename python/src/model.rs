@@ -309,7 +309,7 @@ impl Model {
         extra: Vec<String>,
     ) -> PyResult<Vec<String>> {
         let settings = SettingsSpec::parse(num_layers, &sweep, &[], &extra)
-            .and_then(|spec| spec.settings(self.model.num_layers(), self.model.heads()))
+            .and_then(|spec| spec.settings(self.model.sites()))
             .map_err(crate::to_py)?;
         Ok(settings.iter().map(Setting::label).collect())
     }

@@ -87,7 +87,10 @@ fn parse_term(term: &str, atoms: &mut Vec<Atom>, sets: &mut Vec<NeuronSet>) -> R
         Site::Mlp => layer_list(body, &mut |l| atoms.push(Atom::mlp(l, kind))),
         Site::Head => head_list(body, &mut |l, h| atoms.push(Atom::head(l, h, kind))),
         Site::Neuron => match body.trim().strip_prefix('@') {
-            Some(scores) => Ok(sets.push(neuron_set(scores, kind)?)),
+            Some(scores) => {
+                sets.push(neuron_set(scores, kind)?);
+                Ok(())
+            }
             None => neuron_list(body, &mut |l, n| atoms.push(Atom::neuron(l, n, kind))),
         },
     }
