@@ -1,9 +1,10 @@
 """Check the built-in benchmark tasks against lm-evaluation-harness itself.
 
 `llm-mem benchmark` on the built-in model runs two tasks of its own (src/benchmark/builtin.rs).
-This script defines the same two tasks as lm-eval task YAMLs — tiny_storycloze as a
-`multiple_choice` task (acc, acc_norm), tiny_lambada as lambada_openai's YAML with the data
-replaced — runs lm-eval 0.4.13's HF backend on the built-in checkpoint (float32, base model),
+This script takes the same two tasks as lm-eval task YAMLs from the Python package
+(python/llm_mem/tasks.py, one definition for both) — tiny_storycloze as a `multiple_choice`
+task (acc, acc_norm), tiny_lambada as lambada_openai's YAML with the data replaced — runs
+lm-eval 0.4.13's HF backend on the built-in checkpoint (float32, base model),
 writes lm-eval's metrics to tests/fixtures/tasks/expected_tiny.json (which
 tests/quickstart.rs compares `llm-mem benchmark` with) and, given the result of an
 `llm-mem benchmark` run, compares its base entry too:
@@ -26,42 +27,22 @@ import torch
 import lm_eval
 from lm_eval.tasks import TaskManager
 
+def _package_tasks():
+    """The package's task definitions (python/llm_mem/tasks.py), loaded as a plain file: the
+    package itself needs its compiled extension, this script does not."""
+    import importlib.util
+    path = os.path.join(REPO, "python", "llm_mem", "tasks.py")
+    spec = importlib.util.spec_from_file_location("llm_mem_tasks", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = os.path.join(REPO, "tests/fixtures/tiny-pythia")
 DATA = os.path.join(MODEL, "tasks")
 EXPECTED = os.path.join(REPO, "tests/fixtures/tasks/expected_tiny.json")
-YAMLS = {
-    "tiny_storycloze": """task: tiny_storycloze
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}/tiny_storycloze.jsonl
-test_split: test
-output_type: multiple_choice
-doc_to_text: context
-doc_to_choice: choices
-doc_to_target: label
-metric_list:
-  - metric: acc
-    aggregation: mean
-    higher_is_better: true
-  - metric: acc_norm
-    aggregation: mean
-    higher_is_better: true
-metadata:
-  version: 1.0
-""",
-    "tiny_lambada": """include: {lm_eval_tasks}/lambada/lambada_openai.yaml
-task: tiny_lambada
-tag: []
-dataset_path: json
-dataset_name: null
-dataset_kwargs:
-  data_files:
-    test: {data}/tiny_lambada.jsonl
-test_split: test
-""",
-}
+YAMLS = _package_tasks().TASK_YAMLS
 
 
 def main(result_path=None):

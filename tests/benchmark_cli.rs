@@ -37,6 +37,7 @@ fn args(output: &Path) -> BenchmarkArgs {
         output: Some(output.to_path_buf()),
         run: Default::default(),
         shard: None,
+        log_samples: false,
     }
 }
 

@@ -126,6 +126,7 @@ fn memorize_metrics_match_hf_for_every_setting() {
                     result.setting.label()
                 );
                 assert_scores_match(name, sample, &reference.per_sample[i][row], &what);
+                assert_eq!(sample.continuation, reference.greedy[i][row], "{what}");
             }
             let mean = &reference.metrics[i];
             assert_eq!(

@@ -12,10 +12,11 @@ use serde_json::Value;
 use sweep_util::*;
 
 /// The tiny Pythia that is built into llm-mem, on the first 40 of its memorized rows (as
-/// `data.npy` in each test's directory), base model and block 3 bypassed, 8 rows per batch:
-/// 5 checkpoints in about a second.
-const SWEEP: [&str; 11] = [
+/// `data.npy` in each test's directory), base model and block 3 bypassed, 8 rows per batch,
+/// every sample's scores and continuation kept: 5 checkpoints in about a second.
+const SWEEP: [&str; 12] = [
     "memorize",
+    "--per-sample",
     "--dataset-path",
     "data.npy",
     "--num-layers",
@@ -64,7 +65,13 @@ fn reference() -> &'static [u8] {
     REFERENCE.get_or_init(|| {
         let dir = tempdir_with_data();
         run_ok(dir.path(), &strs(&sweep_args("ref.json", &[])));
-        std::fs::read(dir.path().join("ref.json")).unwrap()
+        let bytes = std::fs::read(dir.path().join("ref.json")).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            text.contains("\"continuation\""),
+            "per-sample continuations kept"
+        );
+        bytes
     })
 }
 
@@ -243,7 +250,7 @@ fn close(a: f64, b: f64) -> bool {
 fn batch_size_does_not_change_the_results() {
     let dir = tempdir_with_data();
     let run = |bs: &'static str, out: &'static str| -> Value {
-        let mut args = sweep_args(out, &["--per-sample", "--batch-size", bs]);
+        let mut args = sweep_args(out, &["--batch-size", bs]);
         let first = args.iter().position(|a| a == "--batch-size").unwrap();
         args.drain(first..first + 2);
         run_ok(dir.path(), &strs(&args));
@@ -274,7 +281,9 @@ fn batch_size_does_not_change_the_results() {
                 "memorized_len",
                 "token_accuracy",
                 "teacher_forced_accuracy",
+                "continuation",
             ] {
+                assert!(!sa[key].is_null(), "{key} in every sample");
                 assert_eq!(sa[key], sb[key], "{key}");
             }
             for key in ["completion_entropy", "suffix_nll"] {

@@ -143,7 +143,8 @@ def _token_rows(tokens) -> np.ndarray:
 
 class MemorizeResult:
     """What `llm-mem memorize` writes: ``.summary`` (one row per setting, in run order),
-    ``.samples`` (with ``per_sample=True``: one row per setting x sample), ``.to_json``."""
+    ``.samples`` (with ``per_sample=True``: one row per setting x sample, with its greedy
+    ``continuation``), ``.to_json``."""
 
     def __init__(self, text: str):
         # The file is the engine's own JSON text, so that `to_json` writes exactly what the
@@ -177,6 +178,8 @@ class MemorizeResult:
                 row.update(sample)
                 if "residual_deviation" in row:
                     row["residual_deviation"] = np.asarray(row["residual_deviation"])
+                if "continuation" in row:
+                    row["continuation"] = np.asarray(row["continuation"], dtype=np.int64)
                 rows.append(row)
         return pd.DataFrame(rows)
 

@@ -43,6 +43,11 @@ metadata:
   version: 1.0
 """
 
+# The YAML text of each built-in task, with `{data}` (the records' directory) and
+# `{lm_eval_tasks}` (lm-eval's own task directory) to fill in. `scripts/check_tiny_tasks.py`
+# reads this mapping, so lm-eval's reference and the package run the same task definitions.
+TASK_YAMLS = {"tiny_storycloze": _STORYCLOZE, "tiny_lambada": _LAMBADA}
+
 _DIR: str | None = None
 
 
@@ -57,7 +62,7 @@ def builtin_task_dir() -> str:
         data = _native.builtin_tasks_dir()
         lm_eval_tasks = os.path.dirname(lm_eval.tasks.__file__)
         out = tempfile.mkdtemp(prefix="llm-mem-tasks-")
-        for name, text in (("tiny_storycloze", _STORYCLOZE), ("tiny_lambada", _LAMBADA)):
+        for name, text in TASK_YAMLS.items():
             with open(os.path.join(out, f"{name}.yaml"), "w", encoding="utf-8") as f:
                 f.write(text.format(data=data, lm_eval_tasks=lm_eval_tasks))
         _DIR = out

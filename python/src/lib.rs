@@ -50,20 +50,20 @@ pub fn run_detached<T: Send>(
     py: Python<'_>,
     f: impl FnOnce() -> anyhow::Result<T> + Send,
 ) -> PyResult<T> {
-    let result = py.detach(|| catch_unwind(AssertUnwindSafe(f)));
-    match result {
+    match py.detach(|| catch_unwind(AssertUnwindSafe(f))) {
         Ok(result) => result.map_err(to_py),
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(PyRuntimeError::new_err(format!(
-                "internal error in llm-mem (please report it): {what}"
-            )))
-        }
+        Err(panic) => Err(PyRuntimeError::new_err(panic_message(panic.as_ref()))),
     }
+}
+
+/// The one line a caught panic is reported with.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let what = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into());
+    format!("internal error in llm-mem (please report it): {what}")
 }
 
 /// Between batches: run Python's signal handlers (Ctrl-C raises `KeyboardInterrupt` here)
@@ -100,9 +100,10 @@ fn main(py: Python<'_>, argv: Vec<String>) -> i32 {
             return err.exit_code();
         }
     };
-    py.detach(|| match cli::run(cli) {
-        Ok(()) => 0,
-        Err(err) => {
+    let run = py.detach(|| catch_unwind(AssertUnwindSafe(|| cli::run(cli))));
+    match run {
+        Ok(Ok(())) => 0,
+        Ok(Err(err)) => {
             let message = format!("{err:#}").replace('\n', " ");
             eprintln!("error: {message}");
             if is_bad_input(&err) {
@@ -111,7 +112,19 @@ fn main(py: Python<'_>, argv: Vec<String>) -> i32 {
                 1
             }
         }
-    })
+        // The exit status of a Rust binary that panics.
+        Err(panic) => {
+            eprintln!("error: {}", panic_message(panic.as_ref()));
+            101
+        }
+    }
+}
+
+/// Panics with `message` inside [`run_detached`]: lets the test suite check that a Rust panic
+/// reaches Python as `RuntimeError` and leaves the interpreter running.
+#[pyfunction]
+fn _panic_for_test(py: Python<'_>, message: String) -> PyResult<()> {
+    run_detached(py, move || -> anyhow::Result<()> { panic!("{message}") })
 }
 
 /// The setting fields of a result entry (`setting`, `interventions`, `bypass`) as JSON.
@@ -146,6 +159,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cuda_available, m)?)?;
     m.add_function(wrap_pyfunction!(setting_fields, m)?)?;
     m.add_function(wrap_pyfunction!(builtin_tasks_dir, m)?)?;
+    m.add_function(wrap_pyfunction!(_panic_for_test, m)?)?;
     m.add_class::<model::Model>()?;
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use anyhow::Result;
-use llm_mem::api::{self, ModelSource, ModelSpec, SettingsSpec};
+use llm_mem::api::{self, LoadedModel, ModelSource, ModelSpec, SettingsSpec};
 use llm_mem::bad_input;
 use llm_mem::benchmark::engine::{Schedule, Scored};
 use llm_mem::benchmark::hf_tokenizer;
@@ -15,7 +15,7 @@ use llm_mem::intervene::{grammar, Means, Setting};
 use llm_mem::memorize::{self, TokenRows};
 use llm_mem::model::{weights, Model as LmModel};
 use llm_mem::results::{DataInfo, MemorizeReport, ModelInfo};
-use llm_mem::{default_model, generate, runtime};
+use llm_mem::{generate, runtime};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -39,54 +39,53 @@ pub struct Model {
 }
 
 fn load(path: Option<&str>, revision: Option<&str>, device: &str, dtype: &str) -> Result<Model> {
-    let dir = match path {
-        Some(p) => p.to_string(),
-        None => default_model::unpack()?.to_string_lossy().into_owned(),
-    };
-    if !Path::new(&dir).exists() && !weights::looks_like_hub_id(&dir) {
-        return Err(anyhow::Error::new(NotFound(format!(
-            "{dir}: no such directory, and not a hub id (ORG/NAME)"
-        ))));
-    }
     let device = runtime::parse_device(device)?;
-    let dtype = runtime::parse_dtype(dtype, &device)?;
-    let files = weights::resolve(&dir, revision)?;
-    let model = LmModel::load(&files, &device, dtype)?;
-    let has_tokenizer = files.tokenizer.is_some()
-        || Path::new(&dir).join("vocab.json").is_file()
-        || (!Path::new(&dir).is_dir());
-    let tok = if has_tokenizer {
-        let source = match Path::new(&dir).is_dir() {
-            true => ModelSource::Local(dir.clone().into()),
-            false => ModelSource::Hub(dir.clone()),
-        };
-        let spec = ModelSpec {
-            revisions: revision.map(str::to_string).into_iter().collect(),
-            ..ModelSpec::new(source)
-        };
-        let files_of_tokenizer = spec.tokenizer_files(&files)?;
-        let lm = LmTokenizer::load(&files_of_tokenizer)?;
-        let plain = hf_tokenizer::build(&files_of_tokenizer)?;
-        Some(Tokenizers {
-            lm,
-            eos: plain.eos,
-            plain: plain.tokenizer,
-        })
-    } else {
-        None
+    let spec = ModelSpec {
+        revisions: revision.map(str::to_string).into_iter().collect(),
+        dtype: runtime::parse_dtype(dtype, &device)?,
+        device,
+        ..ModelSpec::new(source(path)?)
     };
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&files.config)?)?;
+    let loaded = LoadedModel::load(&spec)?;
+    let tok = match loaded.tokenizer {
+        Some(lm) => {
+            // lm-eval decodes generations with the plain tokenizer and stops at its EOS.
+            let plain = hf_tokenizer::build(&spec.tokenizer_files(&loaded.files)?)?;
+            Some(Tokenizers {
+                lm,
+                eos: plain.eos,
+                plain: plain.tokenizer,
+            })
+        }
+        None => None,
+    };
     let max_length = match &tok {
         Some(t) => t.lm.max_length(),
-        None => lm_eval_max_length(&config, None),
+        None => {
+            let config = std::fs::read_to_string(&loaded.files.config)?;
+            lm_eval_max_length(&serde_json::from_str(&config)?, None)
+        }
     };
     Ok(Model {
-        model,
+        model: loaded.model,
         tok,
-        name: path.unwrap_or(default_model::NAME).to_string(),
+        name: loaded.name,
         max_length,
         mean_rows: Mutex::new(None),
     })
+}
+
+/// Where `path` points, as the command line's `--model-path` reads it; a path that is neither
+/// a directory nor a hub id is `FileNotFoundError` in Python.
+fn source(path: Option<&str>) -> Result<ModelSource> {
+    if let Some(p) = path {
+        if !Path::new(p).exists() && !weights::looks_like_hub_id(p) {
+            return Err(anyhow::Error::new(NotFound(format!(
+                "{p}: no such directory, and not a hub id (ORG/NAME)"
+            ))));
+        }
+    }
+    ModelSource::parse(path)
 }
 
 impl Model {

@@ -77,6 +77,15 @@ def cli(*args):
                           capture_output=True, text=True)
 
 
+def test_a_rust_panic_is_a_runtime_error_and_the_interpreter_goes_on(tiny):
+    with pytest.raises(RuntimeError) as err:
+        _native._panic_for_test("deliberate")
+    assert str(err.value) == "internal error in llm-mem (please report it): deliberate"
+    # The interpreter and a loaded model still work after the panic.
+    assert llm_mem.parse_setting("attn:1") == "attn:1"
+    assert tiny.to_string(tiny.to_tokens("Tom had a kite.")[0]) == "Tom had a kite."
+
+
 def test_console_script_runs_the_cli():
     done = cli("--version")
     assert done.returncode == 0 and done.stdout.startswith("llm-mem ")
@@ -117,6 +126,8 @@ def test_memorize_equals_the_cli(tiny, tmp_path):
     first = samples[samples["setting"] == "attn:1"].iloc[3]
     assert first["row"] == 3
     assert first["suffix_nll"] == theirs["results"][2]["per_sample"][3]["suffix_nll"]
+    assert list(first["continuation"]) == theirs["results"][2]["per_sample"][3]["continuation"]
+    assert all(len(c) == rows.shape[1] - 32 for c in samples["continuation"])
 
     path = tmp_path / "py.json"
     result.to_json(path)

@@ -25,6 +25,9 @@ pub use crate::data::{DataSource, Samples};
 pub use crate::extract::{reproduced as extract, Windows};
 pub use crate::intervene::Setting;
 pub use crate::localize::{localize, LocalizeOptions, Method as LocalizeMethod, NeuronScores};
-pub use crate::memorize::{sweep as memorize, MemorizeOptions, SettingResult};
+pub use crate::memorize::control::{score as control_set, ControlScores};
+pub use crate::memorize::{
+    sweep as memorize, Discoverable, MemorizeOptions, Sampling, SettingResult,
+};
 pub use crate::progress::{OnProgress, Progress};
 pub use crate::sweep::{Cancel, Interrupted, Stop};

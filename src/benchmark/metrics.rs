@@ -55,8 +55,9 @@ enum Items {
     Weighted(Vec<(f64, f64)>),
 }
 
-/// `process_results` of one document from its requests' answers.
-fn doc_metric(doc: &Doc, answers: &[Scored], metric: Metric) -> (f64, f64) {
+/// `process_results` of one document from its requests' answers: the metric's value and, for
+/// the rolling metrics, its weight (words or bytes; 0 otherwise).
+pub fn doc_metric(doc: &Doc, answers: &[Scored], metric: Metric) -> (f64, f64) {
     match (doc, metric) {
         (Doc::Loglikelihood { .. }, Metric::Perplexity) => (answers[0].ll, 0.0),
         (Doc::Loglikelihood { .. }, _) => (if answers[0].greedy { 1.0 } else { 0.0 }, 0.0),

@@ -11,6 +11,7 @@ pub mod builtin;
 pub mod data;
 pub mod engine;
 pub mod hf_tokenizer;
+pub mod log;
 pub mod metrics;
 pub mod pyrandom;
 pub mod requests;
@@ -40,6 +41,8 @@ pub struct TaskDocs {
     /// The files read (what a checkpoint's fingerprint identifies the data by).
     pub files: Vec<PathBuf>,
     pub docs: Vec<Doc>,
+    /// The records the documents were built from (what `--log-samples` logs as `doc`).
+    pub records: Vec<serde_json::Value>,
 }
 
 /// Read a task's records (from `data_dir`, else the hub or the built-in files) and build its
@@ -82,6 +85,7 @@ pub fn load_task(
         source,
         files,
         docs,
+        records: records.into_iter().map(|r| r.value).collect(),
     })
 }
 
@@ -187,6 +191,15 @@ impl Suite {
             })
             .collect()
     }
+
+    /// Per task (in task order), each document's answers, from the answers to all requests
+    /// under one setting, in request order.
+    pub fn per_doc<'a>(&self, answers: &'a [Scored]) -> Vec<Vec<&'a [Scored]>> {
+        self.per_task
+            .iter()
+            .map(|(start, counts)| split_by_doc(&answers[*start..], counts))
+            .collect()
+    }
 }
 
 /// Estimated cost of each setting for `--shard` balancing, by the same rule as `memorize`'s:
@@ -201,11 +214,16 @@ pub fn setting_costs(settings: &[Setting], num_layers: usize) -> Vec<f64> {
 
 /// Metrics of one task from its requests' answers (`answers` starts at the task's first).
 pub fn score_task(task: &TaskDocs, answers: &[Scored], counts: &[usize]) -> TaskMetrics {
+    metrics::task_metrics(task.spec, &task.docs, &split_by_doc(answers, counts))
+}
+
+/// `answers` cut into consecutive runs of `counts[d]` (document `d`'s requests).
+fn split_by_doc<'a>(answers: &'a [Scored], counts: &[usize]) -> Vec<&'a [Scored]> {
     let mut per_doc = Vec::with_capacity(counts.len());
     let mut at = 0;
     for &n in counts {
         per_doc.push(&answers[at..at + n]);
         at += n;
     }
-    metrics::task_metrics(task.spec, &task.docs, &per_doc)
+    per_doc
 }

@@ -17,6 +17,7 @@ use super::progress_bar;
 use crate::api::{model_id, ModelSource, ModelSpec, SettingsSpec};
 use crate::bad_input;
 use crate::benchmark::engine::Schedule;
+use crate::benchmark::log;
 use crate::benchmark::stored::{self, StoredScore};
 use crate::benchmark::{
     load_task, LmTokenizer, Scored, SettingScores, Suite, TaskDocs, TaskSpec, TokenizerFiles,
@@ -69,6 +70,11 @@ pub struct BenchmarkArgs {
     /// the N shard files into the result one run would have written.
     #[arg(long, value_name = "K/N", value_parser = parse_shard)]
     pub shard: Option<Shard>,
+    /// Also write every document's requests, answers and metrics as lm-eval's --log_samples
+    /// does: OUTPUT_STEM.samples/<setting>/<task>.jsonl beside the output (with --shard, beside
+    /// the shard file, for its settings).
+    #[arg(long)]
+    pub log_samples: bool,
 }
 
 /// A `benchmark` run, validated: every option parsed.
@@ -83,6 +89,8 @@ pub struct BenchmarkRun {
     pub settings: SettingsSpec,
     pub plan: OutputPlan,
     pub shard: Option<Shard>,
+    /// Where `--log-samples` writes (`None` without it).
+    pub log_samples: Option<PathBuf>,
 }
 
 impl BenchmarkArgs {
@@ -112,6 +120,7 @@ impl BenchmarkArgs {
             settings: self.sweep.spec()?,
             plan: self.run.plan(&output),
             shard: self.shard,
+            log_samples: self.log_samples.then(|| samples_dir(&output)),
             model,
         })
     }
@@ -153,10 +162,19 @@ pub fn run(run: BenchmarkRun, cancel: &Cancel) -> Result<()> {
         serde_json::to_value(&job.header)?,
     );
     let Some(mut file) = long_run::begin(plan, fresh)? else {
+        if let Some(dir) = &run.log_samples {
+            eprintln!(
+                "--log-samples: nothing written to {}: a finished result keeps no per-request answers (rerun with --force to log them)",
+                dir.display()
+            );
+        }
         return Ok(());
     };
     let model = run.model.load_weights(&job.files)?;
     compute(&run, &model, &job, cancel, &mut file)?;
+    if let Some(dir) = &run.log_samples {
+        write_sample_logs(dir, &job, &file)?;
+    }
     let scores = setting_scores(&job, &file);
     file.summaries = Some(scores.iter().map(stored::summary).collect());
     long_run::finish(
@@ -279,6 +297,35 @@ fn compute(
     );
     bar.finish_and_clear();
     result
+}
+
+/// `--log-samples`: `dir/<setting>/<task>.jsonl` for every setting of a finished file. The
+/// file holds every request's answer (a resumed run's too), so the logs are the same however
+/// the run got there.
+fn write_sample_logs(dir: &Path, job: &Job, file: &SweepFile<StoredScore>) -> Result<()> {
+    for (setting, items) in file.settings.iter().zip(&file.results) {
+        let answers: Vec<Scored> = job
+            .schedule
+            .by_request(items)
+            .into_iter()
+            .map(|s| s.0)
+            .collect();
+        let setting_dir = dir.join(log::setting_dir_name(&setting.label()));
+        std::fs::create_dir_all(&setting_dir).map_err(|err| {
+            anyhow::anyhow!("--log-samples: creating {}: {err}", setting_dir.display())
+        })?;
+        for (task, docs) in job.tasks.iter().zip(job.suite.per_doc(&answers)) {
+            let path = setting_dir.join(format!("{}.jsonl", task.spec.name));
+            log::write_task_log(&path, task, &docs)?;
+        }
+    }
+    eprintln!("wrote {}", dir.display());
+    Ok(())
+}
+
+/// `OUTPUT_STEM.samples` beside `output`.
+pub fn samples_dir(output: &Path) -> PathBuf {
+    output.with_extension("samples")
 }
 
 /// Every task's metrics under each setting of a finished file.

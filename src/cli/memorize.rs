@@ -15,7 +15,7 @@ use crate::api::{model_id, ModelSource, ModelSpec, SettingsSpec};
 use crate::data::{DataSource, SampleOrigin, Samples};
 use crate::intervene::Setting;
 use crate::memorize::stored::StoredSample;
-use crate::memorize::{self, MemorizeOptions, SweepMeans, TokenRows};
+use crate::memorize::{self, ControlScores, Discoverable, MemorizeOptions, SweepMeans, TokenRows};
 use crate::model::{Model, ModelConfig, ModelFiles};
 use crate::report::table;
 use crate::results::{DataInfo, MemorizeReport, ModelInfo};
@@ -64,6 +64,35 @@ pub struct MemorizeArgs {
     /// Off by default: it needs the full log-softmax of every setting's logits.
     #[arg(long)]
     pub kl_from_base: bool,
+    /// Also measure how extractable each suffix is by sampling at TEMPERATURE (from the
+    /// top K tokens with top_k=K, as Hugging Face samples): per row `extraction_log10_prob`,
+    /// log10 of the probability that one sampled continuation of the prompt is the suffix
+    /// (null when top-k filters out one of its tokens), and whether it is discoverable (see
+    /// --discoverable); per setting their means and `extraction_impossible_rows`.
+    #[arg(long, value_name = "TEMPERATURE[,top_k=K]", allow_hyphen_values = true)]
+    pub sampling: Option<String>,
+    /// With --sampling: a suffix is discoverable when at least one of N sampled continuations
+    /// reproduces it with probability at least P: 1 − (1 − p_row)^N ≥ P.
+    #[arg(
+        long,
+        value_name = "N,P",
+        default_value = "100,0.5",
+        allow_hyphen_values = true
+    )]
+    pub discoverable: String,
+    /// Text the model did not memorize (a 2-D .npy of token ids or a parquet table with a
+    /// `tokens` column, rows longer than --prefix-len), scored under every setting:
+    /// `control_nll` (mean NLL of the tokens after the prefix), `control_ppl` (its exp) and
+    /// `control_tf_accuracy`. A mean ablation applies the means of --dataset-path; under any
+    /// other setting the numbers are those a `memorize` run over this file reports.
+    #[arg(long, value_name = "FILE.npy|FILE.parquet")]
+    pub control_path: Option<PathBuf>,
+    /// Also measure the logit lens: per block, the share of suffix-predicting positions where
+    /// the LM head (after the final norm) applied to the residual stream after that block
+    /// predicts the true next token (`lens_accuracy`), and the mean log-probability it gives
+    /// that token (`lens_logprob`). Costs an LM-head product per block and setting.
+    #[arg(long)]
+    pub logit_lens: bool,
     #[command(flatten)]
     pub run: ResumeArgs,
     /// Compute only shard K of N (0-based, e.g. `$SLURM_ARRAY_TASK_ID/8`): a share of the
@@ -82,6 +111,8 @@ pub struct MemorizeRun {
     pub settings: SettingsSpec,
     /// Also store every sample's scores (and origins) in the result.
     pub per_sample: bool,
+    /// The control set scored under every setting.
+    pub control: Option<DataSource>,
     pub plan: OutputPlan,
     pub shard: Option<Shard>,
 }
@@ -101,14 +132,27 @@ impl MemorizeArgs {
         let output = self.output.clone().unwrap_or_else(|| {
             default_output(&model.source.display_name(), self.prefix_len, self.shard)
         });
+        let sampling = self
+            .sampling
+            .as_deref()
+            .map(memorize::extraction::parse_sampling)
+            .transpose()?;
         Ok(MemorizeRun {
             options: MemorizeOptions {
                 prefix_len: self.prefix_len,
                 batch_size: self.batch_size,
                 kl_from_base: self.kl_from_base,
+                sampling,
+                discoverable: self.discoverable.parse()?,
+                logit_lens: self.logit_lens,
             },
             settings: self.sweep.spec()?,
             per_sample: self.per_sample,
+            control: self
+                .control_path
+                .as_deref()
+                .map(DataSource::parse)
+                .transpose()?,
             plan: self.run.plan(&output),
             shard: self.shard,
             model,
@@ -127,6 +171,30 @@ pub struct Header {
     /// Where each sample came from, kept only with `per_sample`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origins: Option<Vec<SampleOrigin>>,
+    /// The control set's numbers under every setting of the sweep (every shard computes all
+    /// of them, so that any shard's header gives the merged report all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<ControlSet>,
+}
+
+/// The control set of a run and its numbers per setting.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ControlSet {
+    pub path: String,
+    pub num_samples: usize,
+    pub seq_len: usize,
+    /// By setting label, in sweep order.
+    pub scores: Vec<(String, ControlScores)>,
+}
+
+impl ControlSet {
+    /// The numbers of the setting labelled `label`.
+    fn of(&self, label: &str) -> Option<ControlScores> {
+        self.scores
+            .iter()
+            .find(|(l, _)| l == label)
+            .map(|(_, scores)| *scores)
+    }
 }
 
 impl RunHeader for Header {
@@ -222,6 +290,8 @@ struct Job {
     fingerprint: Fingerprint,
     /// What the report says about the model.
     model: ModelInfo,
+    /// The control rows, checked against the model.
+    control: Option<TokenRows>,
 }
 
 /// Run `llm-mem memorize`: everything is checked before the first batch, and the sweep stops
@@ -231,7 +301,8 @@ pub fn run(run: MemorizeRun, cancel: &Cancel) -> Result<()> {
     plan.precheck()?;
     let mut models = Models::open(&run.model)?;
     let job = prepare(&run, &models)?;
-    let header = header(&run, &job);
+    let control = control_set(&run, &models, &job)?;
+    let header = header(&run, &job, control);
     let fresh = SweepFile::of_units(
         job.fingerprint.clone(),
         run.shard,
@@ -246,7 +317,7 @@ pub fn run(run: MemorizeRun, cancel: &Cancel) -> Result<()> {
     long_run::finish(
         plan,
         &file,
-        || tables(&file),
+        || tables(&file, &header),
         || write_report(&plan.output, &file, &header),
     )
 }
@@ -260,11 +331,7 @@ fn compute(
     cancel: &Cancel,
     file: &mut SweepFile<StoredSample>,
 ) -> Result<()> {
-    let MemorizeOptions {
-        prefix_len,
-        batch_size,
-        kl_from_base,
-    } = run.options;
+    let batch_size = run.options.batch_size;
     let units = file.units();
     let groups = file.groups();
     let rows = file.rows();
@@ -303,13 +370,12 @@ fn compute(
                 });
             }
             let first_row = group * rows;
-            let scores = memorize::score_rows(
+            let scores = memorize::score_rows_with(
                 model,
                 &job.data,
-                prefix_len,
                 &settings,
                 &means.as_ref().expect("collected above").means,
-                kl_from_base,
+                &run.options,
                 items.start - first_row..items.end - first_row,
             )?;
             bar.inc(items.len() as u64 * cols * settings.len() as u64);
@@ -323,7 +389,35 @@ fn compute(
     result
 }
 
-fn header(run: &MemorizeRun, job: &Job) -> Header {
+/// The control set scored under every setting of the sweep, before the sweep itself (a
+/// teacher-forced pass per setting, no decoding); `None` without `--control-path`.
+fn control_set(run: &MemorizeRun, models: &Models, job: &Job) -> Result<Option<ControlSet>> {
+    let (Some(source), Some(rows), Models::One { model, .. }) =
+        (&run.control, &job.control, models)
+    else {
+        return Ok(None);
+    };
+    let settings = &job.fingerprint.settings;
+    let batch_size = run.options.batch_size;
+    let means = memorize::engine::means_over_rows(model, &job.data, batch_size, settings)?;
+    let prefix_len = run.options.prefix_len;
+    let scores = memorize::control::score(
+        model,
+        rows,
+        prefix_len,
+        batch_size,
+        settings,
+        means.as_ref(),
+    )?;
+    Ok(Some(ControlSet {
+        path: source.name(),
+        num_samples: rows.rows,
+        seq_len: rows.cols,
+        scores: settings.iter().map(|s| s.label()).zip(scores).collect(),
+    }))
+}
+
+fn header(run: &MemorizeRun, job: &Job, control: Option<ControlSet>) -> Header {
     let prefix_len = run.options.prefix_len;
     Header {
         model: job.model.clone(),
@@ -336,6 +430,7 @@ fn header(run: &MemorizeRun, job: &Job) -> Header {
         },
         per_sample: run.per_sample,
         origins: job.origins.clone(),
+        control,
     }
 }
 
@@ -361,6 +456,8 @@ fn prepare(run: &MemorizeRun, models: &Models) -> Result<Job> {
     for (which, config) in models.configs() {
         memorize::validate_config(config, &data, prefix_len, &format!("{data_name}{which}"))?;
     }
+    let control = read_control(run, models)?;
+    let control_inputs = control.iter().flat_map(|c| c.inputs.clone());
     let config = models.config();
     let layers = config.num_layers();
     let sweep = run.settings.settings(config.sites())?;
@@ -378,6 +475,7 @@ fn prepare(run: &MemorizeRun, models: &Models) -> Result<Job> {
     let fingerprint = Fingerprint {
         inputs: inputs
             .into_iter()
+            .chain(control_inputs)
             .map(|(name, file)| Ok((name, fingerprint::file_id(&file)?)))
             .collect::<Result<_>>()?,
         params: params(&run.options),
@@ -410,16 +508,53 @@ fn prepare(run: &MemorizeRun, models: &Models) -> Result<Job> {
         mine,
         fingerprint,
         model,
+        control: control.map(|c| c.rows),
     })
 }
 
-/// The options that change the numbers. `kl_from_base` only when asked for, so that a run
-/// without it keeps the fingerprint it always had.
+/// The control rows of `--control-path`, checked against the model, with the files they came
+/// from named for the fingerprint (`control/…`).
+fn read_control(run: &MemorizeRun, models: &Models) -> Result<Option<Samples>> {
+    let Some(source) = &run.control else {
+        return Ok(None);
+    };
+    if let Models::Revisions(_) = models {
+        return Err(bad_input!(
+            "--control-path: not supported in a sweep over revisions; run each revision alone"
+        ));
+    }
+    let samples = source.read(false)?;
+    let name = format!("--control-path {}", source.name());
+    memorize::control::validate(
+        models.config(),
+        &samples.rows,
+        run.options.prefix_len,
+        &name,
+    )?;
+    let inputs = samples
+        .inputs
+        .into_iter()
+        .map(|(n, file)| (format!("control/{n}"), file))
+        .collect();
+    Ok(Some(Samples { inputs, ..samples }))
+}
+
+/// The options that change the numbers. Each optional measurement only when asked for, so
+/// that a run without it keeps the fingerprint it always had.
 fn params(options: &MemorizeOptions) -> std::collections::BTreeMap<String, serde_json::Value> {
     let mut params: std::collections::BTreeMap<String, serde_json::Value> =
         [("prefix_len".to_string(), options.prefix_len.into())].into();
     if options.kl_from_base {
         params.insert("kl_from_base".into(), true.into());
+    }
+    if let Some(sampling) = &options.sampling {
+        let label = memorize::extraction::sampling_label(sampling);
+        params.insert("sampling".into(), label.into());
+        let Discoverable { n, p } = options.discoverable;
+        params.insert("discoverable".into(), format!("{n},{p}").into());
+    }
+    if options.logit_lens {
+        params.insert("logit_lens".into(), true.into());
     }
     params
 }
@@ -483,9 +618,20 @@ pub fn results_by_revision(file: &SweepFile<StoredSample>) -> Vec<RevisionResult
     out
 }
 
+/// [`results_by_revision`], each setting with its numbers on the control set if there is one.
+fn with_control(file: &SweepFile<StoredSample>, header: &Header) -> Vec<RevisionResults> {
+    let mut all = results_by_revision(file);
+    if let Some(control) = &header.control {
+        for result in all.iter_mut().flat_map(|r| r.results.iter_mut()) {
+            result.control = control.of(&result.setting.label());
+        }
+    }
+    all
+}
+
 /// The tables of a sweep file for stdout: one, or one per revision under its name.
-fn tables(file: &SweepFile<StoredSample>) -> String {
-    results_by_revision(file)
+fn tables(file: &SweepFile<StoredSample>, header: &Header) -> String {
+    with_control(file, header)
         .iter()
         .map(|r| match &r.revision {
             Some(revision) => format!("revision {revision}\n{}", table::memorize_table(&r.results)),
@@ -499,7 +645,7 @@ fn tables(file: &SweepFile<StoredSample>) -> String {
 /// place the memorize result JSON is made, for a run and for `merge` alike.
 pub fn write_report(output: &Path, file: &SweepFile<StoredSample>, header: &Header) -> Result<()> {
     let mut report: Option<MemorizeReport> = None;
-    for RevisionResults { revision, results } in results_by_revision(file) {
+    for RevisionResults { revision, results } in with_control(file, header) {
         let mut part = MemorizeReport::new(
             header.model.clone(),
             header.data.clone(),
@@ -519,6 +665,6 @@ pub fn write_report(output: &Path, file: &SweepFile<StoredSample>, header: &Head
     report.fingerprint = Some(file.fingerprint.clone());
     crate::results::write(output, &report)?;
     crate::report::write_memorize_figures(output, &report);
-    print!("{}", tables(file));
+    print!("{}", tables(file, header));
     Ok(())
 }

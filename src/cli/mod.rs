@@ -114,7 +114,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let run = args.validate()?;
             localize::run(run, &signals::install()?)
         }
-        Command::Report(args) => report::run(args),
+        Command::Report(args) => report::run(args.validate()?),
         Command::Merge(args) => merge::run(args),
     };
     if let Err(err) = &result {

@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::Args;
 
-use crate::report::join::{self, Indexed};
+use crate::report::examples::{self, Decoder};
+use crate::report::join::{self, Indexed, Joined};
 use crate::report::{figure, revisions, svg};
-use crate::results::{self, MemorizeReport};
+use crate::results::{self, BenchmarkReport, MemorizeReport};
 use crate::{bad_input, default_model};
 
 #[derive(Args)]
@@ -42,6 +43,61 @@ pub struct ReportArgs {
     /// Comma-separated tasks to average (default: every task in BENCH.json that has the metric).
     #[arg(long, value_name = "A,B,...")]
     pub tasks: Option<String>,
+    /// Memorized passages shown on the HTML page (its "Memorized text" section; 0 leaves it
+    /// out): the prefix, the true suffix and each setting's continuation, from a result of
+    /// `memorize --per-sample`. Default: 8.
+    #[arg(long, value_name = "N")]
+    pub examples: Option<String>,
+    /// Decode the passages with this tokenizer.json (or a directory holding one) instead of
+    /// the tokenizer of the model the result names; without either they show as token ids.
+    #[arg(long, value_name = "PATH")]
+    pub tokenizer: Option<PathBuf>,
+    /// The x axis: `benchmark` (the mean metric of BENCH.json) or `control_ppl` (the
+    /// perplexity of the control set of a `memorize --control-path` result; no BENCH.json).
+    #[arg(long = "x", value_enum, default_value = "benchmark")]
+    pub x: XChoice,
+}
+
+/// A `report` run, validated: the arguments and the memorized-text section's options.
+pub struct ReportRun {
+    pub args: ReportArgs,
+    /// Samples in the "Memorized text" section.
+    pub examples: usize,
+    /// `--tokenizer`, loaded.
+    pub decoder: Option<Decoder>,
+}
+
+impl ReportArgs {
+    /// The run these arguments describe; a bad `--examples` or `--tokenizer` is a one-line
+    /// error naming it.
+    pub fn validate(self) -> Result<ReportRun> {
+        let examples = match self.examples.as_deref() {
+            None => examples::DEFAULT_COUNT,
+            Some(text) => text.trim().parse().map_err(|_| {
+                bad_input!("--examples {text:?}: expected a number of samples (0 or more)")
+            })?,
+        };
+        let decoder = match &self.tokenizer {
+            Some(path) if !path.exists() => {
+                return Err(bad_input!("--tokenizer {}: no such file", path.display()))
+            }
+            Some(path) => Some(Decoder::from_file(path)?),
+            None => None,
+        };
+        Ok(ReportRun {
+            args: self,
+            examples,
+            decoder,
+        })
+    }
+}
+
+/// `report --x`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum XChoice {
+    Benchmark,
+    #[value(name = "control_ppl")]
+    ControlPpl,
 }
 
 enum Format {
@@ -79,7 +135,8 @@ fn default_output(mem: &Path) -> PathBuf {
     mem.with_file_name(format!("{stem}_report.html"))
 }
 
-/// The result files: as given, or the built-in model's default outputs, which must exist.
+/// The result files: as given, or the built-in model's default outputs, which must exist
+/// (the benchmark's only when the x axis comes from it).
 fn inputs(args: &ReportArgs) -> Result<(PathBuf, Option<PathBuf>)> {
     if let Some(mem) = &args.memorize {
         return Ok((mem.clone(), args.benchmark.clone()));
@@ -87,7 +144,11 @@ fn inputs(args: &ReportArgs) -> Result<(PathBuf, Option<PathBuf>)> {
     let model = default_model::NAME;
     let mem = super::memorize::default_output(model, super::memorize::DEFAULT_PREFIX_LEN, None);
     let bench = super::benchmark::default_output(model, None);
-    for (path, command) in [(&mem, "memorize"), (&bench, "benchmark")] {
+    let mut needed = vec![(&mem, "memorize")];
+    if args.x == XChoice::Benchmark {
+        needed.push((&bench, "benchmark"));
+    }
+    for (path, command) in needed {
         if !path.is_file() {
             return Err(bad_input!(
                 "{}: not found; run `llm-mem {command}` here first, or name the two result files (llm-mem report MEM.json BENCH.json)",
@@ -95,12 +156,13 @@ fn inputs(args: &ReportArgs) -> Result<(PathBuf, Option<PathBuf>)> {
             ));
         }
     }
-    Ok((mem, Some(bench)))
+    Ok((mem, (args.x == XChoice::Benchmark).then_some(bench)))
 }
 
-pub fn run(args: ReportArgs) -> Result<()> {
-    let (mem_path, bench_path) = inputs(&args)?;
-    let (output, format) = output_of(&args, &mem_path)?;
+pub fn run(run: ReportRun) -> Result<()> {
+    let args = &run.args;
+    let (mem_path, bench_path) = inputs(args)?;
+    let (output, format) = output_of(args, &mem_path)?;
     let mem: MemorizeReport = results::read(&mem_path)?;
     if mem.is_revision_sweep() {
         if let Some(bench) = &bench_path {
@@ -113,6 +175,19 @@ pub fn run(args: ReportArgs) -> Result<()> {
             ));
         }
         return report_revisions(&mem_path, &mem, &output, format);
+    }
+    if args.x == XChoice::ControlPpl {
+        if let Some(bench) = &bench_path {
+            return Err(bad_input!(
+                "{}: --x control_ppl takes its x axis from MEM.json's control set; name no \
+                 benchmark result",
+                bench.display()
+            ));
+        }
+        let mem = Indexed::new(&mem_path, mem)?;
+        let joined = join::control_axis(&mem)?;
+        let examples = examples_section(&run, &mem.report);
+        return write_tradeoff(&joined, &mem, None, (&output, format), &examples);
     }
     let bench_path = bench_path.ok_or_else(|| {
         bad_input!(
@@ -133,20 +208,51 @@ pub fn run(args: ReportArgs) -> Result<()> {
         return Err(bad_input!("--tasks: no task named"));
     }
     let joined = join::join(&mem, &bench, &args.metric, tasks.as_deref())?;
-    results::check_writable(&output)?;
-    for line in joined.unmatched(&mem.path, &bench.path) {
-        eprintln!("warning: {line}");
-    }
+    let examples = examples_section(&run, &mem.report);
+    write_tradeoff(&joined, &mem, Some(&bench), (&output, format), &examples)
+}
 
-    let chart = figure::tradeoff(&joined, &mem.report);
+/// Write the trade-off figure (FILE.svg) or page (FILE.html, with the `examples` section) of
+/// `joined` and print its table.
+fn write_tradeoff(
+    joined: &Joined,
+    mem: &Indexed<MemorizeReport>,
+    bench: Option<&Indexed<BenchmarkReport>>,
+    (output, format): (&Path, Format),
+    examples: &str,
+) -> Result<()> {
+    results::check_writable(output)?;
+    if let Some(bench) = bench {
+        for line in joined.unmatched(&mem.path, &bench.path) {
+            eprintln!("warning: {line}");
+        }
+    }
+    let chart = figure::tradeoff(joined, &mem.report);
     let text = match format {
         Format::Svg => chart.document(),
-        Format::Html => figure::html_page(&joined, &mem, &bench, &chart),
+        Format::Html => figure::html_page(joined, mem, bench, &chart, examples),
     };
-    svg::write_file(&output, &text)?;
+    svg::write_file(output, &text)?;
     print!("{}", joined.markdown());
     eprintln!("wrote {}", output.display());
     Ok(())
+}
+
+/// The "Memorized text" section (empty with `--examples 0`), decoded with `--tokenizer` or
+/// else the tokenizer of the model the result names.
+fn examples_section(run: &ReportRun, mem: &MemorizeReport) -> String {
+    if run.examples == 0 {
+        return String::new();
+    }
+    let named;
+    let decoder = match &run.decoder {
+        Some(decoder) => decoder,
+        None => {
+            named = Decoder::for_model(&mem.model.path);
+            &named
+        }
+    };
+    examples::section(mem, run.examples, decoder)
 }
 
 /// The report of a sweep over revisions: its heatmap (FILE.svg), or a page with the heatmap,

@@ -15,7 +15,9 @@
 use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor, D};
 
+use super::lens::LensRows;
 use super::metrics::{ForcedRow, SampleScores};
+use super::{Discoverable, MemorizeOptions, Sampling};
 use crate::intervene::mean::Recording;
 use crate::intervene::{Means, Setting};
 use crate::model::attention::HIDDEN_KEY;
@@ -32,11 +34,11 @@ pub struct Batch<'a> {
 }
 
 impl Batch<'_> {
-    fn suffix_len(&self) -> usize {
+    pub(super) fn suffix_len(&self) -> usize {
         self.seq_len - self.prefix_len
     }
 
-    fn suffix(&self, row: usize) -> &[u32] {
+    pub(super) fn suffix(&self, row: usize) -> &[u32] {
         &self.ids[row * self.seq_len + self.prefix_len..(row + 1) * self.seq_len]
     }
 }
@@ -65,14 +67,15 @@ impl SweepMeans {
     }
 }
 
-/// Scores of every row of `batch` under each of `settings` (outer index = setting). With
-/// `kl`, each sample's `kl_from_base` too (its `residual_deviation` always).
+/// Scores of every row of `batch` under each of `settings` (outer index = setting): the
+/// metrics, `residual_deviation` and `edit_similarity` always, and what `options` asks for
+/// besides (`kl_from_base`, sampling, the logit lens).
 pub fn score_batch(
     model: &Model,
     batch: &Batch,
     settings: &[Setting],
     means: &SweepMeans,
-    kl: bool,
+    options: &MemorizeOptions,
 ) -> Result<Vec<Vec<SampleScores>>> {
     let (rows, device) = (batch.rows, &model.device);
     let BaseOfBatch {
@@ -80,13 +83,14 @@ pub fn score_batch(
         pos,
         stream,
         own_means,
-    } = base_of_batch(model, batch, settings, means)?;
+        lens: base_lens,
+    } = base_of_batch(model, batch, settings, means, options.logit_lens)?;
     let means = match means {
         SweepMeans::Collected(m) => Some(m),
         SweepMeans::InBatch => own_means.as_ref(),
         SweepMeans::Unneeded => None,
     };
-    let effects = Effects::new(model, stream, &base.hidden, batch, kl)?;
+    let effects = Effects::new(model, stream, &base.hidden, batch, options.kl_from_base)?;
 
     let mut forced_all = Vec::with_capacity(settings.len());
     let mut effect_all = Vec::with_capacity(settings.len());
@@ -99,15 +103,24 @@ pub fn score_batch(
             Some(low) => below(&base.cache, low),
         };
         let mut deviation = Deviation::new(rows, model.num_layers());
+        // Below the setting's lowest layer its lens is the base model's.
+        let mut lens = base_lens.clone();
         let hidden = base.resume(model, setting, &edits, &pos, &mut cache, &mut |l, x| {
+            if let Some(lens) = lens.as_mut() {
+                lens.add(model, l, x, batch)?;
+            }
             deviation.add(l, &effects.deviation(l, x)?)
         })?;
         let kl = match setting.is_base() {
             true => effects.base_kl(rows),
             false => effects.kl(model, &hidden)?,
         };
-        effect_all.push((deviation.per_row, kl));
-        let forced = teacher_forced(model, &hidden, batch, setting)?;
+        let forced = teacher_forced(model, &hidden, batch, setting, options.sampling.as_ref())?;
+        effect_all.push(RowEffects {
+            deviation: deviation.per_row,
+            kl,
+            lens: lens.map(|l| l.finish(&forced, batch.suffix_len())),
+        });
         greedy_all.push(greedy_up_to_miss(&forced, batch));
         if let Some(group) = DecodeGroup::new(index, &forced, &cache, batch, device)? {
             waiting.push(group);
@@ -125,17 +138,25 @@ pub fn score_batch(
             )?;
         }
     }
-    Ok(samples(&forced_all, &greedy_all, effect_all, batch))
+    Ok(samples(
+        &forced_all,
+        &greedy_all,
+        effect_all,
+        batch,
+        &options.discoverable,
+    ))
 }
 
 /// The base model's teacher-forced pass over a batch, keeping the residual stream where some
 /// setting starts and, after every block, at the suffix-predicting positions (for the effect
-/// sizes); with in-batch means, the means it recorded.
+/// sizes); with in-batch means, the means it recorded; with `lens`, its logit lens below the
+/// last block.
 struct BaseOfBatch {
     base: BasePass,
     pos: Positions,
     stream: Vec<Tensor>,
     own_means: Option<Means>,
+    lens: Option<LensRows>,
 }
 
 fn base_of_batch(
@@ -143,6 +164,7 @@ fn base_of_batch(
     batch: &Batch,
     settings: &[Setting],
     means: &SweepMeans,
+    lens: bool,
 ) -> Result<BaseOfBatch> {
     let (rows, len) = (batch.rows, batch.seq_len);
     let device = &model.device;
@@ -159,6 +181,7 @@ fn base_of_batch(
     };
     let x = model.embed(&ids, &pos)?;
     let mut stream = Vec::with_capacity(model.num_layers());
+    let mut lens = lens.then(|| LensRows::new(rows, model.num_layers()));
     let base = BasePass::run(
         model,
         x,
@@ -166,7 +189,10 @@ fn base_of_batch(
         base_cache,
         settings,
         record.as_ref(),
-        &mut |_, x| {
+        &mut |layer, x| {
+            if let Some(lens) = lens.as_mut() {
+                lens.add(model, layer, x, batch)?;
+            }
             stream.push(predicting(x, batch)?.to_dtype(DType::F32)?);
             Ok(())
         },
@@ -177,12 +203,17 @@ fn base_of_batch(
         pos,
         stream,
         own_means,
+        lens,
     })
 }
 
-/// One setting's effect sizes: each row's residual deviation per block, and its KL from the
-/// base model when measured.
-type RowEffects = (Vec<Vec<f64>>, Option<Vec<f64>>);
+/// One setting's effect sizes and logit lens, per row: the residual deviation per block, the
+/// KL from the base model and the lens when measured.
+struct RowEffects {
+    deviation: Vec<Vec<f64>>,
+    kl: Option<Vec<f64>>,
+    lens: Option<LensRows>,
+}
 
 /// Every row's scores under each setting, from its teacher-forced pass, its greedy
 /// continuation and its effect sizes.
@@ -191,12 +222,18 @@ fn samples(
     greedy_all: &[Vec<Vec<u32>>],
     effect_all: Vec<RowEffects>,
     batch: &Batch,
+    discoverable: &Discoverable,
 ) -> Vec<Vec<SampleScores>> {
     forced_all
         .iter()
         .zip(greedy_all)
         .zip(effect_all)
-        .map(|((forced, greedy), (deviation, kl))| {
+        .map(|((forced, greedy), effects)| {
+            let RowEffects {
+                deviation,
+                kl,
+                mut lens,
+            } = effects;
             forced
                 .iter()
                 .zip(greedy)
@@ -205,7 +242,13 @@ fn samples(
                 .map(|(row, ((f, g), deviation))| SampleScores {
                     residual_deviation: deviation,
                     kl_from_base: kl.as_ref().map(|k| k[row]),
-                    ..f.scores(g, batch.suffix(row))
+                    lens_accuracy: lens
+                        .as_mut()
+                        .map_or_else(Vec::new, |l| std::mem::take(&mut l.accuracy[row])),
+                    lens_logprob: lens
+                        .as_mut()
+                        .map_or_else(Vec::new, |l| std::mem::take(&mut l.logprob[row])),
+                    ..f.scores(g, batch.suffix(row), discoverable)
                 })
                 .collect()
         })
@@ -311,12 +354,13 @@ impl Deviation {
 }
 
 /// Statistics of the S suffix-predicting positions `P-1 .. T-2`, from the LM head applied
-/// there only.
+/// there only; with `sampling`, each true token's probability under it too.
 fn teacher_forced(
     model: &Model,
     hidden: &Tensor,
     batch: &Batch,
     setting: &Setting,
+    sampling: Option<&Sampling>,
 ) -> Result<Vec<ForcedRow>> {
     let s = batch.suffix_len();
     let predicting = hidden.narrow(1, batch.prefix_len - 1, s)?; // [b, S, hidden]
@@ -324,14 +368,15 @@ fn teacher_forced(
         .flat_map(|r| batch.suffix(r).to_vec())
         .collect();
     let at: Vec<u32> = (0..targets.len() as u32).collect();
-    let stats = model.head_stats(&predicting, &at, &targets)?;
+    let stats = model.head_stats_sampled(&predicting, &at, &targets, sampling)?;
     let mut out = Vec::with_capacity(batch.rows);
     for row in 0..batch.rows {
         let span = row * s..(row + 1) * s;
         let forced = ForcedRow::new(
             stats.argmax[span.clone()].to_vec(),
             &stats.entropy[span.clone()],
-            &stats.target_logprob[span],
+            &stats.target_logprob[span.clone()],
+            sampling.map(|_| &stats.sampled_logprob[span]),
             batch.suffix(row),
         );
         if !forced.entropy_sum.is_finite() || !forced.nll_mean.is_finite() {
@@ -536,6 +581,38 @@ fn merge_caches(mut caches: Vec<KvCache>, order: &Tensor) -> Result<KvCache> {
         merged.layers[layer] = LayerKv::new(k, v)?;
     }
     Ok(merged)
+}
+
+/// Every row's teacher-forced statistics under each of `settings` (outer index = setting),
+/// computed as [`score_batch`] computes them but without decoding or effect sizes; `means`
+/// for the settings that mean-ablate.
+pub fn forced_under(
+    model: &Model,
+    batch: &Batch,
+    settings: &[Setting],
+    means: Option<&Means>,
+) -> Result<Vec<Vec<ForcedRow>>> {
+    let (rows, len, device) = (batch.rows, batch.seq_len, &model.device);
+    let ids = Tensor::from_slice(batch.ids, (rows, len), device)?;
+    let mut base_cache = model.new_cache();
+    let pos = model.begin_step(&mut base_cache, &sequence_positions(rows, len, device)?)?;
+    let x = model.embed(&ids, &pos)?;
+    let base = BasePass::run(model, x, &pos, base_cache, settings, None, &mut |_, _| {
+        Ok(())
+    })?;
+    settings
+        .iter()
+        .map(|setting| {
+            let edits = model.edits(setting, means)?;
+            let mut cache = match setting.lowest() {
+                None => base.cache.clone(),
+                Some(low) => below(&base.cache, low),
+            };
+            let hidden =
+                base.resume(model, setting, &edits, &pos, &mut cache, &mut |_, _| Ok(()))?;
+            teacher_forced(model, &hidden, batch, setting, None)
+        })
+        .collect()
 }
 
 /// Which rows the unmodified model reproduces exactly under greedy decoding: one

@@ -1,6 +1,9 @@
 //! `llm-mem memorize`: how much of each memorized sample survives each setting.
 
+pub mod control;
 pub mod engine;
+pub mod extraction;
+pub mod lens;
 pub mod metrics;
 pub mod stored;
 
@@ -15,7 +18,9 @@ use crate::model::{Model, ModelConfig};
 use crate::progress::{OnProgress, Progress};
 use crate::sweep::shard::setting_cost;
 use crate::sweep::Cancel;
+pub use control::ControlScores;
 pub use engine::SweepMeans;
+pub use extraction::{Discoverable, Sampling};
 pub use metrics::{MeanScores, SampleScores};
 
 /// Scores of one setting over the whole data set.
@@ -24,6 +29,8 @@ pub struct SettingResult {
     pub setting: Setting,
     pub mean: MeanScores,
     pub samples: Vec<SampleScores>,
+    /// The setting's numbers on the control set, when the run has one.
+    pub control: Option<ControlScores>,
 }
 
 /// Check the data against the model before any computation.
@@ -63,9 +70,9 @@ pub fn validate_config(
     Ok(())
 }
 
-/// How `memorize` scores: the prompt length, rows per forward pass, and whether to measure
-/// each setting's KL divergence from the base model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How `memorize` scores: the prompt length, rows per forward pass, and which optional
+/// numbers to measure besides the metrics.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MemorizeOptions {
     /// Tokens of each row given as the prompt; the rest is the suffix to reproduce.
     pub prefix_len: usize,
@@ -73,6 +80,12 @@ pub struct MemorizeOptions {
     pub batch_size: usize,
     /// Also measure `kl_from_base` (it needs the full log-softmax of every setting's logits).
     pub kl_from_base: bool,
+    /// Also measure the probability that sampling so reproduces each suffix.
+    pub sampling: Option<Sampling>,
+    /// The (n, p) of `discoverable` (with `sampling` only).
+    pub discoverable: Discoverable,
+    /// Also measure the logit lens after every block (an LM-head product per block).
+    pub logit_lens: bool,
 }
 
 impl Default for MemorizeOptions {
@@ -81,6 +94,9 @@ impl Default for MemorizeOptions {
             prefix_len: 32,
             batch_size: 64,
             kl_from_base: false,
+            sampling: None,
+            discoverable: Discoverable::default(),
+            logit_lens: false,
         }
     }
 }
@@ -110,15 +126,7 @@ pub fn sweep(
     while start < data.rows {
         let end = data.rows.min(start + options.batch_size);
         let rows = start..end;
-        let scores = score_rows(
-            model,
-            data,
-            options.prefix_len,
-            settings,
-            &means,
-            options.kl_from_base,
-            rows,
-        )?;
+        let scores = score_rows_with(model, data, settings, &means, options, rows)?;
         for (all, batch_scores) in samples.iter_mut().zip(scores) {
             all.extend(batch_scores);
         }
@@ -152,6 +160,7 @@ pub fn run_sweep(
         prefix_len,
         batch_size: batch_size.max(1),
         kl_from_base: true,
+        ..MemorizeOptions::default()
     };
     let mut report = |p: Progress| {
         if let Progress::Done(n) = p {
@@ -161,8 +170,8 @@ pub fn run_sweep(
     sweep(model, data, settings, &options, &mut report, &Cancel::new())
 }
 
-/// Scores of rows `rows` under each of `settings` (outer index = setting): one batch of the
-/// sweep. Errors name the rows, so a non-finite logit can be traced to its sample.
+/// [`score_rows_with`] measuring the metrics and effect sizes only (`kl`: with
+/// `kl_from_base`).
 pub fn score_rows(
     model: &Model,
     data: &TokenRows,
@@ -172,13 +181,32 @@ pub fn score_rows(
     kl: bool,
     rows: Range<usize>,
 ) -> Result<Vec<Vec<SampleScores>>> {
+    let options = MemorizeOptions {
+        prefix_len,
+        kl_from_base: kl,
+        ..MemorizeOptions::default()
+    };
+    score_rows_with(model, data, settings, means, &options, rows)
+}
+
+/// Scores of rows `rows` under each of `settings` (outer index = setting) with everything
+/// `options` asks for: one batch of the sweep. Errors name the rows, so a non-finite logit
+/// can be traced to its sample.
+pub fn score_rows_with(
+    model: &Model,
+    data: &TokenRows,
+    settings: &[Setting],
+    means: &SweepMeans,
+    options: &MemorizeOptions,
+    rows: Range<usize>,
+) -> Result<Vec<Vec<SampleScores>>> {
     let batch = engine::Batch {
         ids: data.rows_slice(rows.start, rows.len()),
         rows: rows.len(),
         seq_len: data.cols,
-        prefix_len,
+        prefix_len: options.prefix_len,
     };
-    engine::score_batch(model, &batch, settings, means, kl).with_context(|| {
+    engine::score_batch(model, &batch, settings, means, options).with_context(|| {
         format!(
             "scoring the batch of data rows {}..{}",
             rows.start, rows.end
@@ -195,6 +223,7 @@ pub fn results(settings: &[Setting], samples: Vec<Vec<SampleScores>>) -> Vec<Set
             setting: setting.clone(),
             mean: MeanScores::of(&samples),
             samples,
+            control: None,
         })
         .collect()
 }

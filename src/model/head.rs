@@ -15,7 +15,7 @@ use super::attention::argmax_last;
 use super::Model;
 use crate::ops;
 use crate::ops::cpu::with_f32;
-use crate::ops::logit_stats::{cpu_argmax, cpu_stats, logit_stats_at, LogitStats};
+use crate::ops::logit_stats::{cpu_argmax, cpu_stats, sampled_stats_at, LogitStats, Sampling};
 
 /// Rows per chunk: large enough that the product runs near the BLAS's best speed, small enough
 /// that the buffer (`vocab` floats per row) stays a fraction of a whole batch's logits.
@@ -26,6 +26,17 @@ impl Model {
     /// output, `[.., hidden]` flattened to positions) against `targets[i]`. One position may be
     /// scored against several targets.
     pub fn head_stats(&self, hidden: &Tensor, at: &[u32], targets: &[u32]) -> Result<LogitStats> {
+        self.head_stats_sampled(hidden, at, targets, None)
+    }
+
+    /// [`Model::head_stats`], with each target's log-prob under `sampling` too when given.
+    pub fn head_stats_sampled(
+        &self,
+        hidden: &Tensor,
+        at: &[u32],
+        targets: &[u32],
+        sampling: Option<&Sampling>,
+    ) -> Result<LogitStats> {
         assert_eq!(at.len(), targets.len(), "one position per target");
         // `at` in order lets each chunk take a contiguous run of pairs.
         let sorted = at.windows(2).all(|w| w[0] <= w[1]);
@@ -38,14 +49,20 @@ impl Model {
                     .iter()
                     .map(|&i| i - rows.start as u32)
                     .collect();
-                parts.push(cpu_stats(logits, vocab, &local, &targets[pair..end]));
+                parts.push(cpu_stats(
+                    logits,
+                    vocab,
+                    &local,
+                    &targets[pair..end],
+                    sampling,
+                ));
                 pair = end;
             })?;
             if done {
                 return Ok(LogitStats::concat(parts));
             }
         }
-        logit_stats_at(&self.logits(hidden)?, at, targets)
+        sampled_stats_at(&self.logits(hidden)?, at, targets, sampling)
     }
 
     /// The argmax of the next-token distribution at each `hidden` position (flattened).

@@ -13,6 +13,7 @@
 
 use candle_core::{DType, Result, Storage, Tensor};
 
+use super::kernel_choice::Isa;
 use rayon::prelude::*;
 
 /// A 4-D tensor's elements with its strides; the last dimension must be dense.
@@ -46,6 +47,8 @@ pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f32) -> 
         candle_core::bail!("attention: {kv_heads} key/value heads for {h} query heads");
     }
     let mask = mask.contiguous()?;
+    // Read on the calling thread: a cap set by `with_fused_isa` does not reach rayon's workers.
+    let isa = super::cpu::fused_isa();
     let mut out = vec![0f32; b * tq * h * d];
     let shape = Shape {
         h,
@@ -62,7 +65,7 @@ pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f32) -> 
                     let views = Views { q, k, v, mask };
                     out.par_chunks_mut(tq * h * d)
                         .enumerate()
-                        .for_each(|(row, out)| attend_row(&views, &shape, row, out));
+                        .for_each(|(row, out)| attend_row(&views, &shape, row, out, isa));
                     Ok(())
                 })
             })
@@ -89,16 +92,30 @@ struct Views<'a> {
     mask: &'a View<'a>,
 }
 
-/// One batch row, all heads, with the widest SIMD the CPU has: the loops below are plain
-/// Rust that the compiler vectorizes, so compiling them for AVX2 doubles their width.
-fn attend_row(views: &Views, shape: &Shape, row: usize, out: &mut [f32]) {
+/// One batch row, all heads, with the widest SIMD of `isa`: the loops below are plain Rust
+/// that the compiler vectorizes, so compiling them for AVX2 or AVX-512 widens them; the dot
+/// products use fused multiply-adds of the same width.
+fn attend_row(views: &Views, shape: &Shape, row: usize, out: &mut [f32], isa: Isa) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-        unsafe { attend_row_avx2(views, shape, row, out) };
-        return;
+    match isa {
+        // SAFETY: `fused_isa` names AVX-512 (F, BW, DQ, VL) only where the CPU has it.
+        Isa::Avx512 => return unsafe { attend_row_avx512(views, shape, row, out) },
+        Isa::Avx2 if std::arch::is_x86_feature_detected!("fma") => {
+            // SAFETY: the CPU has AVX2 (`fused_isa`) and FMA (checked just above).
+            return unsafe { attend_row_avx2(views, shape, row, out) };
+        }
+        _ => {}
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = isa;
     attend_row_body(views, shape, row, out, dot);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
+unsafe fn attend_row_avx512(views: &Views, shape: &Shape, row: usize, out: &mut [f32]) {
+    // SAFETY: this function only runs where AVX-512 is available.
+    attend_row_body(views, shape, row, out, |a, b| unsafe { dot_avx512(a, b) });
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -223,6 +240,33 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
             .sum::<f32>()
 }
 
+/// [`dot`] with 16-wide fused multiply-adds.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = a.len().min(b.len());
+    let mut acc = _mm512_setzero_ps();
+    let mut i = 0;
+    while i + 16 <= n {
+        // SAFETY: i + 16 <= n, the length of both slices.
+        let (x, y) = unsafe {
+            (
+                _mm512_loadu_ps(a.as_ptr().add(i)),
+                _mm512_loadu_ps(b.as_ptr().add(i)),
+            )
+        };
+        acc = _mm512_fmadd_ps(x, y, acc);
+        i += 16;
+    }
+    _mm512_reduce_add_ps(acc)
+        + a[i..n]
+            .iter()
+            .zip(&b[i..n])
+            .map(|(x, y)| x * y)
+            .sum::<f32>()
+}
+
 /// The same attention by candle's tensor ops (other devices and dtypes, and
 /// `LLM_MEM_KERNELS=portable`).
 pub fn attend_portable(
@@ -300,12 +344,19 @@ mod tests {
     use crate::ops::cpu::max_abs_diff;
     use candle_core::Device;
 
-    /// The fused pass equals candle's op-by-op attention, also on strided inputs (a cache
-    /// narrowed to its used slots) and with masked keys.
+    /// The fused pass equals candle's op-by-op attention on every instruction set this CPU
+    /// has (the head size is not a multiple of 16, so the dot products' tails run too), also
+    /// on strided inputs (a cache narrowed to its used slots) and with masked keys.
     #[test]
     fn equals_the_tensor_ops() {
+        for isa in [Isa::Baseline, Isa::Avx2, Isa::Avx512] {
+            crate::ops::cpu::with_fused_isa(isa, || equals_the_tensor_ops_with(isa));
+        }
+    }
+
+    fn equals_the_tensor_ops_with(isa: Isa) {
         let dev = Device::Cpu;
-        let (b, h, tq, keys, d) = (3, 2, 4, 7, 16);
+        let (b, h, tq, keys, d) = (3, 2, 4, 7, 40);
         let q = Tensor::randn(0f32, 1.0, (b, h, tq, d), &dev).unwrap();
         let k_full = Tensor::randn(0f32, 1.0, (b, h, keys + 3, d), &dev).unwrap();
         let v_full = Tensor::randn(0f32, 1.0, (b, h, keys + 3, d), &dev).unwrap();
@@ -338,7 +389,7 @@ mod tests {
             .reshape((b, tq, h * d))
             .unwrap();
         let diff = max_abs_diff(&fused, &reference);
-        assert!(diff < 1e-5, "max difference {diff}");
+        assert!(diff < 1e-5, "{isa:?}: max difference {diff}");
         let portable = attend_portable(&q, &k, &v, &mask, Some(0.25)).unwrap();
         assert!(max_abs_diff(&portable, &reference) < 1e-6);
     }

@@ -4,7 +4,7 @@
 
 use super::axis::{self, Axis};
 use super::heads;
-use super::join::{Indexed, Joined};
+use super::join::{Indexed, Joined, XAxis};
 use super::plot::{benchmark_figure, memorize_figure};
 use super::svg::{escape, ramp, Anchor, Shape, Svg};
 use super::table::setting_label;
@@ -30,7 +30,10 @@ fn depth_scale(mem: &MemorizeReport, joined: &Joined) -> usize {
 pub fn tradeoff(joined: &Joined, mem: &MemorizeReport) -> Svg {
     let mut svg = Svg::new(WIDTH, HEIGHT);
     let model = &mem.model.path;
-    let title = format!("{model}: memorization left vs. benchmark accuracy left");
+    let title = match joined.x {
+        XAxis::Benchmark => format!("{model}: memorization left vs. benchmark accuracy left"),
+        XAxis::ControlPpl => format!("{model}: memorization left vs. control set perplexity"),
+    };
     svg.text(
         (12.0, 24.0),
         &title,
@@ -39,11 +42,16 @@ pub fn tradeoff(joined: &Joined, mem: &MemorizeReport) -> Svg {
         r#"font-weight="bold""#,
     );
     let tasks: Vec<&str> = joined.tasks.iter().map(|(t, _)| t.as_str()).collect();
-    let subtitle = format!(
-        "one point per attention-bypass setting; x: mean {} over {}",
-        joined.metric,
-        tasks.join(", ")
-    );
+    let subtitle = match joined.x {
+        XAxis::Benchmark => format!(
+            "one point per attention-bypass setting; x: mean {} over {}",
+            joined.metric,
+            tasks.join(", ")
+        ),
+        XAxis::ControlPpl => {
+            "one point per attention-bypass setting; x: perplexity of the control set".into()
+        }
+    };
     svg.text(
         (12.0, 44.0),
         &subtitle,
@@ -57,12 +65,11 @@ pub fn tradeoff(joined: &Joined, mem: &MemorizeReport) -> Svg {
     let ys: Vec<f64> = joined.rows.iter().map(|r| r.exact_match).collect();
     let x = padded(&xs, (left, right));
     let y = Axis::fit(&ys, true, false, (bottom, top));
-    draw_axes(
-        &mut svg,
-        &x,
-        &y,
-        &format!("benchmark: mean {} (higher = ability kept)", joined.metric),
-    );
+    let x_label = match joined.x {
+        XAxis::Benchmark => format!("benchmark: mean {} (higher = ability kept)", joined.metric),
+        XAxis::ControlPpl => "control set: perplexity (lower = ability kept)".to_string(),
+    };
+    draw_axes(&mut svg, &x, &y, &x_label);
 
     let layers = depth_scale(mem, joined);
     draw_points(&mut svg, joined, (&x, &y), layers);
@@ -286,21 +293,27 @@ thead{background:#f2f2f2}.note{color:#555;font-size:13px}svg{max-width:100%;heig
 pub fn html_page(
     joined: &Joined,
     mem: &Indexed<MemorizeReport>,
-    bench: &Indexed<BenchmarkReport>,
+    bench: Option<&Indexed<BenchmarkReport>>,
     figure: &Svg,
+    examples: &str,
 ) -> String {
     let model = &mem.report.model.path;
     let mut body = format!("<h1>llm-mem report: {}</h1>\n", escape(model));
+    let x_source = match bench {
+        Some(bench) => format!("Benchmarks: {}", bench.path.display()),
+        None => "x axis: the perplexity of its control set".to_string(),
+    };
     body.push_str(&format!(
-        "<p class=\"note\">Memorization: {} ({}). Benchmarks: {}. Points and rows are the {} \
+        "<p class=\"note\">Memorization: {} ({}). {}. Points and rows are the {} \
 bypass settings present in both files.</p>\n",
         escape(&mem.path.display().to_string()),
         escape(&data_summary(&mem.report.data)),
-        escape(&bench.path.display().to_string()),
+        escape(&x_source),
         joined.rows.len()
     ));
     body.push_str(&figure.inline());
-    for line in joined.unmatched(&mem.path, &bench.path) {
+    let bench_path = bench.map_or(mem.path.as_path(), |b| b.path.as_path());
+    for line in joined.unmatched(&mem.path, bench_path) {
         body.push_str(&format!(
             "<p class=\"note\">Not joined: {}</p>\n",
             escape(&line)
@@ -314,11 +327,11 @@ bypass settings present in both files.</p>\n",
         body.push_str("<h2>Memorization per bypassed layer</h2>\n");
         body.push_str(&fig.render().inline());
     }
-    if let Ok(fig) = benchmark_figure(&bench.report) {
+    if let Some(Ok(fig)) = bench.map(|b| benchmark_figure(&b.report)) {
         body.push_str("<h2>Benchmarks per bypassed layer</h2>\n");
         body.push_str(&fig.render().inline());
     }
-    // Per-head sweeps and effect sizes, when the files hold them.
+    // Per-head sweeps, effect sizes and the logit lens, when the files hold them.
     let extra = [
         (
             "Memorization per head",
@@ -326,12 +339,13 @@ bypass settings present in both files.</p>\n",
         ),
         (
             "Benchmarks per head",
-            heads::benchmark_heatmap(&bench.report),
+            bench.and_then(|b| heads::benchmark_heatmap(&b.report)),
         ),
         (
             "Residual deviation per block",
             heads::deviation_plot(&mem.report),
         ),
+        ("Logit lens per block", super::lens::lens_plot(&mem.report)),
     ];
     for (title, fig) in extra {
         if let Some(fig) = fig {
@@ -339,10 +353,12 @@ bypass settings present in both files.</p>\n",
             body.push_str(&fig.inline());
         }
     }
+    body.push_str(examples);
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-<title>llm-mem report: {}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{body}</body>\n</html>\n",
-        escape(model)
+<title>llm-mem report: {}</title>\n<style>{STYLE}{}</style>\n</head>\n<body>\n{body}</body>\n</html>\n",
+        escape(model),
+        super::examples::STYLE
     )
 }
 

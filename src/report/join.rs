@@ -68,7 +68,17 @@ pub struct Row {
     pub per_task: Vec<f64>,
 }
 
+/// What the trade-off figure's x axis shows: what each setting leaves of the model's ability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XAxis {
+    /// The mean of a benchmark metric over tasks (a benchmark result joined by setting).
+    Benchmark,
+    /// The perplexity of the memorize result's own control set (`memorize --control-path`).
+    ControlPpl,
+}
+
 pub struct Joined {
+    pub x: XAxis,
     pub metric: String,
     /// (task, the lm-eval key read for it, e.g. `acc_norm,none` or its `acc,none` fallback).
     pub tasks: Vec<(String, String)>,
@@ -134,12 +144,52 @@ pub fn join(
         }
     }
     Ok(Joined {
+        x: XAxis::Benchmark,
         metric: metric.to_string(),
         tasks,
         rows,
         others,
         only_memorize: only(mem, bench),
         only_benchmark: only(bench, mem),
+    })
+}
+
+/// Each setting of a memorize result with a control set as (exact_match, `control_ppl`), for
+/// `report --x control_ppl`; no benchmark result needed.
+pub fn control_axis(mem: &Indexed<MemorizeReport>) -> Result<Joined> {
+    let mut settings: Vec<Setting> = mem.settings.keys().cloned().collect();
+    settings.sort_by_key(setting_order);
+    let (mut rows, mut others) = (Vec::new(), Vec::new());
+    for setting in settings {
+        let entry = mem.entry(&setting);
+        let label = setting.label();
+        let ppl = entry.control.map(|c| c.control_ppl).ok_or_else(|| {
+            bad_input!(
+                "{}: setting {label} has no control_ppl; --x control_ppl needs a result of \
+                 `llm-mem memorize --control-path`",
+                mem.path.display()
+            )
+        })?;
+        let row = Row {
+            bypass: setting.bypass_layers().unwrap_or_default(),
+            exact_match: finite(entry.scores.exact_match).unwrap_or(f64::NAN),
+            mean: ppl,
+            per_task: Vec::new(),
+            setting,
+        };
+        match row.setting.bypass_layers() {
+            Some(_) => rows.push(row),
+            None => others.push(row),
+        }
+    }
+    Ok(Joined {
+        x: XAxis::ControlPpl,
+        metric: "control_ppl".into(),
+        tasks: Vec::new(),
+        rows,
+        others,
+        only_memorize: Vec::new(),
+        only_benchmark: Vec::new(),
     })
 }
 
@@ -238,11 +288,11 @@ fn choose_tasks(
 impl Joined {
     /// Column headers: setting, exact_match, the mean, then each task with the metric read.
     pub fn header(&self) -> Vec<String> {
-        let mut header = vec![
-            "setting".to_string(),
-            "exact_match".into(),
-            format!("mean {}", self.metric),
-        ];
+        let x = match self.x {
+            XAxis::Benchmark => format!("mean {}", self.metric),
+            XAxis::ControlPpl => self.metric.clone(),
+        };
+        let mut header = vec!["setting".to_string(), "exact_match".into(), x];
         header.extend(
             self.tasks
                 .iter()

@@ -3,9 +3,11 @@
 //! [`crate::results`].
 
 pub mod axis;
+pub mod examples;
 pub mod figure;
 pub mod heads;
 pub mod join;
+pub mod lens;
 pub mod panels;
 pub mod plot;
 pub mod revisions;
@@ -31,6 +33,11 @@ pub fn write_memorize_figures(json_path: &Path, report: &MemorizeReport) {
     } else {
         plot::announce(plot::write_memorize_plot(json_path, report));
         heads::write_memorize_plots(json_path, report);
+        match lens::write_beside(json_path, report) {
+            Ok(Some(path)) => eprintln!("wrote {}", path.display()),
+            Ok(None) => {}
+            Err(err) => eprintln!("warning: no plot: {err:#}"),
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use super::svg;
 use crate::benchmark::tasks::Metric;
 use crate::memorize::MeanScores;
 use crate::results::benchmark::key_of;
-use crate::results::{finite, BenchmarkReport, Entry, MemorizeReport};
+use crate::results::{finite, BenchmarkReport, Entry, MemorizeEntry, MemorizeReport};
 
 /// One metric across the settings.
 pub struct Series {
@@ -161,8 +161,26 @@ pub fn memorize_figure(report: &MemorizeReport) -> Result<Figure> {
                 None,
                 vec![metric("completion_entropy", |s| s.completion_entropy)],
             ),
-        ],
+        ]
+        .into_iter()
+        .chain(control_panel(&entries))
+        .collect(),
     })
+}
+
+/// The control set's perplexity per setting (log scale), when the result has a control set.
+fn control_panel(entries: &[(Vec<usize>, &MemorizeEntry)]) -> Option<Panel> {
+    entries
+        .iter()
+        .all(|(_, e)| e.control.is_some())
+        .then(|| Panel {
+            title: "control set perplexity (memorize --control-path)".into(),
+            log: true,
+            range: None,
+            series: vec![series("control_ppl", entries, |e| {
+                e.control.map(|c| c.control_ppl)
+            })],
+        })
 }
 
 /// One curve per task: its `acc` on one panel, perplexities (lambada, wikitext) on a log panel.

@@ -22,9 +22,10 @@ pub fn setting_label(layers: &[usize]) -> String {
     }
 }
 
-/// One row per setting, one column per metric.
+/// One row per setting, one column per metric; with a control set, its perplexity and
+/// accuracy too.
 pub fn memorize_table(results: &[SettingResult]) -> String {
-    let header = [
+    let mut header = vec![
         "setting",
         "exact_match",
         "token_acc",
@@ -33,11 +34,15 @@ pub fn memorize_table(results: &[SettingResult]) -> String {
         "mem_len",
         "suffix_nll",
     ];
+    let control = results.iter().all(|r| r.control.is_some());
+    if control {
+        header.extend(["control_ppl", "control_tf_acc"]);
+    }
     let rows: Vec<Vec<String>> = results
         .iter()
         .map(|r| {
             let m = &r.mean;
-            vec![
+            let mut row = vec![
                 r.setting.label(),
                 format!("{:.4}", m.exact_match),
                 format!("{:.4}", m.token_accuracy),
@@ -45,7 +50,12 @@ pub fn memorize_table(results: &[SettingResult]) -> String {
                 format!("{:.4}", m.teacher_forced_accuracy),
                 format!("{:.2}", m.memorized_len),
                 format!("{:.4}", m.suffix_nll),
-            ]
+            ];
+            if let (true, Some(c)) = (control, &r.control) {
+                row.push(format!("{:.3}", c.control_ppl));
+                row.push(format!("{:.4}", c.control_tf_accuracy));
+            }
+            row
         })
         .collect();
     render(&header, &rows)

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Entry, ResultFile, SettingFields};
 use crate::data::SampleOrigin;
-use crate::memorize::{MeanScores, SampleScores, SettingResult};
+use crate::memorize::{ControlScores, MeanScores, SampleScores, SettingResult};
 use crate::sweep::Fingerprint;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,6 +55,9 @@ pub struct MemorizeEntry {
     pub setting: SettingFields,
     #[serde(flatten)]
     pub scores: MeanScores,
+    /// `control_nll`, `control_ppl`, `control_tf_accuracy` of a run with a control set.
+    #[serde(flatten)]
+    pub control: Option<ControlScores>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_sample: Option<Vec<SampleEntry>>,
 }
@@ -123,6 +126,7 @@ impl MemorizeReport {
                 revision: None,
                 setting: SettingFields::from(&r.setting),
                 scores: r.mean.clone(),
+                control: r.control,
                 per_sample: per_sample.then(|| entries(&r.samples)),
             })
             .collect();

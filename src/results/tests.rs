@@ -57,6 +57,7 @@ fn reads_the_oldest_memorize_layout_bypass_lists_and_plain_samples() {
     let samples = report.results[0].per_sample.as_ref().unwrap();
     assert_eq!(samples[0].origin, None);
     assert_eq!(samples[0].scores.memorized_len, 8);
+    assert!(samples[0].scores.continuation.is_empty());
     assert!(report.fingerprint.is_none() && !report.is_revision_sweep());
 }
 
@@ -207,6 +208,15 @@ fn todays_memorize_layout_round_trips_byte_for_byte() {
         suffix_nll: f64::MIN_POSITIVE * i as f64,
         residual_deviation: vec![0.0, 1.0 / 7.0 * i as f64],
         kl_from_base: Some(1e-300 * i as f64),
+        continuation: vec![i as u32, 50_000],
+        edit_similarity: Some(1.0 - 1.0 / (i + 2) as f64),
+        extraction_log10_prob: Some(match i {
+            1 => f64::NEG_INFINITY,
+            _ => -1.0 / 3.0 * i as f64,
+        }),
+        discoverable: Some(i == 2),
+        lens_accuracy: vec![0.5, 1.0 / 3.0],
+        lens_logprob: vec![-9.25, -0.1 * i as f64],
     };
     let results: Vec<SettingResult> = settings()
         .into_iter()
@@ -216,6 +226,7 @@ fn todays_memorize_layout_round_trips_byte_for_byte() {
                 setting,
                 mean: MeanScores::of(&samples),
                 samples,
+                control: None,
             }
         })
         .collect();
