@@ -5,7 +5,9 @@ Llama (GQA), GPT-2 (Conv1D), GPT-J (parallel, one LayerNorm), OPT (post-LN), OLM
 (clip_qkv) and OLMo 2 (post-sublayer norms).
 
 For each fixture of FIXTURES (built by make_fixtures.py, make_family_fixtures.py,
-make_gptj_opt_fixtures.py and make_olmo_fixtures.py) it writes ``tests/fixtures/models/<name>/reference/interventions.json``:
+make_gptj_opt_fixtures.py and make_olmo_fixtures.py) it writes ``tests/fixtures/models/<name>/reference/interventions.json``
+(with ``--neurons``: ``reference/neurons.json`` only, the ``neuron`` site's settings, beside
+the score file ``reference/neuron_scores.npy`` their score-file settings read):
 per setting (llm-mem's canonical label) the six memorize metrics, ``residual_deviation`` (per
 block, the mean over rows and suffix-predicting positions of ||h_l - h_l^base|| / ||h_l^base||,
 h_l = the output of block l) and ``kl_from_base`` (mean KL(p_base || p_setting), nats), and the
@@ -18,7 +20,12 @@ The sites, as hooks (the model code is not changed):
   dense / out_proj / o_proj;
 * the attention sublayer's output -> zero / mean: a forward hook on the attention module;
 * the MLP's output -> zero / mean: a forward hook on the block's MLP (OPT, which has no MLP
-  module: on ``fc2``).
+  module: on ``fc2``);
+* MLP neurons (the hidden units: the input of the down / output projection, after the
+  activation, for gated MLPs ``act(gate) * up``) -> zero / mean: a pre-hook on that projection
+  (``dense_4h_to_h``, ``c_proj``, ``fc_out``, ``fc2``, ``down_proj``). A score-file setting
+  ``neuron:@FILE:F`` is the explicit list of the ``max(1, floor(F * N + 0.5))`` highest of the
+  N scores (ties to the lower index), named in the label by the file's sha256 prefix.
 A sublayer's output is what it adds to the residual stream: for OLMo 2, whose sublayers end
 in a norm before the add, the hooks sit on ``post_attention_layernorm`` and
 ``post_feedforward_layernorm``.
@@ -28,9 +35,12 @@ model, in float64. Free-running continuations come from a no-cache greedy loop.
 Run from the repository root (a few minutes on 2 cores)::
 
     /work/venv/bin/python scripts/make_intervention_fixtures.py
+    /work/venv/bin/python scripts/make_intervention_fixtures.py --neurons
 """
 
+import hashlib
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -93,17 +103,53 @@ def settings_for(layers, heads):
     ]
 
 
-def parse(label):
-    """llm-mem's grammar, the subset the settings above use: [(site, layer, head, kind)]."""
+def neuron_settings(layers, width, sha):
+    """The neuron site's settings; `sha` names the score file (its first 16 hex digits)."""
+    top = layers - 1
+    return [
+        "base",
+        f"neuron:{top}.0-{width // 4}",
+        "neuron:0.1,3,5=mean",
+        f"neuron:1.0-{width - 1}",
+        f"mlp:0+neuron:{top}.2=mean",
+        f"neuron:0.7,1.{width - 1}+neuron:{top}.4-9=mean",
+        f"neuron:@{sha}:0.05",
+        f"neuron:@{sha}:0.1=mean",
+    ]
+
+
+def top_neurons(scores, fraction):
+    """(layer, neuron) of the highest `fraction` of `scores` [layers, width], ties to the lower
+    flat index."""
+    flat = scores.astype(np.float64).reshape(-1)
+    k = max(1, math.floor(fraction * flat.size + 0.5))
+    chosen = sorted(np.argsort(-flat, kind="stable")[:k].tolist())
+    return [divmod(i, scores.shape[1]) for i in chosen]
+
+
+def parse(label, scores=None):
+    """llm-mem's grammar, the subset the settings above use: [(site, layer, head or neuron,
+    kind)]; `scores` is the array a `neuron:@...` term names."""
     if label == "base":
         return []
     out = []
     for term in label.split("+"):
-        site, rest = term.split(":")
+        site, rest = term.split(":", 1)
         body, _, kind = rest.partition("=")
-        kind = kind or ("zero" if site == "mlp" else "identity")
+        kind = kind or ("zero" if site in ("mlp", "neuron") else "identity")
+        if body.startswith("@"):
+            fraction = float(body.rsplit(":", 1)[1])
+            out.extend(("neuron", layer, n, kind) for layer, n in top_neurons(scores, fraction))
+            continue
+        layer = None
         for part in body.split(","):
-            if site == "head":
+            if site == "neuron":
+                if "." in part:
+                    layer, part = part.split(".")
+                lo, _, hi = part.partition("-")
+                for n in range(int(lo), int(hi or lo) + 1):
+                    out.append((site, int(layer), n, kind))
+            elif site == "head":
                 layer, hs = part.split(".")
                 lo, _, hi = hs.partition("-")
                 for h in range(int(lo), int(hi or lo) + 1):
@@ -145,6 +191,19 @@ for _mod in (modeling_gpt_neox, modeling_llama, modeling_gpt2, modeling_gptj, mo
              modeling_olmo2):
     _mod.eager_attention_forward = with_head_identity(_mod.eager_attention_forward, 2)
 modeling_gpt_neo.GPTNeoSelfAttention._attn = with_head_identity(modeling_gpt_neo.GPTNeoSelfAttention._attn, 1)
+
+
+def down_proj(model, i):
+    """The MLP's down / output projection of block i, whose input is its hidden units."""
+    if isinstance(model, GPTNeoXForCausalLM):
+        return model.gpt_neox.layers[i].mlp.dense_4h_to_h
+    if isinstance(model, (GPTNeoForCausalLM, GPT2LMHeadModel)):
+        return model.transformer.h[i].mlp.c_proj
+    if isinstance(model, GPTJForCausalLM):
+        return model.transformer.h[i].mlp.fc_out
+    if isinstance(model, OPTForCausalLM):
+        return model.model.decoder.layers[i].fc2
+    return model.model.layers[i].mlp.down_proj
 
 
 def sites(model, i):
@@ -200,6 +259,23 @@ class Hooks:
             self.handles.append(proj.register_forward_pre_hook(self.z_hook(i, z, heads, means, record)))
             self.handles.append(attn.register_forward_hook(self.out_hook(i, "attn", a, means, record)))
             self.handles.append(mlp.register_forward_hook(self.out_hook(i, "mlp", m, means, record)))
+            units = {n: k for s, _, n, k in mine if s == "neuron"}
+            hook = self.neuron_hook(i, units, means, record)
+            self.handles.append(down_proj(model, i).register_forward_pre_hook(hook))
+
+    def neuron_hook(self, i, units, means, record):
+        def hook(mod, args):
+            x = args[0]  # [..., width]: OPT's fc2 runs on [b * t, width]
+            if record is not None:
+                record.add((i, "neurons"), x)
+            if not units:
+                return None
+            y = x.clone()
+            for n, kind in units.items():
+                y[..., n] = 0.0 if kind == "zero" else means[(i, "neurons")][n].float()
+            return (y,) + tuple(args[1:])
+
+        return hook
 
     def z_hook(self, i, z, heads, means, record):
         def hook(mod, args):
@@ -266,13 +342,30 @@ def block_outputs(model, ids):
     return logits, outs
 
 
-def make(name, cls):
+def neuron_scores(mdir, model):
+    """Seeded random float32 scores [layers, width], written to reference/neuron_scores.npy;
+    (the array, the first 16 hex digits of the file's sha256)."""
+    layers, width = len(mf.blocks(model)), down_proj(model, 0).weight.shape
+    width = width[0] if isinstance(model, GPT2LMHeadModel) else width[1]  # Conv1D is [in, out]
+    rng = np.random.default_rng(26)
+    scores = rng.standard_normal((layers, width)).astype(np.float32)
+    path = mdir / "reference" / "neuron_scores.npy"
+    np.save(path, scores)
+    return scores, hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def make(name, cls, neurons=False):
     mdir = mf.ROOT / "tests/fixtures/models" / name
     model = cls.from_pretrained(mdir, dtype=torch.float32, attn_implementation="eager").eval()
     rows = np.load(mdir / "data.npy").astype(np.int64)
     ids = torch.tensor(rows)
     p, s = mf.PREFIX_LEN, mf.SUFFIX_LEN
     layers, heads = len(mf.blocks(model)), model.config.num_attention_heads
+    if neurons:
+        scores, sha = neuron_scores(mdir, model)
+        labels = neuron_settings(layers, scores.shape[1], sha)
+    else:
+        scores, labels = None, settings_for(layers, heads)
 
     record = Record()
     record.count = rows.shape[0] * rows.shape[1]
@@ -282,8 +375,8 @@ def make(name, cls):
     base_logp = torch.log_softmax(base_logits[:, p - 1 : -1], dim=-1)
 
     out = []
-    for label in settings_for(layers, heads):
-        with Hooks(model, parse(label), means=means):
+    for label in labels:
+        with Hooks(model, parse(label, scores), means=means):
             logits, hs = block_outputs(model, ids)
             greedy, gap = mf.greedy_nocache(model, rows[:, :p], s)
         agg, _ = mf.metrics(logits.float().numpy(), rows, greedy)
@@ -302,14 +395,15 @@ def make(name, cls):
             "min_top2_gap": min(gap, tf_gap),
         })
         print(f"{name} {label}: exact_match {agg['exact_match']:.3f}, kl {kl:.4f}, gap {min(gap, tf_gap):.2e}")
-    path = mdir / "reference" / "interventions.json"
+    path = mdir / "reference" / ("neurons.json" if neurons else "interventions.json")
     path.write_text(json.dumps({"prefix_len": p, "settings": out}, indent=1) + "\n")
     print(f"wrote {path}")
 
 
 def main():
+    neurons = "--neurons" in sys.argv[1:]
     for name, cls in FIXTURES.items():
-        make(name, cls)
+        make(name, cls, neurons)
 
 
 if __name__ == "__main__":

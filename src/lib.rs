@@ -4,9 +4,10 @@
 //! each read from its own `config.json` ([`model`]: GPT-NeoX/Pythia, GPT-Neo, GPT-2, GPT-J,
 //! OPT, OLMo, OLMo 2, OLMo 3, and the Llama-style Llama, Mistral, Qwen2 and Qwen3), with
 //! interventions at named sites of every block — attention bypass, zero and mean ablation of
-//! attention, heads and MLPs ([`intervene`]) — and the sweeps that score memorized samples
-//! ([`memorize`]), lm-evaluation-harness tasks ([`benchmark`]) and corpora ([`extract`])
-//! under each setting. [`api`] is the entry point for any front end.
+//! attention, heads, MLPs and single MLP neurons ([`intervene`]) — the sweeps that score
+//! memorized samples ([`memorize`]), lm-evaluation-harness tasks ([`benchmark`]) and corpora
+//! ([`extract`]) under each setting, and per-neuron localization scores ([`localize`]).
+//! [`api`] is the entry point for any front end.
 //!
 //! ```
 //! use llm_mem::api::{self, Cancel, DataSource, LoadedModel, MemorizeOptions, SettingsSpec};
@@ -41,7 +42,7 @@
 //!            ├─ report       tables, figures, the HTML page
 //!            ├─ export · compare   tidy parquet/CSV tables of results; memorized sets compared
 //!            ├─ results      the result files, typed: one reader, one writer
-//!            ├─ memorize · benchmark · extract       the engines
+//!            ├─ memorize · benchmark · extract · localize     the engines
 //!            │      └─ pass  the base pass whose residual stream every setting resumes from
 //!            ├─ sweep        checkpoints, fingerprints, shards, merge, Cancel
 //!            ├─ data         .npy, parquet tables, Megatron datasets
@@ -68,6 +69,7 @@ pub mod extract;
 pub mod generate;
 pub mod hub;
 pub mod intervene;
+pub mod localize;
 pub mod memorize;
 pub mod model;
 pub mod ops;

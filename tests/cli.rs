@@ -409,7 +409,7 @@ fn bad_prefix_len_layers_and_settings() {
     );
     // --ablate and --sweep: one line naming the term, exit 2, nothing written.
     for (spec, says) in [
-        ("neuron:1", "term \"neuron:1\": unknown site \"neuron\""),
+        ("neurons:1", "term \"neurons:1\": unknown site \"neurons\""),
         ("attn:1=half", "term \"attn:1=half\": unknown kind \"half\""),
         (
             "mlp:1=identity",

@@ -406,6 +406,7 @@ fn bypass_text_never_panics() {
         let model = ModelSites {
             layers: 24,
             heads: 4,
+            neurons: 64,
         };
         prop_assert_eq!(
             sweep(model, None, &[], std::slice::from_ref(&set)).is_ok(),

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use anyhow::Result;
-use llm_mem::api::{LoadedModel, ModelSource, ModelSpec, SettingsSpec};
+use llm_mem::api::{self, LoadedModel, ModelSource, ModelSpec, SettingsSpec};
 use llm_mem::bad_input;
 use llm_mem::benchmark::engine::{Schedule, Scored};
 use llm_mem::benchmark::hf_tokenizer;
@@ -100,15 +100,11 @@ impl Model {
 
     /// Parse setting labels, checked against this model.
     fn settings(&self, specs: &[String]) -> Result<Vec<Setting>> {
-        let (layers, heads) = (self.model.num_layers(), self.model.heads());
         specs
             .iter()
             .map(|text| {
                 let setting = grammar::parse_ablate(text)?;
-                setting
-                    .check(layers, heads)
-                    .map_err(|why| bad_input!("--ablate {text:?}: {why}"))?;
-                Ok(setting)
+                api::checked_setting(&format!("--ablate {text:?}"), &setting, self.model.sites())
             })
             .collect()
     }
@@ -312,7 +308,7 @@ impl Model {
         extra: Vec<String>,
     ) -> PyResult<Vec<String>> {
         let settings = SettingsSpec::parse(num_layers, &sweep, &[], &extra)
-            .and_then(|spec| spec.settings(self.model.num_layers(), self.model.heads()))
+            .and_then(|spec| spec.settings(self.model.sites()))
             .map_err(crate::to_py)?;
         Ok(settings.iter().map(Setting::label).collect())
     }

@@ -12,17 +12,19 @@
 mod model;
 mod requests;
 pub mod revisions;
+pub mod scores;
 mod settings;
 
 pub use model::{model_id, LoadedModel, ModelSource, ModelSpec};
 pub use requests::{loglikelihood, loglikelihood_rolling};
-pub use settings::SettingsSpec;
+pub use settings::{checked as checked_setting, SettingsSpec};
 
 pub use crate::benchmark::{evaluate, load_task, LmTokenizer, Scored, SettingScores, TaskDocs};
 pub use crate::data::npy::TokenRows;
 pub use crate::data::{DataSource, Samples};
 pub use crate::extract::{reproduced as extract, Windows};
 pub use crate::intervene::Setting;
+pub use crate::localize::{localize, LocalizeOptions, Method as LocalizeMethod, NeuronScores};
 pub use crate::memorize::control::{score as control_set, ControlScores};
 pub use crate::memorize::{
     sweep as memorize, Discoverable, MemorizeOptions, Sampling, SettingResult,

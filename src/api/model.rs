@@ -206,9 +206,8 @@ impl LoadedModel {
         Self::load(&ModelSpec::built_in())
     }
 
-    /// The settings of `spec`, checked against this model's layers and heads.
+    /// The settings of `spec`, checked against this model's layers, heads and neurons.
     pub fn settings(&self, spec: &SettingsSpec) -> Result<Vec<Setting>> {
-        let shape = self.model.config.shape();
-        spec.settings(shape.num_layers, shape.heads)
+        spec.settings(self.model.sites())
     }
 }

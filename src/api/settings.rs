@@ -55,19 +55,25 @@ impl SettingsSpec {
         }
     }
 
-    /// The settings in order, checked against a model of `layers` blocks of `heads` heads.
-    pub fn settings(&self, layers: usize, heads: usize) -> Result<Vec<Setting>> {
-        for (option, setting) in &self.extra {
-            setting
-                .check(layers, heads)
-                .map_err(|why| bad_input!("{option}: {why}"))?;
-        }
-        let extra: Vec<Setting> = self.extra.iter().map(|(_, s)| s.clone()).collect();
-        intervene::sweep(
-            ModelSites { layers, heads },
-            self.num_layers,
-            &self.sweeps,
-            &extra,
-        )
+    /// The settings in order, checked against a model of these sizes (their score files
+    /// read).
+    pub fn settings(&self, model: ModelSites) -> Result<Vec<Setting>> {
+        let extra = self
+            .extra
+            .iter()
+            .map(|(option, setting)| checked(option, setting, model))
+            .collect::<Result<Vec<_>>>()?;
+        intervene::sweep(model, self.num_layers, &self.sweeps, &extra)
     }
+}
+
+/// `setting`, given by `option` (for messages), with its score files read and every term
+/// checked against a model of these sizes.
+pub fn checked(option: &str, setting: &Setting, model: ModelSites) -> Result<Setting> {
+    let with = |err: anyhow::Error| bad_input!("{option}: {err:#}");
+    let setting = super::scores::resolve(setting, model).map_err(with)?;
+    setting
+        .check(model)
+        .map_err(|why| bad_input!("{option}: {why}"))?;
+    Ok(setting)
 }

@@ -198,7 +198,7 @@ fn prepare(run: &BenchmarkRun) -> Result<Job> {
         .collect::<Result<Vec<_>>>()?;
     let config = ModelConfig::from_file(&files.config)?;
     let layers = config.num_layers();
-    let sweep = run.settings.settings(layers, config.shape().heads)?;
+    let sweep = run.settings.settings(config.sites())?;
     let mine = long_run::settings_to_run(run.shard, sweep.len(), || {
         crate::benchmark::setting_costs(&sweep, layers)
     })?;

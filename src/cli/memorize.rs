@@ -460,7 +460,7 @@ fn prepare(run: &MemorizeRun, models: &Models) -> Result<Job> {
     let control_inputs = control.iter().flat_map(|c| c.inputs.clone());
     let config = models.config();
     let layers = config.num_layers();
-    let sweep = run.settings.settings(layers, config.shape().heads)?;
+    let sweep = run.settings.settings(config.sites())?;
     let (device, dtype) = (&run.model.device, run.model.dtype);
     let base = match models {
         Models::One { files, .. } => Fingerprint::for_model("memorize", files, dtype, device)?,

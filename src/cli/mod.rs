@@ -6,6 +6,7 @@ pub mod benchmark;
 mod compare;
 mod export;
 pub mod extract;
+pub mod localize;
 pub mod long_run;
 pub mod memorize;
 mod merge;
@@ -62,6 +63,11 @@ pub enum Command {
     ///
     /// Example: llm-mem report mem.json bench.json -o report.html
     Report(ReportArgs),
+    /// Score every MLP neuron by how much the memorized suffixes rest on it (Chang et al.'s
+    /// Activations or Zero-Out); the .npy feeds `--ablate neuron:@FILE.npy:FRACTION`.
+    ///
+    /// Example: llm-mem localize --model-path EleutherAI/pythia-160m --dataset-path memorized.npy --method activations -o scores.npy
+    Localize(localize::LocalizeArgs),
     /// Join the shard files of a `--shard K/N` sweep into the result one run would have
     /// written; refuses shards of different runs, overlaps and gaps.
     ///
@@ -118,6 +124,10 @@ pub fn run(cli: Cli) -> Result<()> {
             let run = args.validate()?;
             benchmark::run(run, &signals::install()?)
         }
+        Command::Localize(args) => {
+            let run = args.validate()?;
+            localize::run(run, &signals::install()?)
+        }
         Command::Report(args) => report::run(args.validate()?),
         Command::Merge(args) => merge::run(args),
         Command::Export(args) => export::run(args.validate()?),
@@ -161,9 +171,11 @@ pub struct SweepArgs {
     /// optional `=identity|zero|mean`; `none` for no sweep. Repeatable; default `attn`.
     #[arg(long, value_name = "SITE[=KIND]")]
     pub sweep: Vec<String>,
-    /// An extra setting: terms joined by `+`, each `attn:LAYERS[=KIND]`, `mlp:LAYERS[=KIND]`
-    /// or `head:L.H[,L.H…][=KIND]`, e.g. `attn:20-23`, `mlp:22=mean`, `head:5.3,5.7`,
-    /// `attn:3=zero+mlp:3`. Repeatable.
+    /// An extra setting: terms joined by `+`, each `attn:LAYERS[=KIND]`, `mlp:LAYERS[=KIND]`,
+    /// `head:L.H[,L.H…][=KIND]`, `neuron:L.I[,I…][=KIND]` (MLP hidden units) or
+    /// `neuron:@FILE.npy:FRACTION[=KIND]` (the top FRACTION of a `[layers, intermediate]` score
+    /// file, e.g. from `localize`), e.g. `attn:20-23`, `mlp:22=mean`, `head:5.3,5.7`,
+    /// `attn:3=zero+mlp:3`, `neuron:3.100-163`, `neuron:@scores.npy:0.5%`. Repeatable.
     #[arg(long, value_name = "SPEC")]
     pub ablate: Vec<String>,
     /// An extra attention-bypass setting (`--ablate attn:SET`): layers and inclusive ranges,

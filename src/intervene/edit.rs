@@ -1,11 +1,13 @@
 //! The sites a block exposes, and what the rows of a batch do at them.
 //!
-//! A family's block calls three helpers and knows nothing else about interventions:
+//! A family's block calls four helpers and knows nothing else about interventions:
 //! - attention: when [`LayerEdit::skips_attention`] (every row's attention is the identity),
 //!   it computes only the value projection and passes `None` as the mix; otherwise it runs
 //!   attention as usual. Either way the merged per-head outputs `z` `[b, t, heads * dim]` go
 //!   through [`LayerEdit::heads`] before the output projection;
 //! - the attention sublayer's output goes through [`LayerEdit::attn_out`];
+//! - the MLP's hidden units (the input of its down/output projection) go through
+//!   [`LayerEdit::neurons`] (the shared MLPs of `model::mlp` call it);
 //! - the MLP's output goes through [`LayerEdit::mlp_out`].
 //!
 //! Every helper is the identity function for a row without an intervention there. A batch may
@@ -17,12 +19,12 @@ use candle_core::{DType, Device, Tensor};
 
 use super::identity;
 use super::mean::{MeanSite, Means, Recording};
-use super::{Kind, Setting, Site};
+use super::{Kind, ModelSites, Setting, Site};
 
 /// Replace the rows / heads where `mask` is 1 by `value` (zero when `None`).
 #[derive(Clone)]
 struct Replace {
-    /// `[R, 1, G, 1]` u8: R = 1 (every row alike) or the batch's rows, G = heads or 1.
+    /// `[R, 1, G, 1]` u8: R = 1 (every row alike) or the batch's rows, G = heads, neurons or 1.
     mask: Tensor,
     /// `[R, 1, G, W / G]` (mean rows their mean, zero rows 0), or `None` when every replaced
     /// value is 0.
@@ -56,6 +58,7 @@ pub struct LayerEdit<'a> {
     identity: Option<Tensor>,
     z: Option<Replace>,
     attn_out: Option<Replace>,
+    neurons: Option<Replace>,
     mlp_out: Option<Replace>,
     /// In a base pass that collects means: where the sites' values are summed.
     record: Option<&'a Recording>,
@@ -99,6 +102,11 @@ impl<'a> LayerEdit<'a> {
         self.site(MeanSite::Attn, x, self.attn_out.as_ref())
     }
 
+    /// The MLP's hidden units `[b, t, intermediate]`, the input of its down projection.
+    pub fn neurons(&self, x: Tensor) -> candle_core::Result<Tensor> {
+        self.site(MeanSite::Neurons, x, self.neurons.as_ref())
+    }
+
     /// The MLP's output `[b, t, hidden]`, before the residual add.
     pub fn mlp_out(&self, x: Tensor) -> candle_core::Result<Tensor> {
         self.site(MeanSite::Mlp, x, self.mlp_out.as_ref())
@@ -124,8 +132,7 @@ impl<'a> LayerEdit<'a> {
 /// the rows of several settings decoding together).
 pub struct RowEdits<'m> {
     rows: Vec<Setting>,
-    num_layers: usize,
-    heads: usize,
+    sites: ModelSites,
     means: Option<&'m Means>,
     dtype: DType,
     device: Device,
@@ -133,13 +140,11 @@ pub struct RowEdits<'m> {
 }
 
 impl<'m> RowEdits<'m> {
-    /// Edits for rows with settings `row_sets` (one entry = every row) in a model of
-    /// `num_layers` blocks of `heads` query heads. `means` must be given when a setting uses
-    /// a mean.
+    /// Edits for rows with settings `row_sets` (one entry = every row) in a model of these
+    /// sizes. `means` must be given when a setting uses a mean.
     pub fn new(
         row_sets: &[&Setting],
-        num_layers: usize,
-        heads: usize,
+        sites: ModelSites,
         means: Option<&'m Means>,
         dtype: DType,
         device: &Device,
@@ -152,8 +157,7 @@ impl<'m> RowEdits<'m> {
         };
         let mut edits = Self {
             rows,
-            num_layers,
-            heads,
+            sites,
             means,
             dtype,
             device: device.clone(),
@@ -166,39 +170,45 @@ impl<'m> RowEdits<'m> {
     /// Edits of one setting for every row.
     pub fn uniform(
         setting: &Setting,
-        num_layers: usize,
-        heads: usize,
+        sites: ModelSites,
         means: Option<&'m Means>,
         dtype: DType,
         device: &Device,
     ) -> Result<Self> {
-        Self::new(&[setting], num_layers, heads, means, dtype, device)
+        Self::new(&[setting], sites, means, dtype, device)
     }
 
     fn build(&mut self) -> Result<()> {
-        self.layers = (0..self.num_layers)
+        self.layers = (0..self.sites.layers)
             .map(|layer| self.build_layer(layer))
             .collect::<Result<_>>()?;
         Ok(())
     }
 
     fn build_layer(&self, layer: usize) -> Result<LayerEdit<'static>> {
-        let (r, heads) = (self.rows.len(), self.heads);
+        let (r, heads, width) = (self.rows.len(), self.heads(), self.sites.neurons);
         // Per row and head: attention weights identity? head output replaced by which kind?
+        // Per row and neuron, per row: the same for neurons, the attention output, the MLP's.
         let mut identity = vec![false; r * heads];
         let mut z = vec![None; r * heads];
         let mut attn = vec![None; r];
+        let mut neurons = vec![None; r * width];
         let mut mlp = vec![None; r];
         for (row, setting) in self.rows.iter().enumerate() {
             for atom in setting.in_layer(layer) {
                 let all_heads = row * heads..(row + 1) * heads;
-                match (atom.site, atom.kind, atom.head) {
-                    (Site::Attn, Kind::Identity, _) => identity[all_heads].fill(true),
-                    (Site::Attn, kind, _) => attn[row] = Some(kind),
-                    (Site::Head, Kind::Identity, Some(h)) => identity[row * heads + h] = true,
-                    (Site::Head, kind, Some(h)) => z[row * heads + h] = Some(kind),
-                    (Site::Mlp, kind, _) => mlp[row] = Some(kind),
-                    (Site::Head, _, None) => unreachable!("a head atom names its head"),
+                let unit = |i: Option<usize>, count: usize| {
+                    i.filter(|&i| i < count)
+                        .map(|i| row * count + i)
+                        .ok_or_else(|| anyhow!("{atom:?} is outside the model (unchecked setting)"))
+                };
+                match (atom.site, atom.kind) {
+                    (Site::Attn, Kind::Identity) => identity[all_heads].fill(true),
+                    (Site::Attn, kind) => attn[row] = Some(kind),
+                    (Site::Head, Kind::Identity) => identity[unit(atom.head, heads)?] = true,
+                    (Site::Head, kind) => z[unit(atom.head, heads)?] = Some(kind),
+                    (Site::Neuron, kind) => neurons[unit(atom.neuron, width)?] = Some(kind),
+                    (Site::Mlp, kind) => mlp[row] = Some(kind),
                 }
             }
         }
@@ -212,9 +222,14 @@ impl<'m> RowEdits<'m> {
             identity,
             z: self.replace(layer, MeanSite::Heads, &z, heads)?,
             attn_out: self.replace(layer, MeanSite::Attn, &attn, 1)?,
+            neurons: self.replace(layer, MeanSite::Neurons, &neurons, width)?,
             mlp_out: self.replace(layer, MeanSite::Mlp, &mlp, 1)?,
             record: None,
         })
+    }
+
+    fn heads(&self) -> usize {
+        self.sites.heads
     }
 
     /// `[R, 1, groups, 1]` u8 of `flags` (row-major, `groups` per row).

@@ -3,18 +3,25 @@
 //! ```text
 //! SETTING = "base" | TERM ("+" TERM)*
 //! TERM    = "attn:" LAYERS ["=" KIND] | "mlp:" LAYERS ["=" KIND] | "head:" HEADS ["=" KIND]
+//!         | "neuron:" UNITS ["=" KIND] | "neuron:@" SCORES ":" FRACTION ["=" KIND]
 //! LAYERS  = (N | N "-" N) ("," ...)*            e.g. 2,4 or 20-23
 //! HEADS   = (L "." H | L "." H "-" H) ("," ...)* e.g. 5.3,5.7 or 2.0-3
+//! UNITS   = as HEADS, where a part without "L." continues the layer before it
+//!                                               e.g. 3.100-163 or 3.5,9,4.0
+//! SCORES  = a path ending in .npy, or the 16-hex-digit sha256 prefix a label names it by
+//! FRACTION = a number in (0, 1] or a percentage  e.g. 0.005 or 0.5%
 //! KIND    = identity | zero | mean
 //! ```
 //!
-//! The label: terms sorted by site (attn, head, mlp) then layer (then head), one term per run
-//! of atoms of the same site and kind, the kind written only when it is not the site's
-//! default, and every run of two or more consecutive values written `a-b`.
+//! The label: terms sorted by site (attn, head, mlp, neuron) then layer (then head or neuron),
+//! one term per run of atoms of the same site and kind, the kind written only when it is not
+//! the site's default, and every run of two or more consecutive values written `a-b`; neuron
+//! sets from score files last, each `neuron:@<sha256 prefix>:FRACTION`.
 
 use anyhow::Result;
 
-use super::{Atom, Kind, Setting, Site, MAX_HEAD, MAX_LAYER};
+use super::scores::{Derived, Fraction, NeuronSet, ScoreSource, SHA_PREFIX};
+use super::{Atom, Kind, Setting, Site, MAX_HEAD, MAX_LAYER, MAX_NEURON};
 use crate::bad_input;
 
 /// Parse a setting; the error names the term that is wrong.
@@ -22,11 +29,12 @@ pub fn parse_setting(text: &str) -> Result<Setting, String> {
     if text.trim() == "base" {
         return Ok(Setting::base());
     }
-    let mut atoms = Vec::new();
+    let (mut atoms, mut sets) = (Vec::new(), Vec::new());
     for term in text.split('+') {
-        parse_term(term.trim(), &mut atoms).map_err(|why| format!("term {term:?}: {why}"))?;
+        parse_term(term.trim(), &mut atoms, &mut sets)
+            .map_err(|why| format!("term {term:?}: {why}"))?;
     }
-    Setting::new(atoms)
+    Setting::with_sets(atoms, sets)
 }
 
 /// `--ablate SPEC`: [`parse_setting`], its error a bad-input line naming the option.
@@ -42,7 +50,7 @@ pub fn parse_bypass(text: &str) -> Result<Setting> {
     Setting::new(atoms).map_err(|why| bad_input!("--bypass {text:?}: {why}"))
 }
 
-fn parse_term(term: &str, atoms: &mut Vec<Atom>) -> Result<(), String> {
+fn parse_term(term: &str, atoms: &mut Vec<Atom>, sets: &mut Vec<NeuronSet>) -> Result<(), String> {
     if term.is_empty() {
         return Err("empty term".into());
     }
@@ -51,11 +59,11 @@ fn parse_term(term: &str, atoms: &mut Vec<Atom>) -> Result<(), String> {
         .ok_or("expected SITE:LAYERS, e.g. attn:20-23, mlp:3=mean or head:5.3,5.7")?;
     let site = Site::from_name(site.trim()).ok_or_else(|| {
         format!(
-            "unknown site {:?} (expected attn, head or mlp)",
+            "unknown site {:?} (expected attn, head, mlp or neuron)",
             site.trim()
         )
     })?;
-    let (body, kind) = match rest.split_once('=') {
+    let (body, kind) = match rest.rsplit_once('=') {
         Some((body, kind)) => {
             let kind = Kind::from_name(kind.trim()).ok_or_else(|| {
                 format!(
@@ -78,7 +86,36 @@ fn parse_term(term: &str, atoms: &mut Vec<Atom>) -> Result<(), String> {
         Site::Attn => layer_list(body, &mut |l| atoms.push(Atom::attn(l, kind))),
         Site::Mlp => layer_list(body, &mut |l| atoms.push(Atom::mlp(l, kind))),
         Site::Head => head_list(body, &mut |l, h| atoms.push(Atom::head(l, h, kind))),
+        Site::Neuron => match body.trim().strip_prefix('@') {
+            Some(scores) => {
+                sets.push(neuron_set(scores, kind)?);
+                Ok(())
+            }
+            None => neuron_list(body, &mut |l, n| atoms.push(Atom::neuron(l, n, kind))),
+        },
     }
+}
+
+/// `SCORES:FRACTION` of a `neuron:@` term.
+fn neuron_set(text: &str, kind: Kind) -> Result<NeuronSet, String> {
+    let (source, fraction) = text
+        .rsplit_once(':')
+        .ok_or("expected neuron:@FILE.npy:FRACTION, e.g. neuron:@scores.npy:0.5%")?;
+    let source = source.trim();
+    let is_sha = source.len() == SHA_PREFIX && source.bytes().all(|b| b.is_ascii_hexdigit());
+    let source = if source.ends_with(".npy") {
+        ScoreSource::File(source.into())
+    } else if is_sha {
+        ScoreSource::Sha(source.to_ascii_lowercase())
+    } else {
+        return Err(format!("score file {source:?} does not end in .npy"));
+    };
+    Ok(NeuronSet {
+        source,
+        fraction: Fraction::parse(fraction)?,
+        kind,
+        neurons: Derived::default(),
+    })
 }
 
 fn number(text: &str, max: usize, what: &str) -> Result<usize, String> {
@@ -131,6 +168,29 @@ fn head_list(text: &str, add: &mut dyn FnMut(usize, usize)) -> Result<(), String
     Ok(())
 }
 
+/// Like [`head_list`], except that a part without `L.` continues the layer before it.
+fn neuron_list(text: &str, add: &mut dyn FnMut(usize, usize)) -> Result<(), String> {
+    let mut layer = None;
+    for part in text.split(',') {
+        let units = match part.split_once('.') {
+            Some((l, units)) => {
+                layer = Some(number(l, MAX_LAYER, "layer")?);
+                units
+            }
+            None => part,
+        };
+        let layer = layer.ok_or_else(|| {
+            format!(
+                "{:?} is not LAYER.NEURON, e.g. 3.100-163 or 3.5,9",
+                part.trim()
+            )
+        })?;
+        let (lo, hi) = range(units, MAX_NEURON, "neuron")?;
+        (lo..=hi).for_each(|n| add(layer, n));
+    }
+    Ok(())
+}
+
 /// `values` (sorted, distinct) with every run of two or more consecutive values as `a-b`.
 fn runs(values: &[usize], prefix: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -152,10 +212,10 @@ fn runs(values: &[usize], prefix: &str) -> Vec<String> {
 
 /// The canonical label (see the module doc).
 pub fn label(setting: &Setting) -> String {
-    let atoms = setting.atoms();
-    if atoms.is_empty() {
+    if setting.is_base() {
         return "base".into();
     }
+    let atoms = setting.named_atoms();
     let mut terms = Vec::new();
     let mut i = 0;
     while i < atoms.len() {
@@ -169,21 +229,8 @@ pub fn label(setting: &Setting) -> String {
             Site::Attn | Site::Mlp => {
                 runs(&term.iter().map(|a| a.layer).collect::<Vec<_>>(), "").join(",")
             }
-            Site::Head => {
-                let mut parts = Vec::new();
-                let mut k = 0;
-                while k < term.len() {
-                    let layer = term[k].layer;
-                    let heads: Vec<usize> = term[k..]
-                        .iter()
-                        .take_while(|a| a.layer == layer)
-                        .filter_map(|a| a.head)
-                        .collect();
-                    k += heads.len();
-                    parts.extend(runs(&heads, &format!("{layer}.")));
-                }
-                parts.join(",")
-            }
+            Site::Head => per_layer(term, |a| a.head, true),
+            Site::Neuron => per_layer(term, |a| a.neuron, false),
         };
         let kind = if kind == site.default_kind() {
             String::new()
@@ -193,7 +240,32 @@ pub fn label(setting: &Setting) -> String {
         terms.push(format!("{}:{body}{kind}", site.name()));
         i = j;
     }
+    terms.extend(setting.sets().iter().map(NeuronSet::term));
     terms.join("+")
+}
+
+/// `L.a-b,L.c` for the heads or neurons (`unit`) of `term`'s atoms, sorted by layer; with
+/// `every_part` false a layer is written only before its first run (`3.5,9-12,4.0`).
+fn per_layer(term: &[Atom], unit: fn(&Atom) -> Option<usize>, every_part: bool) -> String {
+    let mut parts = Vec::new();
+    let mut k = 0;
+    while k < term.len() {
+        let layer = term[k].layer;
+        let units: Vec<usize> = term[k..]
+            .iter()
+            .take_while(|a| a.layer == layer)
+            .filter_map(unit)
+            .collect();
+        k += units.len();
+        let mut layer_runs = runs(&units, "");
+        for (r, run) in layer_runs.iter_mut().enumerate() {
+            if every_part || r == 0 {
+                *run = format!("{layer}.{run}");
+            }
+        }
+        parts.extend(layer_runs);
+    }
+    parts.join(",")
 }
 
 #[cfg(test)]
@@ -215,6 +287,14 @@ mod tests {
         assert_eq!(label_of("mlp:3=zero+attn:3=zero"), "attn:3=zero+mlp:3");
         assert_eq!(label_of("attn: 5, 1 =identity"), "attn:1,5");
         assert_eq!(label_of("head:5.3+head:4.1=mean"), "head:4.1=mean+head:5.3");
+        assert_eq!(label_of("neuron:3.100-163"), "neuron:3.100-163");
+        assert_eq!(label_of("neuron:3.9,5,4.0,3.6=zero"), "neuron:3.5-6,9,4.0");
+        assert_eq!(label_of("neuron:1.2=mean+mlp:0"), "mlp:0+neuron:1.2=mean");
+        assert_eq!(
+            label_of("neuron:@0123456789ABCDEF:0.5%=mean+attn:1"),
+            "attn:1+neuron:@0123456789abcdef:0.005=mean"
+        );
+        assert_eq!(label_of("neuron:@s.npy: 1 "), "neuron:@s.npy:1");
     }
 
     #[test]
@@ -222,7 +302,16 @@ mod tests {
         for (text, says) in [
             ("", "empty term"),
             ("attn:1+", "empty term"),
-            ("neuron:1", "unknown site"),
+            ("neurons:1", "unknown site"),
+            ("neuron:1", "LAYER.NEURON"),
+            ("neuron:1.2=identity", "neuron cannot be identity"),
+            ("neuron:1.99999999", "out of range"),
+            ("neuron:@s.npy", "neuron:@FILE.npy:FRACTION"),
+            ("neuron:@s.txt:0.1", "does not end in .npy"),
+            ("neuron:@s.npy:0", "outside (0, 1]"),
+            ("neuron:@s.npy:101%", "outside (0, 1]"),
+            ("neuron:@s.npy:lots", "not a number"),
+            ("neuron:1.2+neuron:1.2=mean", "same place"),
             ("attn:1=half", "unknown kind"),
             ("mlp:1=identity", "mlp cannot be identity"),
             ("attn", "expected SITE:LAYERS"),

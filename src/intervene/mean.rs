@@ -12,12 +12,14 @@ use candle_core::{DType, Tensor};
 use super::{Kind, Setting, Site};
 
 /// The values a mean can replace: a block's per-head outputs before the output projection
-/// (`[heads * dim]`), its attention sublayer output and its MLP output (`[hidden]`).
+/// (`[heads * dim]`), its attention sublayer output and its MLP output (`[hidden]`), and its
+/// MLP's hidden units (`[intermediate]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum MeanSite {
     Heads,
     Attn,
     Mlp,
+    Neurons,
 }
 
 impl MeanSite {
@@ -26,6 +28,7 @@ impl MeanSite {
             Site::Attn => Self::Attn,
             Site::Head => Self::Heads,
             Site::Mlp => Self::Mlp,
+            Site::Neuron => Self::Neurons,
         }
     }
 }
@@ -53,6 +56,8 @@ struct State {
 /// Sums of the sites that `settings` mean-ablate, over base passes.
 pub struct Recording {
     wanted: BTreeSet<(usize, MeanSite)>,
+    /// Sum absolute values instead (the mean magnitude of each neuron, for `localize`).
+    abs: bool,
     state: RefCell<State>,
 }
 
@@ -66,6 +71,16 @@ impl Recording {
             .collect();
         Self {
             wanted,
+            abs: false,
+            state: RefCell::default(),
+        }
+    }
+
+    /// The mean absolute value of every MLP neuron of blocks `0..layers`.
+    pub fn neuron_magnitudes(layers: usize) -> Self {
+        Self {
+            wanted: (0..layers).map(|l| (l, MeanSite::Neurons)).collect(),
+            abs: true,
             state: RefCell::default(),
         }
     }
@@ -104,11 +119,9 @@ impl Recording {
             .clone()
             .ok_or_else(|| candle_core::Error::Msg("a recording pass without weights".into()))?;
         // Row by row, in row order: the sums do not depend on how rows are batched.
-        let rows: Vec<Vec<f64>> = x
-            .to_dtype(DType::F64)?
-            .broadcast_mul(&weight)?
-            .sum(1)?
-            .to_vec2()?;
+        let x = x.to_dtype(DType::F64)?;
+        let x = if self.abs { x.abs()? } else { x };
+        let rows: Vec<Vec<f64>> = x.broadcast_mul(&weight)?.sum(1)?.to_vec2()?;
         let width = rows.first().map_or(0, Vec::len);
         let total = state
             .sums

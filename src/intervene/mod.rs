@@ -2,20 +2,24 @@
 //! site of one block (TransformerLens's idea: the model knows no interventions, the blocks
 //! expose sites and an intervention acts there).
 //!
-//! Sites: `attn` (a block's attention sublayer), `head` (one head of one layer), `mlp`.
+//! Sites: `attn` (a block's attention sublayer), `head` (one head of one layer), `mlp`,
+//! `neuron` (one hidden unit of one layer's MLP: the input of its down/output projection,
+//! after the activation — for gated MLPs `act(gate) · up`).
 //! Kinds: `identity` (the paper's bypass: attention weights after the softmax = identity;
-//! attn and head only, their default), `zero` (the sublayer's output, or the head's output
-//! before the output projection, is 0; mlp's default), `mean` (replaced by its mean over every
-//! position of every input row under the unmodified model).
+//! attn and head only, their default), `zero` (the sublayer's output, the head's output
+//! before the output projection, or the neuron, is 0; mlp's and neuron's default), `mean`
+//! (replaced by its mean over every position of every input row under the unmodified model).
 //!
-//! A setting is stored as its sorted *atoms* (site, layer, head, kind), at most one per
-//! (site, layer, head): two spellings of one setting are one value, and its canonical label
-//! ([`Setting::label`], [`grammar`]) is a function of that value alone.
+//! A setting is stored as its sorted *atoms* (site, layer, head or neuron, kind), at most one
+//! per place, plus the neuron sets chosen from score files ([`scores`]): two spellings of one
+//! setting are one value, and its canonical label ([`Setting::label`], [`grammar`]) is a
+//! function of that value alone.
 
 pub mod edit;
 pub mod grammar;
 pub mod identity;
 pub mod mean;
+pub mod scores;
 
 use std::fmt;
 
@@ -26,12 +30,15 @@ use crate::bad_input;
 pub use edit::{LayerEdit, RowEdits};
 pub use grammar::{parse_bypass, parse_setting};
 pub use mean::Means;
+pub use scores::NeuronSet;
 
 /// Layer numbers above this are refused while parsing, before a range like `0-99999999999`
 /// is expanded; [`Setting::check`] then checks each layer against the model.
 pub const MAX_LAYER: usize = 1 << 16;
 /// The same bound for head indices.
 pub const MAX_HEAD: usize = 1 << 12;
+/// The same bound for neuron indices (an MLP's hidden units).
+pub const MAX_NEURON: usize = 1 << 20;
 
 /// Where an intervention acts. The order is the label's order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -39,16 +46,18 @@ pub enum Site {
     Attn,
     Head,
     Mlp,
+    Neuron,
 }
 
 impl Site {
-    pub const ALL: [Site; 3] = [Site::Attn, Site::Head, Site::Mlp];
+    pub const ALL: [Site; 4] = [Site::Attn, Site::Head, Site::Mlp, Site::Neuron];
 
     pub fn name(self) -> &'static str {
         match self {
             Site::Attn => "attn",
             Site::Head => "head",
             Site::Mlp => "mlp",
+            Site::Neuron => "neuron",
         }
     }
 
@@ -60,13 +69,13 @@ impl Site {
     pub fn default_kind(self) -> Kind {
         match self {
             Site::Attn | Site::Head => Kind::Identity,
-            Site::Mlp => Kind::Zero,
+            Site::Mlp | Site::Neuron => Kind::Zero,
         }
     }
 
     /// Whether `kind` can act here (`identity` changes attention weights, which an MLP has not).
     pub fn allows(self, kind: Kind) -> bool {
-        !(self == Site::Mlp && kind == Kind::Identity)
+        matches!(self, Site::Attn | Site::Head) || kind != Kind::Identity
     }
 }
 
@@ -94,12 +103,14 @@ impl Kind {
     }
 }
 
-/// One intervention at one site of one block (`head` is set exactly for [`Site::Head`]).
+/// One intervention at one site of one block (`head` is set exactly for [`Site::Head`],
+/// `neuron` exactly for [`Site::Neuron`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Atom {
     pub site: Site,
     pub layer: usize,
     pub head: Option<usize>,
+    pub neuron: Option<usize>,
     pub kind: Kind,
 }
 
@@ -109,6 +120,7 @@ impl Atom {
             site: Site::Attn,
             layer,
             head: None,
+            neuron: None,
             kind,
         }
     }
@@ -118,6 +130,7 @@ impl Atom {
             site: Site::Head,
             layer,
             head: Some(head),
+            neuron: None,
             kind,
         }
     }
@@ -127,19 +140,37 @@ impl Atom {
             site: Site::Mlp,
             layer,
             head: None,
+            neuron: None,
+            kind,
+        }
+    }
+
+    pub fn neuron(layer: usize, neuron: usize, kind: Kind) -> Self {
+        Self {
+            site: Site::Neuron,
+            layer,
+            head: None,
+            neuron: Some(neuron),
             kind,
         }
     }
 
     /// Where it acts, without what it does: a setting holds one atom per place.
-    fn place(&self) -> (Site, usize, Option<usize>) {
-        (self.site, self.layer, self.head)
+    fn place(&self) -> (Site, usize, Option<usize>, Option<usize>) {
+        (self.site, self.layer, self.head, self.neuron)
     }
 }
 
 /// A set of interventions; the empty set is the unmodified (`base`) model.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Setting(Vec<Atom>);
+pub struct Setting {
+    /// The atoms its terms name one by one.
+    atoms: Vec<Atom>,
+    /// Its neuron sets from score files.
+    sets: Vec<NeuronSet>,
+    /// Every atom that acts: `atoms` and each resolved set's neurons.
+    acting: scores::Derived,
+}
 
 /// One entry of a result's `interventions` list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,26 +178,52 @@ pub struct InterventionInfo {
     pub site: String,
     pub layers: Vec<usize>,
     pub heads: Option<Vec<usize>>,
+    /// The neurons of a `neuron` term naming one layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub neurons: Option<Vec<usize>>,
+    /// A neuron set's scores and fraction, `@<sha256 prefix>:FRACTION`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scores: Option<String>,
     pub kind: String,
 }
 
 impl Setting {
     /// The setting of these atoms; two atoms at one place are an error naming both.
-    pub fn new(mut atoms: Vec<Atom>) -> Result<Self, String> {
+    pub fn new(atoms: Vec<Atom>) -> Result<Self, String> {
+        Self::with_sets(atoms, Vec::new())
+    }
+
+    /// The setting of these atoms and neuron sets. Two atoms at one place are an error naming
+    /// both; a set may name a neuron another term names only with the same kind.
+    pub fn with_sets(mut atoms: Vec<Atom>, mut sets: Vec<NeuronSet>) -> Result<Self, String> {
         atoms.sort_unstable();
         atoms.dedup();
-        if let Some(w) = atoms.windows(2).find(|w| w[0].place() == w[1].place()) {
+        sets.sort();
+        sets.dedup();
+        let mut acting = atoms.clone();
+        acting.extend(sets.iter().flat_map(|s| s.neurons.0.iter().copied()));
+        acting.sort_unstable();
+        acting.dedup();
+        if let Some(w) = acting.windows(2).find(|w| w[0].place() == w[1].place()) {
             return Err(format!(
                 "{} and {} act at the same place",
-                Setting(vec![w[0]]).label(),
-                Setting(vec![w[1]]).label()
+                Setting::one(w[0]).label(),
+                Setting::one(w[1]).label()
             ));
         }
-        Ok(Self(atoms))
+        Ok(Self {
+            atoms,
+            sets,
+            acting: scores::Derived(acting),
+        })
+    }
+
+    fn one(atom: Atom) -> Self {
+        Self::new(vec![atom]).expect("one atom")
     }
 
     pub fn base() -> Self {
-        Self(Vec::new())
+        Self::default()
     }
 
     /// The paper's bypass of `layers`' attention (identity attention weights).
@@ -180,28 +237,51 @@ impl Setting {
         .expect("one atom per layer")
     }
 
+    /// Every atom that acts, sorted (the neurons of its score-file sets included).
     pub fn atoms(&self) -> &[Atom] {
-        &self.0
+        &self.acting.0
+    }
+
+    /// The atoms its terms name one by one (the label's terms besides the sets).
+    pub fn named_atoms(&self) -> &[Atom] {
+        &self.atoms
+    }
+
+    /// Its neuron sets from score files.
+    pub fn sets(&self) -> &[NeuronSet] {
+        &self.sets
+    }
+
+    /// This setting with every set replaced by `resolve(set)` (its scores read).
+    pub fn resolve_sets(
+        &self,
+        resolve: &mut dyn FnMut(&NeuronSet) -> Result<NeuronSet>,
+    ) -> Result<Self> {
+        let sets = self.sets.iter().map(resolve).collect::<Result<Vec<_>>>()?;
+        Self::with_sets(self.atoms.clone(), sets).map_err(|why| bad_input!("{why}"))
     }
 
     pub fn is_base(&self) -> bool {
-        self.0.is_empty()
+        self.atoms.is_empty() && self.sets.is_empty()
     }
 
     /// The lowest touched layer: blocks below it compute exactly what the base model does.
     pub fn lowest(&self) -> Option<usize> {
-        self.0.iter().map(|a| a.layer).min()
+        self.atoms().iter().map(|a| a.layer).min()
     }
 
     /// Whether some intervention replaces a value by its base-model mean.
     pub fn uses_mean(&self) -> bool {
-        self.0.iter().any(|a| a.kind == Kind::Mean)
+        self.atoms().iter().any(|a| a.kind == Kind::Mean)
     }
 
     /// The bypassed layers when this is the paper's kind of setting (only whole-attention
     /// identity bypasses; `Some([])` for base), else `None`.
     pub fn bypass_layers(&self) -> Option<Vec<usize>> {
-        self.0
+        if !self.sets.is_empty() {
+            return None;
+        }
+        self.atoms
             .iter()
             .map(|a| (a.site == Site::Attn && a.kind == Kind::Identity).then_some(a.layer))
             .collect()
@@ -213,46 +293,73 @@ impl Setting {
     }
 
     /// The result file's `interventions`: one object per term of the label, except that a
-    /// `head` term gives one object per layer it names.
+    /// `head` or `neuron` term gives one object per layer it names.
     pub fn interventions(&self) -> Vec<InterventionInfo> {
         let mut out: Vec<InterventionInfo> = Vec::new();
-        for atom in &self.0 {
+        for atom in &self.atoms {
             let same_term = |info: &InterventionInfo| {
                 info.site == atom.site.name() && info.kind == atom.kind.name()
             };
-            match (out.last_mut(), atom.head) {
-                (Some(info), None) if same_term(info) => info.layers.push(atom.layer),
-                (Some(info), Some(h)) if same_term(info) && info.layers == [atom.layer] => {
+            let one_layer =
+                |info: &InterventionInfo| same_term(info) && info.layers == [atom.layer];
+            match (out.last_mut(), atom.head, atom.neuron) {
+                (Some(info), None, None) if same_term(info) => info.layers.push(atom.layer),
+                (Some(info), Some(h), _) if one_layer(info) => {
                     info.heads.get_or_insert_with(Vec::new).push(h)
+                }
+                (Some(info), _, Some(n)) if one_layer(info) => {
+                    info.neurons.get_or_insert_with(Vec::new).push(n)
                 }
                 _ => out.push(InterventionInfo {
                     site: atom.site.name().into(),
                     layers: vec![atom.layer],
                     heads: atom.head.map(|h| vec![h]),
+                    neurons: atom.neuron.map(|n| vec![n]),
+                    scores: None,
                     kind: atom.kind.name().into(),
                 }),
             }
         }
+        for set in &self.sets {
+            let mut layers: Vec<usize> = set.neurons.0.iter().map(|a| a.layer).collect();
+            layers.dedup();
+            out.push(InterventionInfo {
+                site: Site::Neuron.name().into(),
+                layers,
+                heads: None,
+                neurons: None,
+                scores: Some(set.scores_name()),
+                kind: set.kind.name().into(),
+            });
+        }
         out
     }
 
-    /// Every layer and head must exist in a model of `layers` blocks with `heads` heads each;
-    /// the error names the offending term.
-    pub fn check(&self, layers: usize, heads: usize) -> Result<(), String> {
-        for atom in &self.0 {
-            let term = Setting(vec![*atom]).label();
-            if atom.layer >= layers {
-                return Err(format!(
-                    "term {term}: layer {} is out of range (the model has layers 0..{})",
-                    atom.layer,
-                    layers.saturating_sub(1)
-                ));
+    /// Every layer, head and neuron must exist in a model of these sizes, and every score
+    /// file must have been read; the error names the offending term.
+    pub fn check(&self, model: ModelSites) -> Result<(), String> {
+        if let Some(set) = self.sets.iter().find(|s| !s.is_resolved()) {
+            return Err(format!(
+                "term {}: its scores are not read (give the score file's path)",
+                set.term()
+            ));
+        }
+        for atom in self.atoms() {
+            let term = Setting::one(*atom).label();
+            let out_of = |what: &str, n: usize, count: usize| {
+                format!(
+                    "term {term}: {what} {n} is out of range (the model has {what}s 0..{})",
+                    count.saturating_sub(1)
+                )
+            };
+            if atom.layer >= model.layers {
+                return Err(out_of("layer", atom.layer, model.layers));
             }
-            if let Some(h) = atom.head.filter(|&h| h >= heads) {
-                return Err(format!(
-                    "term {term}: head {h} is out of range (the model has heads 0..{})",
-                    heads.saturating_sub(1)
-                ));
+            if let Some(h) = atom.head.filter(|&h| h >= model.heads) {
+                return Err(out_of("head", h, model.heads));
+            }
+            if let Some(n) = atom.neuron.filter(|&n| n >= model.neurons) {
+                return Err(out_of("neuron", n, model.neurons));
             }
         }
         Ok(())
@@ -260,7 +367,7 @@ impl Setting {
 
     /// The atoms acting in block `layer`.
     pub fn in_layer(&self, layer: usize) -> impl Iterator<Item = &Atom> {
-        self.0.iter().filter(move |a| a.layer == layer)
+        self.atoms().iter().filter(move |a| a.layer == layer)
     }
 }
 
@@ -327,27 +434,37 @@ impl SweepSpec {
         if !site.allows(kind) {
             return Err(bad(format!("{} cannot be {}", site.name(), kind.name())));
         }
+        if site == Site::Neuron {
+            return Err(bad(
+                "one setting per neuron is not a sweep; rank neurons with `llm-mem localize`"
+                    .into(),
+            ));
+        }
         Ok(Some(Self { site, kind }))
     }
 
     /// This sweep's settings over layers `0..layers` of a model with `heads` heads.
     fn settings(self, layers: usize, heads: usize) -> Vec<Setting> {
-        let one = |a: Atom| Setting(vec![a]);
+        let one = Setting::one;
         match self.site {
             Site::Attn => (0..layers).map(|l| one(Atom::attn(l, self.kind))).collect(),
             Site::Mlp => (0..layers).map(|l| one(Atom::mlp(l, self.kind))).collect(),
             Site::Head => (0..layers)
                 .flat_map(|l| (0..heads).map(move |h| one(Atom::head(l, h, self.kind))))
                 .collect(),
+            Site::Neuron => unreachable!("SweepSpec::parse refuses neuron sweeps"),
         }
     }
 }
 
-/// The model sizes a sweep is checked against.
+/// The model sizes a setting is checked against.
 #[derive(Debug, Clone, Copy)]
 pub struct ModelSites {
     pub layers: usize,
+    /// Query heads per block.
     pub heads: usize,
+    /// Hidden units per MLP (the intermediate size).
+    pub neurons: usize,
 }
 
 /// The settings of a run, in order: base, each `--sweep` over layers `0..num_layers` (default
@@ -388,7 +505,7 @@ pub fn sweep(
     // Front ends check each extra setting first, naming the option it came from; this guard
     // is for library callers that pass settings straight in.
     for set in extra {
-        set.check(model.layers, model.heads)
+        set.check(model)
             .map_err(|why| bad_input!("setting {}: {why}", set.label()))?;
         push(set.clone());
     }
@@ -424,6 +541,8 @@ mod tests {
                 site: site.into(),
                 layers: vec![layer],
                 heads,
+                neurons: None,
+                scores: None,
                 kind: kind.into(),
             };
         assert_eq!(
@@ -434,6 +553,20 @@ mod tests {
                 info("mlp", 1, None, "zero"),
             ]
         );
+        let neurons = set("neuron:1.5,9,2.0=mean").interventions();
+        assert_eq!(neurons.len(), 2);
+        assert_eq!(neurons[0].neurons, Some(vec![5, 9]));
+        assert_eq!(
+            (neurons[1].layers.clone(), neurons[1].kind.as_str()),
+            (vec![2], "mean")
+        );
+        let text = serde_json::to_string(&neurons[0]).unwrap();
+        assert!(
+            text.contains("\"neurons\":[5,9]") && !text.contains("scores"),
+            "{text}"
+        );
+        let plain = serde_json::to_string(&set("mlp:1").interventions()[0]).unwrap();
+        assert!(!plain.contains("neurons"), "{plain}");
         assert!(Setting::base().interventions().is_empty());
     }
 
@@ -442,6 +575,7 @@ mod tests {
         let model = ModelSites {
             layers: 3,
             heads: 2,
+            neurons: 8,
         };
         let labels = |s: Vec<Setting>| s.iter().map(Setting::label).collect::<Vec<_>>();
         let got = sweep(model, Some(2), &[], &[set("attn:1"), set("attn:0-2")]).unwrap();
@@ -455,6 +589,14 @@ mod tests {
         assert!(sweep(model, Some(4), &[], &[]).is_err());
         assert!(sweep(model, None, &[], &[set("attn:3")]).is_err());
         assert!(sweep(model, None, &[], &[set("head:1.2")]).is_err());
+        assert!(sweep(model, None, &[], &[set("neuron:1.7")]).is_ok());
+        let err = sweep(model, None, &[], &[set("neuron:1.8")]).unwrap_err();
+        assert!(
+            err.to_string().contains("neuron 8 is out of range"),
+            "{err}"
+        );
+        let unread = sweep(model, None, &[], &[set("neuron:@s.npy:0.5")]).unwrap_err();
+        assert!(unread.to_string().contains("not read"), "{unread}");
         for bad in ["mlp=identity", "neuron", "attn=half", "none=zero"] {
             assert!(SweepSpec::parse(bad).is_err(), "{bad}");
         }

@@ -100,6 +100,15 @@ impl ModelConfig {
         self.shape.local_window
     }
 
+    /// The sizes settings are checked against: layers, query heads, MLP hidden units.
+    pub fn sites(&self) -> crate::intervene::ModelSites {
+        crate::intervene::ModelSites {
+            layers: self.shape.num_layers,
+            heads: self.shape.heads,
+            neurons: self.shape.intermediate_size,
+        }
+    }
+
     pub fn family(&self) -> &dyn Family {
         self.family.as_ref()
     }

@@ -1,13 +1,15 @@
 //! The two MLP shapes of every family: `down(act(up(x)))` (GPT-2, GPT-Neo, GPT-NeoX, GPT-J,
 //! OPT) and the gated `down(act(gate(x)) · up(x))` (Llama, Mistral, Qwen, OLMo). The
 //! families differ only in their tensor names and biases, so each builds the projections and
-//! hands them over.
+//! hands them over. Both pass their hidden units (the down projection's input) through
+//! [`LayerEdit::neurons`], the `neuron` site.
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::linear::Linear;
 use super::Activation;
+use crate::intervene::LayerEdit;
 
 /// `down(act(up(x)))`.
 pub struct Mlp {
@@ -21,8 +23,9 @@ impl Mlp {
         Self { up, down, act }
     }
 
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.down.forward(&self.act.apply(&self.up.forward(x)?)?)
+    pub fn forward(&self, x: &Tensor, edit: &LayerEdit<'_>) -> Result<Tensor> {
+        let hidden = self.act.apply(&self.up.forward(x)?)?; // [b, t, intermediate]
+        self.down.forward(&edit.neurons(hidden)?)
     }
 }
 
@@ -50,10 +53,10 @@ impl GatedMlp {
         })
     }
 
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, edit: &LayerEdit<'_>) -> Result<Tensor> {
         let gated = self
             .act
-            .gated(&self.gate_proj.forward(x)?, &self.up_proj.forward(x)?)?;
-        self.down_proj.forward(&gated)
+            .gated(&self.gate_proj.forward(x)?, &self.up_proj.forward(x)?)?; // [b, t, intermediate]
+        self.down_proj.forward(&edit.neurons(gated)?)
     }
 }

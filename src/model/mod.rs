@@ -23,7 +23,7 @@ use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 
 use crate::intervene::mean::Recording;
-use crate::intervene::{LayerEdit, Means, RowEdits, Setting};
+use crate::intervene::{LayerEdit, Means, ModelSites, RowEdits, Setting};
 
 pub use activation::Activation;
 pub use attention::{KvCache, LayerKv, Positions};
@@ -37,7 +37,8 @@ pub trait CausalLm: Send + Sync {
     /// Token (and, with learned positions, position) embeddings: `[b, t]` ids → `[b, t, hidden]`.
     fn embed(&self, ids: &Tensor, pos: &Positions) -> candle_core::Result<Tensor>;
     /// Transformer block `layer`, its sites passed through `edit` (see
-    /// [`crate::intervene::edit`]: the block calls `edit.heads`, `edit.attn_out`, `edit.mlp_out`).
+    /// [`crate::intervene::edit`]: the block calls `edit.heads`, `edit.attn_out`, `edit.mlp_out`,
+    /// and its MLP `edit.neurons`).
     fn block(
         &self,
         layer: usize,
@@ -120,16 +121,14 @@ impl Model {
         self.config.shape().heads
     }
 
+    /// The sizes settings are checked against: layers, heads, MLP hidden units.
+    pub fn sites(&self) -> ModelSites {
+        self.config.sites()
+    }
+
     /// The edits of `setting` for every row of a batch (`means` when it mean-ablates).
     pub fn edits<'m>(&self, setting: &Setting, means: Option<&'m Means>) -> Result<RowEdits<'m>> {
-        RowEdits::uniform(
-            setting,
-            self.num_layers(),
-            self.heads(),
-            means,
-            self.dtype,
-            &self.device,
-        )
+        RowEdits::uniform(setting, self.sites(), means, self.dtype, &self.device)
     }
 
     /// The edits of a batch whose row `r` has setting `row_sets[r]`.
@@ -138,14 +137,7 @@ impl Model {
         row_sets: &[&Setting],
         means: Option<&'m Means>,
     ) -> Result<RowEdits<'m>> {
-        RowEdits::new(
-            row_sets,
-            self.num_layers(),
-            self.heads(),
-            means,
-            self.dtype,
-            &self.device,
-        )
+        RowEdits::new(row_sets, self.sites(), means, self.dtype, &self.device)
     }
 
     /// Run blocks `layers` on the residual stream `x` under `edits`, appending to `cache`;

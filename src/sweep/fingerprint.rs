@@ -4,6 +4,8 @@
 //! resumes after the data moved, and shards merge when every node has its own copy of the
 //! weights. Paths, `--batch-size` and the device ordinal are left out on purpose: they do not
 //! change the results. The device *kind* is in, since CPU and GPU kernels round differently.
+//! Settings are in by their labels, and a neuron set's label names its score file by content
+//! (a sha256 prefix, [`crate::intervene::scores`]), so new scores never resume old results.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -323,6 +325,36 @@ mod tests {
             c.differences(&d),
             ["revisions[1].model.config.sha256 (aaaaaaaaaaaa… vs bbbbbbbbbbbb…)"]
         );
+    }
+
+    /// Neuron settings are fingerprinted by their labels: neuron lists, and score files by
+    /// the sha256 prefix of their contents and the fraction.
+    #[test]
+    fn neuron_settings_are_fingerprinted() {
+        let with = |label: &str| {
+            let mut fp = sample();
+            let setting = crate::intervene::parse_setting(label).unwrap();
+            fp.settings = vec![Setting::base(), setting];
+            fp
+        };
+        let a = with("neuron:@0123456789abcdef:0.005");
+        assert!(a
+            .differences(&with("neuron:@0123456789abcdef:0.5%"))
+            .is_empty());
+        for other in [
+            "neuron:@0123456789abcdee:0.005",
+            "neuron:@0123456789abcdef:0.01",
+            "neuron:@0123456789abcdef:0.005=mean",
+            "neuron:1.5",
+        ] {
+            let diff = a.differences(&with(other));
+            assert_eq!(diff.len(), 1, "{other}");
+            assert!(
+                diff[0].starts_with("settings (") && diff[0].contains(other),
+                "{diff:?}"
+            );
+        }
+        assert!(with("neuron:1.5").differences(&with("neuron:1.6")).len() == 1);
     }
 
     #[test]

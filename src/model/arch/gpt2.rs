@@ -102,7 +102,7 @@ impl Family for Gpt2Config {
             hidden_size: self.n_embd,
             heads: self.n_head,
             kv_heads: self.n_head,
-            intermediate_size: self.n_inner.unwrap_or(0),
+            intermediate_size: self.inner(),
             vocab_size: self.vocab_size,
             max_positions: self.n_positions,
             norm_eps: self.layer_norm_epsilon,
@@ -213,7 +213,7 @@ impl Block {
     ) -> Result<Tensor> {
         let attn = edit.attn_out(self.attn.forward(&self.ln_1.forward(x)?, edit, pos, kv)?)?;
         let h = (attn + x)?;
-        edit.mlp_out(self.mlp.forward(&self.ln_2.forward(&h)?)?)? + h
+        edit.mlp_out(self.mlp.forward(&self.ln_2.forward(&h)?, edit)?)? + h
     }
 }
 

@@ -114,7 +114,7 @@ impl Family for GptNeoConfig {
             hidden_size: self.hidden_size,
             heads: self.num_heads,
             kv_heads: self.num_heads,
-            intermediate_size: self.intermediate_size.unwrap_or(0),
+            intermediate_size: self.intermediate(),
             vocab_size: self.vocab_size,
             max_positions: self.max_position_embeddings,
             norm_eps: self.layer_norm_epsilon,
@@ -226,7 +226,7 @@ impl Block {
     ) -> Result<Tensor> {
         let attn = edit.attn_out(self.attn.forward(&self.ln_1.forward(x)?, edit, pos, kv)?)?;
         let h = (attn + x)?;
-        edit.mlp_out(self.mlp.forward(&self.ln_2.forward(&h)?)?)? + h
+        edit.mlp_out(self.mlp.forward(&self.ln_2.forward(&h)?, edit)?)? + h
     }
 }
 

@@ -249,12 +249,12 @@ impl Layer {
         if self.parallel_residual {
             // x + attn(ln1(x)) + mlp(ln2(x)), summed in HF's order.
             let m = self.post_attention_layernorm.forward(x)?;
-            let mlp = edit.mlp_out(self.mlp.forward(&m)?)?;
+            let mlp = edit.mlp_out(self.mlp.forward(&m, edit)?)?;
             (mlp + attn)? + x
         } else {
             let h = (attn + x)?;
             let m = self.post_attention_layernorm.forward(&h)?;
-            let mlp = edit.mlp_out(self.mlp.forward(&m)?)?;
+            let mlp = edit.mlp_out(self.mlp.forward(&m, edit)?)?;
             mlp + h
         }
     }

@@ -234,7 +234,7 @@ impl Block {
         // Both branches read the same norm; summed in HF's order.
         let h = self.ln_1.forward(x)?;
         let attn = edit.attn_out(self.attn.forward(&h, edit, rotary, pos, kv)?)?;
-        (attn + edit.mlp_out(self.mlp.forward(&h)?)?)? + x
+        (attn + edit.mlp_out(self.mlp.forward(&h, edit)?)?)? + x
     }
 }
 

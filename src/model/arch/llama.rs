@@ -299,7 +299,7 @@ impl Layer {
         let attn = edit.attn_out(self.self_attn.forward(&a, edit, rotary, pos, kv)?)?;
         let h = (x + attn)?;
         let m = self.post_attention_layernorm.forward(&h)?;
-        let mlp = edit.mlp_out(self.mlp.forward(&m)?)?;
+        let mlp = edit.mlp_out(self.mlp.forward(&m, edit)?)?;
         h + mlp
     }
 }

@@ -180,7 +180,7 @@ impl Layer {
         let a = self.norm.forward(x)?;
         let attn = edit.attn_out(self.self_attn.forward(&a, edit, rotary, pos, kv)?)?;
         let h = (x + attn)?;
-        let mlp = edit.mlp_out(self.mlp.forward(&self.norm.forward(&h)?)?)?;
+        let mlp = edit.mlp_out(self.mlp.forward(&self.norm.forward(&h)?, edit)?)?;
         &h + mlp
     }
 }

@@ -341,7 +341,7 @@ impl Layer {
         let h = (x + attn)?;
         let mlp = self
             .post_feedforward_layernorm
-            .forward(&self.mlp.forward(&h)?)?;
+            .forward(&self.mlp.forward(&h, edit)?)?;
         &h + edit.mlp_out(mlp)?
     }
 }

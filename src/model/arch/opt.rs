@@ -245,12 +245,15 @@ impl Layer {
             let a = self.self_attn_layer_norm.forward(x)?;
             let attn = edit.attn_out(self.self_attn.forward(&a, edit, pos, kv)?)?;
             let h = (x + attn)?;
-            let mlp = edit.mlp_out(self.mlp.forward(&self.final_layer_norm.forward(&h)?)?)?;
+            let mlp = edit.mlp_out(
+                self.mlp
+                    .forward(&self.final_layer_norm.forward(&h)?, edit)?,
+            )?;
             h + mlp
         } else {
             let attn = edit.attn_out(self.self_attn.forward(x, edit, pos, kv)?)?;
             let h = self.self_attn_layer_norm.forward(&(x + attn)?)?;
-            let mlp = edit.mlp_out(self.mlp.forward(&h)?)?;
+            let mlp = edit.mlp_out(self.mlp.forward(&h, edit)?)?;
             self.final_layer_norm.forward(&(h + mlp)?)
         }
     }
