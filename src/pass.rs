@@ -8,12 +8,46 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use candle_core::Tensor;
 
+use crate::data::npy::TokenRows;
 use crate::intervene::mean::Recording;
-use crate::intervene::{RowEdits, Setting};
-use crate::model::{KvCache, LayerKv, Model, Positions};
+use crate::intervene::{Means, RowEdits, Setting};
+use crate::model::{sequence_positions, KvCache, LayerKv, Model, Positions};
 
 /// A hook on every block's output: `(layer, residual stream after it)`.
 pub type AfterBlock<'a> = &'a mut dyn FnMut(usize, &Tensor) -> Result<()>;
+
+/// Base passes over every row of `data`, `batch_size` rows at a time, each stopping after the
+/// highest layer `record` sums; `weight(rows)` gives each position's weight in the sums
+/// (`[rows, cols]`). Returns what `record` summed.
+pub fn record_over_rows(
+    model: &Model,
+    data: &TokenRows,
+    batch_size: usize,
+    record: Recording,
+    weight: impl Fn(usize) -> candle_core::Result<Tensor>,
+) -> Result<Means> {
+    let (len, device) = (data.cols, &model.device);
+    let mut start = 0;
+    while start < data.rows {
+        let rows = batch_size.max(1).min(data.rows - start);
+        let ids = Tensor::from_slice(data.rows_slice(start, rows), (rows, len), device)?;
+        let mut cache = model.new_cache();
+        let pos = model.begin_step(&mut cache, &sequence_positions(rows, len, device)?)?;
+        record.begin_pass(&weight(rows)?)?;
+        let x = model.embed(&ids, &pos)?;
+        BasePass::run(
+            model,
+            x,
+            &pos,
+            cache,
+            &[],
+            Some(&record),
+            &mut |_, _| Ok(()),
+        )?;
+        start += rows;
+    }
+    record.finish(device)
+}
 
 /// One input under the base model.
 pub struct BasePass {

@@ -7,8 +7,8 @@ use candle_core::Tensor;
 use super::LocalizeOptions;
 use crate::data::npy::TokenRows;
 use crate::intervene::mean::{MeanSite, Recording};
-use crate::model::{sequence_positions, Model};
-use crate::pass::BasePass;
+use crate::model::Model;
+use crate::pass::record_over_rows;
 
 /// `[layers, neurons]` row-major: the mean |activation| of each neuron at positions
 /// `P-1 .. T-2` of every row of `data`.
@@ -16,27 +16,9 @@ pub fn magnitudes(model: &Model, data: &TokenRows, options: &LocalizeOptions) ->
     let (layers, len, device) = (model.num_layers(), data.cols, &model.device);
     let record = Recording::neuron_magnitudes(layers);
     let counted = suffix_predicting(len, options.prefix_len);
-    let mut start = 0;
-    while start < data.rows {
-        let rows = options.batch_size.min(data.rows - start);
-        let ids = Tensor::from_slice(data.rows_slice(start, rows), (rows, len), device)?;
-        let mut cache = model.new_cache();
-        let pos = model.begin_step(&mut cache, &sequence_positions(rows, len, device)?)?;
-        let weight = Tensor::from_slice(&counted, (1, len), device)?.repeat((rows, 1))?;
-        record.begin_pass(&weight)?;
-        let x = model.embed(&ids, &pos)?;
-        BasePass::run(
-            model,
-            x,
-            &pos,
-            cache,
-            &[],
-            Some(&record),
-            &mut |_, _| Ok(()),
-        )?;
-        start += rows;
-    }
-    let means = record.finish(device)?;
+    let means = record_over_rows(model, data, options.batch_size, record, |rows| {
+        Tensor::from_slice(&counted, (1, len), device)?.repeat((rows, 1))
+    })?;
     let mut values = Vec::with_capacity(layers * model.sites().neurons);
     for layer in 0..layers {
         values.extend(means.get(layer, MeanSite::Neurons)?.to_vec1::<f64>()?);

@@ -674,7 +674,7 @@ pub fn means_over_rows(
 }
 
 /// Base passes over every row of `data`, each stopping at the highest recorded layer,
-/// summed row by row into `record`'s means.
+/// summed row by row (every position alike) into `record`'s means.
 fn record_over_rows(
     model: &Model,
     data: &super::TokenRows,
@@ -682,24 +682,7 @@ fn record_over_rows(
     record: Recording,
 ) -> Result<Means> {
     let (len, device) = (data.cols, &model.device);
-    let mut start = 0;
-    while start < data.rows {
-        let rows = batch_size.max(1).min(data.rows - start);
-        let ids = Tensor::from_slice(data.rows_slice(start, rows), (rows, len), device)?;
-        let mut cache = model.new_cache();
-        let pos = model.begin_step(&mut cache, &sequence_positions(rows, len, device)?)?;
-        record.begin_pass(&Tensor::ones((rows, len), DType::F32, device)?)?;
-        let x = model.embed(&ids, &pos)?;
-        BasePass::run(
-            model,
-            x,
-            &pos,
-            cache,
-            &[],
-            Some(&record),
-            &mut |_, _| Ok(()),
-        )?;
-        start += rows;
-    }
-    record.finish(&model.device)
+    crate::pass::record_over_rows(model, data, batch_size, record, |rows| {
+        Tensor::ones((rows, len), DType::F32, device)
+    })
 }
