@@ -37,9 +37,8 @@ fn write_npy(dir: &Path, name: &str, rows: &Array2<i64>) -> PathBuf {
 }
 
 /// `llm-mem memorize` on the GPT-NeoX fixture over `data`, 4 rows per batch, two layers and
-/// `SETTINGS`; returns the result file and stdout.
-fn memorize_run(dir: &Path, data: &Path, extra: &[&str]) -> (Value, String) {
-    let out = dir.join(format!("{}.json", extra.len()));
+/// `SETTINGS`, run in `dir`; callers add the output and their own options.
+fn memorize_command(dir: &Path, data: &Path) -> Command {
     let mut cmd = Command::cargo_bin("llm-mem").unwrap();
     cmd.current_dir(dir)
         .args(["memorize", "--model-path"])
@@ -57,6 +56,14 @@ fn memorize_run(dir: &Path, data: &Path, extra: &[&str]) -> (Value, String) {
     for setting in SETTINGS {
         cmd.args(["--ablate", setting]);
     }
+    cmd
+}
+
+/// `llm-mem memorize` on the GPT-NeoX fixture over `data`, 4 rows per batch, two layers and
+/// `SETTINGS`; returns the result file and stdout.
+fn memorize_run(dir: &Path, data: &Path, extra: &[&str]) -> (Value, String) {
+    let out = dir.join(format!("{}.json", extra.len()));
+    let mut cmd = memorize_command(dir, data);
     let output = cmd.arg("--output").arg(&out).args(extra).output().unwrap();
     assert!(
         output.status.success(),
@@ -128,23 +135,7 @@ fn check_shards_merge_the_control_set(dir: &Path, main: &Path, control: &str, wh
         let shard = format!("{k}/2");
         let name = format!("s{k}.json");
         let out = dir.join(&name);
-        let mut cmd = Command::cargo_bin("llm-mem").unwrap();
-        cmd.current_dir(dir)
-            .args(["memorize", "--model-path"])
-            .arg(fixture_dir("neox-parallel"))
-            .arg("--dataset-path")
-            .arg(main)
-            .args([
-                "--prefix-len",
-                "8",
-                "--batch-size",
-                "4",
-                "--num-layers",
-                "2",
-            ]);
-        for setting in SETTINGS {
-            cmd.args(["--ablate", setting]);
-        }
+        let mut cmd = memorize_command(dir, main);
         cmd.args(["--control-path", control, "--shard", &shard, "--output"])
             .arg(&out);
         let output = cmd.output().unwrap();
