@@ -143,6 +143,28 @@ pub fn format_sig(v: f64) -> String {
     s.to_string()
 }
 
+/// The frame of a per-block plot at `(left, top, w, h)`: its two axis lines and one tick label
+/// per block below; returns the x position of block `l`.
+pub fn block_axes(
+    doc: &mut super::svg::Svg,
+    (left, top, w, h): (f64, f64, f64, f64),
+    blocks: usize,
+) -> impl Fn(usize) -> f64 {
+    let x = move |l: usize| left + w * l as f64 / (blocks.max(2) - 1) as f64;
+    doc.line((left, top + h), (left + w, top + h), "#222", "");
+    doc.line((left, top), (left, top + h), "#222", "");
+    for l in 0..blocks {
+        doc.text(
+            (x(l), top + h + 16.0),
+            &l.to_string(),
+            11.0,
+            super::svg::Anchor::Middle,
+            "",
+        );
+    }
+    x
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -180,19 +180,8 @@ pub fn deviation_plot(report: &MemorizeReport) -> Option<Svg> {
         Anchor::Start,
         "",
     );
-    let x = |l: usize| left + w * l as f64 / (blocks.max(2) - 1) as f64;
     let y = |v: f64| top + h - h * v / top_value;
-    doc.line((left, top + h), (left + w, top + h), "#222", "");
-    doc.line((left, top), (left, top + h), "#222", "");
-    for l in 0..blocks {
-        doc.text(
-            (x(l), top + h + 16.0),
-            &l.to_string(),
-            11.0,
-            Anchor::Middle,
-            "",
-        );
-    }
+    let x = super::axis::block_axes(&mut doc, (left, top, w, h), blocks);
     doc.text(
         (left - 6.0, top + 4.0),
         &format!("{top_value:.3}"),

@@ -85,19 +85,8 @@ impl Frame {
     fn draw(&self, doc: &mut Svg, what: &str, range: (f64, f64), curves: &[(&str, &[f64])]) {
         let Frame { left, top, w, h } = *self;
         let blocks = curves.iter().map(|c| c.1.len()).max().unwrap_or(1);
-        let x = |l: usize| left + w * l as f64 / (blocks.max(2) - 1) as f64;
         let y = |v: f64| top + h - h * (v - range.0) / (range.1 - range.0);
-        doc.line((left, top + h), (left + w, top + h), "#222", "");
-        doc.line((left, top), (left, top + h), "#222", "");
-        for l in 0..blocks {
-            doc.text(
-                (x(l), top + h + 16.0),
-                &l.to_string(),
-                11.0,
-                Anchor::Middle,
-                "",
-            );
-        }
+        let x = super::axis::block_axes(doc, (left, top, w, h), blocks);
         for v in [range.0, range.1] {
             doc.text(
                 (left - 6.0, y(v) + 4.0),
