@@ -4,6 +4,8 @@ memorize sweep with results as pandas DataFrames."""
 from __future__ import annotations
 
 import json
+import math
+import os
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -91,16 +93,41 @@ class Model:
         per_sample: bool = False,
         kl_from_base: bool = False,
         progress: bool = True,
+        sampling=None,
+        discoverable=(100, 0.5),
+        logit_lens: bool = False,
+        control=None,
     ) -> "MemorizeResult":
         """`llm-mem memorize` on ``tokens`` (a 2-D integer array, one sample per row: prefix
         then suffix) under the base model, each ``sweep`` setting and then ``settings``.
-        Ctrl-C stops at the next batch with ``KeyboardInterrupt``."""
+        Ctrl-C stops at the next batch with ``KeyboardInterrupt``.
+
+        The command line's optional measurements:
+
+        - ``sampling``: ``"TEMPERATURE[,top_k=K]"`` (as ``--sampling``), a temperature, or a
+          ``(temperature, top_k)`` pair (``top_k`` None for none): per row
+          ``extraction_log10_prob``, log10 of the probability that one sampled continuation
+          of the prompt is the suffix (−inf when top-k filters out one of its tokens), and
+          ``discoverable``; per setting their means and ``extraction_impossible_rows``.
+        - ``discoverable``: ``(n, p)`` or ``"N,P"`` (as ``--discoverable``): a suffix is
+          discoverable when 1 − (1 − p_row)^n ≥ p.
+        - ``logit_lens``: per setting and block the lens numbers (:attr:`MemorizeResult.lens`).
+        - ``control``: text the model did not memorize, a file (``.npy`` or parquet, as
+          ``--control-path``) or a 2-D integer array with rows longer than ``prefix_len``;
+          per setting ``control_nll``, ``control_ppl`` and ``control_tf_accuracy``.
+
+        Bad values raise ``ValueError`` with the command line's message before any work.
+        """
         rows = _token_rows(tokens)
         labels = self.settings(sweep, num_layers, settings)
+        options = dict(sampling=_sampling_text(sampling),
+                       discoverable=_discoverable_text(discoverable),
+                       logit_lens=bool(logit_lens), control=_control_arg(control))
         with bar(progress, "memorize", "tok") as update:
             text = self._native.memorize(rows.tobytes(), rows.shape[0], rows.shape[1],
                                          int(prefix_len), labels, int(batch_size),
-                                         bool(per_sample), bool(kl_from_base), update)
+                                         bool(per_sample), bool(kl_from_base), update,
+                                         **options)
         return MemorizeResult(text)
 
 
@@ -127,24 +154,65 @@ def _setting_list(settings) -> list[str]:
     return [str(s) for s in settings]
 
 
-def _token_rows(tokens) -> np.ndarray:
-    """``tokens`` as a C-contiguous little-endian u32 ``[rows, cols]`` array."""
+def _token_rows(tokens, name: str = "tokens") -> np.ndarray:
+    """``tokens`` as a C-contiguous little-endian u32 ``[rows, cols]`` array; ``name`` leads
+    the message of a bad one."""
     arr = np.asarray(tokens)
     if arr.ndim != 2:
-        raise ValueError(f"tokens: expected a 2-D array (one sample per row), got {arr.ndim}-D")
+        raise ValueError(f"{name}: expected a 2-D array (one sample per row), got {arr.ndim}-D")
     if arr.dtype.kind not in "iu":
-        raise ValueError(f"tokens: expected integer token ids, got dtype {arr.dtype}")
+        raise ValueError(f"{name}: expected integer token ids, got dtype {arr.dtype}")
     if arr.size == 0:
-        raise ValueError(f"tokens: no token ids (shape {arr.shape})")
+        raise ValueError(f"{name}: no token ids (shape {arr.shape})")
     if arr.min() < 0 or int(arr.max()) > 0xFFFFFFFF:
-        raise ValueError("tokens: token ids must be between 0 and 2^32 - 1")
+        raise ValueError(f"{name}: token ids must be between 0 and 2^32 - 1")
     return np.ascontiguousarray(arr, dtype="<u4")
+
+
+def _sampling_text(sampling) -> str | None:
+    """``sampling`` in ``--sampling``'s grammar, which the engine parses and checks."""
+    if sampling is None or isinstance(sampling, str):
+        return sampling
+    if isinstance(sampling, tuple):
+        if len(sampling) != 2:
+            raise ValueError(f"sampling {sampling!r}: expected (temperature, top_k)")
+        temperature, top_k = sampling
+        return str(temperature) if top_k is None else f"{temperature},top_k={top_k}"
+    if isinstance(sampling, (int, float, np.integer, np.floating)):
+        return str(sampling)
+    raise TypeError(f"sampling: expected a string, a temperature or (temperature, top_k), "
+                    f"not {type(sampling).__name__}")
+
+
+def _discoverable_text(discoverable) -> str:
+    """``discoverable`` in ``--discoverable``'s grammar ``N,P``."""
+    if isinstance(discoverable, str):
+        return discoverable
+    if isinstance(discoverable, tuple) and len(discoverable) == 2:
+        n, p = discoverable
+        return f"{n},{p}"
+    raise TypeError(f"discoverable: expected (n, p) or \"N,P\", not {discoverable!r}")
+
+
+def _control_arg(control):
+    """A control file's path as given, or control token rows as ``(bytes, rows, cols)``."""
+    if control is None:
+        return None
+    if isinstance(control, (str, os.PathLike)):
+        return os.fspath(control)
+    rows = _token_rows(control, "control")
+    return (rows.tobytes(), rows.shape[0], rows.shape[1])
 
 
 class MemorizeResult:
     """What `llm-mem memorize` writes: ``.summary`` (one row per setting, in run order),
     ``.samples`` (with ``per_sample=True``: one row per setting x sample, with its greedy
-    ``continuation``), ``.to_json``."""
+    ``continuation``), ``.lens`` (with ``logit_lens=True``: one row per setting x block),
+    ``.to_json``.
+
+    Per-block numbers (``residual_deviation``, ``lens_accuracy``, ``lens_logprob``) are numpy
+    arrays in ``.summary`` and ``.samples``; an ``extraction_log10_prob`` that the file holds as
+    ``null`` (no sampled continuation can be the suffix) is ``-inf``."""
 
     def __init__(self, text: str):
         # The file is the engine's own JSON text, so that `to_json` writes exactly what the
@@ -158,10 +226,7 @@ class MemorizeResult:
 
         rows = []
         for entry in self.report["results"]:
-            row = {k: v for k, v in entry.items() if k != "per_sample"}
-            if "residual_deviation" in row:
-                row["residual_deviation"] = np.asarray(row["residual_deviation"])
-            rows.append(row)
+            rows.append(_frame_row({k: v for k, v in entry.items() if k != "per_sample"}))
         return pd.DataFrame(rows)
 
     @property
@@ -176,12 +241,30 @@ class MemorizeResult:
             for i, sample in enumerate(per_sample):
                 row = {"setting": entry["setting"], "row": i}
                 row.update(sample)
-                if "residual_deviation" in row:
-                    row["residual_deviation"] = np.asarray(row["residual_deviation"])
                 if "continuation" in row:
                     row["continuation"] = np.asarray(row["continuation"], dtype=np.int64)
-                rows.append(row)
+                rows.append(_frame_row(row))
         return pd.DataFrame(rows)
+
+    @property
+    def lens(self):
+        """The logit lens in long form: ``setting``, ``block`` (0 = after the first block),
+        ``lens_accuracy`` (share of suffix-predicting positions where the LM head, after the
+        final norm, applied to the residual stream after that block predicts the true next
+        token) and ``lens_logprob`` (the mean log-probability it gives that token). The last
+        block's are the setting's ``teacher_forced_accuracy`` and ``-suffix_nll``."""
+        import pandas as pd
+
+        rows = []
+        for entry in self.report["results"]:
+            if "lens_accuracy" not in entry:
+                raise ValueError("no logit lens: run memorize with logit_lens=True")
+            for block, (accuracy, logprob) in enumerate(zip(entry["lens_accuracy"],
+                                                            entry["lens_logprob"])):
+                rows.append({"setting": entry["setting"], "block": block,
+                             "lens_accuracy": accuracy, "lens_logprob": logprob})
+        return pd.DataFrame(rows, columns=["setting", "block", "lens_accuracy",
+                                           "lens_logprob"])
 
     def to_json(self, path) -> None:
         """Write the result file (`llm-mem report` and `merge` read it)."""
@@ -191,3 +274,18 @@ class MemorizeResult:
 
     def __repr__(self) -> str:
         return f"MemorizeResult({len(self.report['results'])} settings)\n{self.summary!r}"
+
+
+_PER_BLOCK = ("residual_deviation", "lens_accuracy", "lens_logprob")
+
+
+def _frame_row(row: dict) -> dict:
+    """A result entry's fields as DataFrame cells: per-block lists as float arrays (JSON's
+    ``null``, a NaN, as NaN), the ``null`` of an extraction probability of zero as ``-inf``."""
+    for key in _PER_BLOCK:
+        if key in row:
+            row[key] = np.asarray([np.nan if v is None else v for v in row[key]],
+                                  dtype=np.float64)
+    if "extraction_log10_prob" in row and row["extraction_log10_prob"] is None:
+        row["extraction_log10_prob"] = -math.inf
+    return row

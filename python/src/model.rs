@@ -1,6 +1,8 @@
 //! `_native.Model`: a loaded model with its tokenizer, and the engine calls the Python
 //! package is built on (loglikelihood scoring, greedy generation, the memorize sweep).
 
+mod memorize;
+
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -12,14 +14,15 @@ use llm_mem::benchmark::hf_tokenizer;
 use llm_mem::benchmark::requests::lm_eval_max_length;
 use llm_mem::benchmark::{LmTokenizer, TokenRequest};
 use llm_mem::intervene::{grammar, Means, Setting};
-use llm_mem::memorize::{self, TokenRows};
+use llm_mem::memorize::{engine, validate_config, TokenRows};
 use llm_mem::model::{weights, Model as LmModel};
-use llm_mem::results::{DataInfo, MemorizeReport, ModelInfo};
+use llm_mem::results::ModelInfo;
 use llm_mem::{generate, runtime};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::{run_detached, tick, NotFound};
+use memorize::{ControlArg, MemorizeCall};
 
 /// The tokenizer lm-eval's HF backend would use, and a plain copy for decoding.
 struct Tokenizers {
@@ -122,7 +125,7 @@ impl Model {
                 first.label()
             )
         })?;
-        memorize::engine::means_over_rows(&self.model, rows, batch_size, settings)
+        engine::means_over_rows(&self.model, rows, batch_size, settings)
     }
 
     fn score_all(
@@ -289,7 +292,7 @@ impl Model {
                     ))));
                 }
                 let samples = llm_mem::data::DataSource::parse(Path::new(&path))?.read(false)?;
-                memorize::validate_config(&self.model.config, &samples.rows, 1, &path)?;
+                validate_config(&self.model.config, &samples.rows, 1, &path)?;
                 Ok(samples.rows)
             })?),
             None => None,
@@ -396,8 +399,14 @@ impl Model {
     }
 
     /// The memorize sweep over `data` (little-endian u32 token ids, `rows` x `cols`): the
-    /// result file `llm-mem memorize` writes, as JSON text.
-    #[pyo3(signature = (data, rows, cols, prefix_len, settings, batch_size=64, per_sample=false, kl_from_base=false, progress=None))]
+    /// result file `llm-mem memorize` writes, as JSON text. `sampling` and `discoverable` in
+    /// the grammar of `--sampling` and `--discoverable`; `control`: a file or `(bytes, rows,
+    /// cols)` token rows scored under every setting, as `--control-path`.
+    #[pyo3(signature = (
+        data, rows, cols, prefix_len, settings, batch_size=64, per_sample=false,
+        kl_from_base=false, progress=None, *, sampling=None, discoverable="100,0.5",
+        logit_lens=false, control=None
+    ))]
     #[allow(clippy::too_many_arguments)]
     fn memorize(
         &self,
@@ -411,46 +420,25 @@ impl Model {
         per_sample: bool,
         kl_from_base: bool,
         progress: Option<Py<PyAny>>,
+        sampling: Option<String>,
+        discoverable: &str,
+        logit_lens: bool,
+        control: Option<ControlArg>,
     ) -> PyResult<String> {
-        run_detached(py, || {
-            let ids = data
-                .chunks_exact(4)
-                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            let data = TokenRows { rows, cols, ids };
-            let settings = self.settings(&settings)?;
-            let job = MemorizeJob {
-                data: &data,
-                prefix_len,
-                settings: &settings,
-                batch_size,
-                kl_from_base,
-            };
-            let results = self.run_memorize(&job, progress.as_ref())?;
-            let report = MemorizeReport::new(
-                self.model_info(),
-                DataInfo {
-                    path: "(numpy array)".into(),
-                    num_samples: rows,
-                    seq_len: cols,
-                    prefix_len,
-                    suffix_len: cols - prefix_len,
-                },
-                &results,
-                per_sample,
-                None,
-            );
-            Ok(serde_json::to_string_pretty(&report)?)
-        })
+        let call = MemorizeCall {
+            data: memorize::token_rows(&data, rows, cols),
+            settings,
+            prefix_len,
+            batch_size,
+            per_sample,
+            kl_from_base,
+            sampling,
+            discoverable: discoverable.to_string(),
+            logit_lens,
+            control,
+        };
+        run_detached(py, || self.memorize_json(call, progress.as_ref()))
     }
-}
-
-struct MemorizeJob<'a> {
-    data: &'a TokenRows,
-    prefix_len: usize,
-    settings: &'a [Setting],
-    batch_size: usize,
-    kl_from_base: bool,
 }
 
 impl Model {
@@ -463,43 +451,5 @@ impl Model {
             device: runtime::device_name(&self.model.device),
             kernels: llm_mem::ops::kernel_info(&self.model.device, self.model.dtype),
         }
-    }
-
-    /// `llm-mem memorize`'s batches, with a signal check and progress between them.
-    fn run_memorize(
-        &self,
-        job: &MemorizeJob,
-        progress: Option<&Py<PyAny>>,
-    ) -> Result<Vec<memorize::SettingResult>> {
-        if job.batch_size == 0 {
-            return Err(bad_input!("--batch-size must be at least 1"));
-        }
-        let data = job.data;
-        memorize::validate(&self.model, data, job.prefix_len, "tokens")?;
-        let means =
-            memorize::engine::collect_means(&self.model, data, job.batch_size, job.settings)?;
-        let per_batch = (data.cols * job.settings.len()) as u64;
-        let total = data.rows as u64 * per_batch;
-        tick(progress, total, 0)?;
-        let mut samples = vec![Vec::with_capacity(data.rows); job.settings.len()];
-        let mut start = 0;
-        while start < data.rows {
-            let end = data.rows.min(start + job.batch_size);
-            let scores = memorize::score_rows(
-                &self.model,
-                data,
-                job.prefix_len,
-                job.settings,
-                &means,
-                job.kl_from_base,
-                start..end,
-            )?;
-            for (all, batch) in samples.iter_mut().zip(scores) {
-                all.extend(batch);
-            }
-            tick(progress, total, (end - start) as u64 * per_batch)?;
-            start = end;
-        }
-        Ok(memorize::results(job.settings, samples))
     }
 }

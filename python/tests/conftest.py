@@ -2,6 +2,8 @@
 tolerances of the Rust parity tests (tests/benchmark_parity.rs)."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,20 @@ def metric_close(key: str, ours: float, theirs: float) -> bool:
         return True
     scale = max(abs(__import__("math").log(abs(ours))), 1.0) if "perplexity" in key else 1.0
     return abs(ours - theirs) / max(abs(theirs), 1e-300) / scale <= TOLERANCE
+
+
+def cli(*args):
+    """The command line, run by the extension in a child process (as the console script)."""
+    return subprocess.run([sys.executable, "-c", "import sys, llm_mem.cli as c; "
+                           "sys.argv[0] = 'llm-mem'; c.main()", *args],
+                          capture_output=True, text=True)
+
+
+def builtin_dir() -> Path:
+    """The built-in model's unpacked checkpoint directory (with its ``memorized.npy``)."""
+    from llm_mem import _native
+
+    return Path(_native.builtin_tasks_dir()).parent
 
 
 @pytest.fixture(scope="session")

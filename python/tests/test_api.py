@@ -1,7 +1,6 @@
 """The notebook API: import, settings, the model, memorize as DataFrames and as the CLI's file."""
 
 import json
-import subprocess
 import sys
 
 import numpy as np
@@ -10,7 +9,7 @@ import pytest
 import llm_mem
 from llm_mem import _native
 
-from conftest import BENCH_MODELS
+from conftest import BENCH_MODELS, builtin_dir, cli
 
 
 def test_import_without_torch():
@@ -70,13 +69,6 @@ def test_bad_input_raises_one_line_errors(tiny):
         tiny.memorize(np.zeros((2, 64), dtype=np.int64), sweep="nope")
 
 
-def cli(*args):
-    """The command line, run by the extension in a child process (as the console script)."""
-    return subprocess.run([sys.executable, "-c", "import sys, llm_mem.cli as c; "
-                           "sys.argv[0] = 'llm-mem'; c.main()", *args],
-                          capture_output=True, text=True)
-
-
 def test_a_rust_panic_is_a_runtime_error_and_the_interpreter_goes_on(tiny):
     with pytest.raises(RuntimeError) as err:
         _native._panic_for_test("deliberate")
@@ -97,11 +89,11 @@ def test_console_script_runs_the_cli():
 
 def test_memorize_equals_the_cli(tiny, tmp_path):
     data = tmp_path / "rows.npy"
-    rows = np.load(_native_unpacked() / "memorized.npy")[:12].astype(np.int64)
+    rows = np.load(builtin_dir() / "memorized.npy")[:12].astype(np.int64)
     np.save(data, rows)
     out = tmp_path / "cli.json"
     done = cli("memorize", "--dataset-path", str(data), "--model-path",
-               str(_native_unpacked()), "--num-layers", "2", "--ablate", "mlp:1=mean",
+               str(builtin_dir()), "--num-layers", "2", "--ablate", "mlp:1=mean",
                "--ablate", "head:0.1=zero", "--per-sample", "--kl-from-base",
                "--batch-size", "5", "--output", str(out))
     assert done.returncode == 0, done.stderr
@@ -135,24 +127,18 @@ def test_memorize_equals_the_cli(tiny, tmp_path):
 
 
 def test_memorize_without_sweep_and_mean_needs_no_mean_data(tiny):
-    rows = np.load(_native_unpacked() / "memorized.npy")[:3]
+    rows = np.load(builtin_dir() / "memorized.npy")[:3]
     result = tiny.memorize(rows, sweep=None, progress=False)
     assert list(result.summary["setting"]) == ["base"]
     with pytest.raises(ValueError, match="no per-sample scores"):
         result.samples
 
 
-def _native_unpacked():
-    from pathlib import Path
-
-    return Path(_native.builtin_tasks_dir()).parent
-
-
 def test_ctrl_c_stops_at_the_next_batch_and_leaves_the_model_usable(tiny):
     import os
     import signal
 
-    rows = np.load(_native_unpacked() / "memorized.npy")[:8]
+    rows = np.load(builtin_dir() / "memorized.npy")[:8]
     labels = tiny.settings("attn", 1)
     calls = []
 
@@ -171,7 +157,7 @@ def test_ctrl_c_stops_at_the_next_batch_and_leaves_the_model_usable(tiny):
 
 
 def test_progress_callback_errors_stop_the_run(tiny):
-    rows = np.load(_native_unpacked() / "memorized.npy")[:4]
+    rows = np.load(builtin_dir() / "memorized.npy")[:4]
 
     def progress(total, done):
         raise RuntimeError("from the callback")
