@@ -150,6 +150,19 @@ def necessary_flops(cfg, rows, seq, prefix, settings, per_sample):
     return total
 
 
+def memory_budget_mb(cfg, batch, seq, weights_mb):
+    """bench/RESULTS.md's memory budget: weights + 1.5 x one batch's activations across
+    layers, where a block's activations per token are its residual stream, q/k/v, MLP hidden
+    units and attention weights, plus the LM head's buffer of 1024 positions."""
+    hidden, layers, vocab = cfg.hidden_size, cfg.num_hidden_layers, cfg.vocab_size
+    inter = getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None) or 4 * hidden
+    heads = cfg.num_attention_heads
+    kv = hidden * getattr(cfg, "num_key_value_heads", heads) // heads
+    per_token = hidden + (hidden + 2 * kv) + inter + heads * seq
+    activations = per_token * batch * seq * layers + 1024 * vocab
+    return weights_mb + 1.5 * activations * 4 / 2**20
+
+
 # A top-2 logit margin below this is a tie at f32 precision: the fixture script measures
 # HF's own f32 logits differing from its f64 ones by up to 3e-5 on small models.
 TIE = 1e-4
@@ -223,7 +236,9 @@ def main():
     bound = flops / peak / 1e9
     print(f"| llm-mem time / (necessary FLOPs / peak) | {rust_time / bound:.2f} "
           f"({100 * bound / rust_time:.0f} % of the hardware limit) |")
-    print(f"| llm-mem peak RSS | {peak_rss_mb:.0f} MiB (weights {weights_mb:.0f} MiB) |")
+    budget = memory_budget_mb(model.config, batch, rows.shape[1], weights_mb)
+    print(f"| llm-mem peak RSS | {peak_rss_mb:.0f} MiB (weights {weights_mb:.0f} MiB; budget "
+          f"{budget:.0f} MiB, {'met' if peak_rss_mb <= budget else 'OVER'}) |")
 
 
 if __name__ == "__main__":

@@ -43,9 +43,6 @@ impl Batch<'_> {
     }
 }
 
-/// Upper bound on rows decoded together; their KV caches are held until the decode runs.
-const MAX_DECODE_ROWS: usize = 256;
-
 /// Where the means of a sweep's mean-ablated settings come from.
 pub enum SweepMeans {
     /// No setting mean-ablates.
@@ -127,7 +124,10 @@ pub fn score_batch(
         }
         forced_all.push(forced);
         let waiting_rows: usize = waiting.iter().map(|g| g.rows.len()).sum();
-        if waiting_rows >= MAX_DECODE_ROWS || index + 1 == settings.len() {
+        // Diverged rows of several settings decode together, up to one batch's worth: the
+        // decode products stay as wide as the batch's, and the caches waiting for them never
+        // outgrow the batch's own.
+        if waiting_rows >= rows || index + 1 == settings.len() {
             free_running(
                 model,
                 settings,
@@ -193,7 +193,8 @@ fn base_of_batch(
             if let Some(lens) = lens.as_mut() {
                 lens.add(model, layer, x, batch)?;
             }
-            stream.push(predicting(x, batch)?.to_dtype(DType::F32)?);
+            // A copy of the S positions: a view would keep the whole block output alive.
+            stream.push(predicting(x, batch)?.to_dtype(DType::F32)?.contiguous()?);
             Ok(())
         },
     )?;
