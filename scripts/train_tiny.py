@@ -23,7 +23,8 @@ Corpus: the training stream mixes two kinds of documents, joined by <|endoftext|
   - general: N_STORIES short stories from the generator in scripts/tiny_corpus/stories.py
     (names, an object, places, pets in sentence templates; see its docstring), each
     appearing once; training reads the stream about 1.3 times over. The benchmark tasks are built from stories drawn from another seed of the
-    same generator and checked to be absent from the training stream.
+    same generator and checked to be absent from the training stream. The corpus is made by
+    scripts/tiny_corpus/corpus.py, which scripts/make_control_set.py shares.
 
 Tokenizer: byte-level BPE (HF `tokenizers`; ByteLevel pre-tokenizer, decoder and
 post-processor as in Pythia; NFC normalizer), <|endoftext|> is id 0 and is
@@ -61,13 +62,13 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, decoders,
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "tiny_corpus"))
-import stories  # noqa: E402
+from corpus import SEED, REPEATS, N_TASK_DOCS  # noqa: E402
+import corpus  # noqa: E402
 
-SEED, REPEATS, N_STORIES, N_TASK_DOCS, N_CHOICES = 1234, 80, 12000, 200, 4
+N_CHOICES = 4
 VOCAB_TARGET, PREFIX, SUFFIX, WINDOW_STRIDE, MAX_WINDOWS_PER_PASSAGE = 1024, 32, 32, 12, 3
 LAYERS, HIDDEN, HEADS = 8, 128, 4
 SEQ, BATCH, STEPS, WARMUP, LR, MARGIN = 128, 16, 1000, 100, 3e-3, 0.05
-CORPUS = "scripts/tiny_corpus"
 OUT = "tests/fixtures/tiny-pythia"
 TASKS = os.path.join(OUT, "tasks")
 NPY = "memorized_data/tiny-pythia.npy"
@@ -81,22 +82,10 @@ print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
       f"tokenizers {tokenizers.__version__}, numpy {np.__version__}")
 
 
-def paragraphs(name):
-    with open(os.path.join(CORPUS, name), encoding="utf-8") as f:
-        return [" ".join(p.split()) for p in f.read().split("\n\n") if p.strip()]
-
-
 # ---------------------------------------------------------------- corpus
-memorized = paragraphs("memorized.txt")
-train_rng = random.Random(SEED)
-general = [" ".join(stories.story(train_rng)[0]) for _ in range(N_STORIES)]
-seen = set(general)
-heldout, held_rng = [], random.Random(SEED + 1)
-while len(heldout) < 2 * N_TASK_DOCS:
-    sentences, last = stories.story(held_rng)
-    if " ".join(sentences) not in seen:
-        seen.add(" ".join(sentences))
-        heldout.append((sentences, last))
+memorized = corpus.memorized_passages()
+general = corpus.training_stories()
+heldout = corpus.task_stories(set(general))
 
 # ---------------------------------------------------------------- benchmark tasks
 # storycloze: the first N_TASK_DOCS held-out stories; distractor endings from the others

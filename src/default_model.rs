@@ -1,7 +1,8 @@
-//! The tiny Pythia shipped inside the binary, with samples it has memorized and the records
-//! of its own benchmark tasks, so that `llm-mem memorize` and `llm-mem benchmark` with no
-//! arguments run the real experiment with no download and no GPU. Made by
-//! `scripts/train_tiny.py`.
+//! The tiny Pythia shipped inside the binary, with samples it has memorized, a control set of
+//! text it did not memorize and the records of its own benchmark tasks, so that
+//! `llm-mem memorize` and `llm-mem benchmark` with no arguments run the real experiment with no
+//! download and no GPU. Made by `scripts/train_tiny.py` (the control set by
+//! `scripts/make_control_set.py`).
 //!
 //! The bytes are compiled in; on first use they are unpacked into a directory in the
 //! system's temporary folder named after their content hash, so every other code path reads an
@@ -16,7 +17,7 @@ pub const NAME: &str = "tiny-pythia";
 /// Subdirectory of [`unpack`]'s directory with the built-in tasks' `<task>.jsonl`.
 pub const TASKS_DIR: &str = "tasks";
 
-const FILES: [(&str, &[u8]); 6] = [
+const FILES: [(&str, &[u8]); 7] = [
     (
         "config.json",
         include_bytes!("../tests/fixtures/tiny-pythia/config.json"),
@@ -34,6 +35,10 @@ const FILES: [(&str, &[u8]); 6] = [
         include_bytes!("../memorized_data/tiny-pythia.npy"),
     ),
     (
+        CONTROL_FILE,
+        include_bytes!("../memorized_data/tiny-pythia-control.npy"),
+    ),
+    (
         "tasks/tiny_storycloze.jsonl",
         include_bytes!("../tests/fixtures/tiny-pythia/tasks/tiny_storycloze.jsonl"),
     ),
@@ -45,6 +50,10 @@ const FILES: [(&str, &[u8]); 6] = [
 
 /// Name of the unpacked samples file inside [`unpack`]'s directory.
 pub const DATA_FILE: &str = "memorized.npy";
+
+/// Name of the unpacked control set inside [`unpack`]'s directory: held-out stories of the
+/// kind the model learned in general, as long as the memorized rows.
+pub const CONTROL_FILE: &str = "control.npy";
 
 /// Directory holding the embedded checkpoint and samples, unpacked if not already there.
 pub fn unpack() -> Result<PathBuf> {

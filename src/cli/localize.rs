@@ -10,6 +10,7 @@ use clap::Args;
 use super::{progress_bar_in, ModelArgs};
 use crate::api::{self, LoadedModel, LocalizeMethod, LocalizeOptions, ModelSource, ModelSpec};
 use crate::bad_input;
+use crate::data::rows::RowRange;
 use crate::data::DataSource;
 use crate::progress::Progress;
 use crate::sweep::Cancel;
@@ -22,9 +23,14 @@ pub struct LocalizeArgs {
     /// `memorize`. Default (only without --model-path): the built-in model's memorized set.
     #[arg(long, value_name = "FILE.npy|FILE.parquet")]
     pub dataset_path: Option<PathBuf>,
+    /// Localize on rows A to B−1 of the memorized rows only (0-based, B excluded, e.g. `0..60`),
+    /// so that `memorize --rows` can judge the neurons on the others.
+    #[arg(long, value_name = "A..B")]
+    pub rows: Option<String>,
     /// Rows the model did not memorize (same formats and prefix length): with `activations`,
-    /// each neuron's mean |activation| over them is subtracted.
-    #[arg(long, value_name = "FILE.npy|FILE.parquet")]
+    /// each neuron's mean |activation| over them is subtracted. `builtin` (only without
+    /// --model-path): the built-in model's control set.
+    #[arg(long, value_name = "FILE.npy|FILE.parquet|builtin")]
     pub control_path: Option<PathBuf>,
     /// Tokens of each row given as the prompt; the rest is the memorized suffix.
     #[arg(long, default_value_t = super::memorize::DEFAULT_PREFIX_LEN)]
@@ -45,6 +51,8 @@ pub struct LocalizeArgs {
 pub struct LocalizeRun {
     pub model: ModelSpec,
     pub data: DataSource,
+    /// `--rows`: the share of the memorized rows localized on (all when `None`).
+    pub rows: Option<RowRange>,
     pub control: Option<DataSource>,
     pub options: LocalizeOptions,
     pub output: PathBuf,
@@ -74,14 +82,16 @@ impl LocalizeArgs {
             (None, ModelSource::BuiltIn) => DataSource::BuiltIn,
             (None, _) => return Err(bad_input!("--dataset-path is required with --model-path")),
         };
+        let builtin_model = model.source == ModelSource::BuiltIn;
         let control = self
             .control_path
             .as_deref()
-            .map(DataSource::parse)
+            .map(|path| DataSource::parse_control(path, builtin_model))
             .transpose()?;
         Ok(LocalizeRun {
             model,
             data,
+            rows: self.rows.as_deref().map(str::parse).transpose()?,
             control,
             options: LocalizeOptions {
                 method,
@@ -96,7 +106,11 @@ impl LocalizeArgs {
 /// Read and check everything, score the neurons with a progress bar, write the scores.
 pub fn run(run: LocalizeRun, cancel: &Cancel) -> Result<()> {
     crate::results::check_writable(&run.output)?;
-    let data = run.data.read(false)?.rows;
+    let mut data = run.data.read(false)?;
+    if let Some(rows) = run.rows {
+        data = rows.select(data, &run.data.name())?;
+    }
+    let data = data.rows;
     let control = match &run.control {
         Some(source) => Some(source.read(false)?.rows),
         None => None,

@@ -12,6 +12,7 @@ use super::long_run::{self, parse_shard, ResumeArgs, RunHeader};
 use super::{progress_bar, ModelArgs};
 use crate::api::revisions::RevisionSweep;
 use crate::api::{model_id, ModelSource, ModelSpec, SettingsSpec};
+use crate::data::rows::RowRange;
 use crate::data::{DataSource, SampleOrigin, Samples};
 use crate::intervene::Setting;
 use crate::memorize::stored::StoredSample;
@@ -42,6 +43,11 @@ pub struct MemorizeArgs {
         value_name = "FILE.npy|FILE.parquet|hf://datasets/ORG/NAME/SPLIT"
     )]
     pub dataset_path: Option<PathBuf>,
+    /// Score only rows A to B−1 of the samples (0-based, B excluded, e.g. `0..60`), as if the
+    /// file held only them (a mean ablation takes its means over them): localize on some
+    /// memorized rows, judge the ablation on the others.
+    #[arg(long, value_name = "A..B")]
+    pub rows: Option<String>,
     /// Tokens of each row given as the prompt; the rest is the suffix to reproduce.
     #[arg(long, default_value_t = DEFAULT_PREFIX_LEN)]
     pub prefix_len: usize,
@@ -85,7 +91,9 @@ pub struct MemorizeArgs {
     /// `control_nll` (mean NLL of the tokens after the prefix), `control_ppl` (its exp) and
     /// `control_tf_accuracy`. A mean ablation applies the means of --dataset-path; under any
     /// other setting the numbers are those a `memorize` run over this file reports.
-    #[arg(long, value_name = "FILE.npy|FILE.parquet")]
+    /// `builtin` (only without --model-path): the built-in model's control set, held-out
+    /// stories of the kind it learned, as long as its memorized rows.
+    #[arg(long, value_name = "FILE.npy|FILE.parquet|builtin")]
     pub control_path: Option<PathBuf>,
     /// Also measure the logit lens: per block, the share of suffix-predicting positions where
     /// the LM head (after the final norm) applied to the residual stream after that block
@@ -107,6 +115,8 @@ pub struct MemorizeArgs {
 pub struct MemorizeRun {
     pub model: ModelSpec,
     pub data: DataSource,
+    /// `--rows`: the share of the data scored (all rows when `None`).
+    pub rows: Option<RowRange>,
     pub options: MemorizeOptions,
     pub settings: SettingsSpec,
     /// Also store every sample's scores (and origins) in the result.
@@ -137,6 +147,7 @@ impl MemorizeArgs {
             .as_deref()
             .map(memorize::extraction::parse_sampling)
             .transpose()?;
+        let builtin_model = model.source == ModelSource::BuiltIn;
         Ok(MemorizeRun {
             options: MemorizeOptions {
                 prefix_len: self.prefix_len,
@@ -151,13 +162,25 @@ impl MemorizeArgs {
             control: self
                 .control_path
                 .as_deref()
-                .map(DataSource::parse)
+                .map(|path| DataSource::parse_control(path, builtin_model))
                 .transpose()?,
             plan: self.run.plan(&output),
             shard: self.shard,
+            rows: self.rows.as_deref().map(str::parse).transpose()?,
             model,
             data,
         })
+    }
+}
+
+impl MemorizeRun {
+    /// How results and messages name the scored samples: the data set, and its rows if
+    /// `--rows` picked some.
+    fn data_name(&self) -> String {
+        match self.rows {
+            Some(rows) => rows.name(&self.data.name()),
+            None => self.data.name(),
+        }
     }
 }
 
@@ -422,7 +445,7 @@ fn header(run: &MemorizeRun, job: &Job, control: Option<ControlSet>) -> Header {
     Header {
         model: job.model.clone(),
         data: DataInfo {
-            path: run.data.name(),
+            path: run.data_name(),
             num_samples: job.data.rows,
             seq_len: job.data.cols,
             prefix_len,
@@ -447,12 +470,16 @@ pub fn default_output(model: &str, prefix_len: usize, shard: Option<Shard>) -> P
 /// all.
 fn prepare(run: &MemorizeRun, models: &Models) -> Result<Job> {
     let prefix_len = run.options.prefix_len;
-    let data_name = run.data.name();
+    let data_name = run.data_name();
+    let mut samples = run.data.read(run.per_sample)?;
+    if let Some(rows) = run.rows {
+        samples = rows.select(samples, &run.data.name())?;
+    }
     let Samples {
         rows: data,
         origins,
         inputs,
-    } = run.data.read(run.per_sample)?;
+    } = samples;
     for (which, config) in models.configs() {
         memorize::validate_config(config, &data, prefix_len, &format!("{data_name}{which}"))?;
     }
@@ -478,7 +505,7 @@ fn prepare(run: &MemorizeRun, models: &Models) -> Result<Job> {
             .chain(control_inputs)
             .map(|(name, file)| Ok((name, fingerprint::file_id(&file)?)))
             .collect::<Result<_>>()?,
-        params: params(&run.options),
+        params: params(&run.options, run.rows),
         settings: sweep.clone(),
         ..base
     };
@@ -539,11 +566,17 @@ fn read_control(run: &MemorizeRun, models: &Models) -> Result<Option<Samples>> {
     Ok(Some(Samples { inputs, ..samples }))
 }
 
-/// The options that change the numbers. Each optional measurement only when asked for, so
-/// that a run without it keeps the fingerprint it always had.
-fn params(options: &MemorizeOptions) -> std::collections::BTreeMap<String, serde_json::Value> {
+/// The options that change the numbers: the rows scored and the measurements. Each optional
+/// one only when asked for, so that a run without it keeps the fingerprint it always had.
+fn params(
+    options: &MemorizeOptions,
+    rows: Option<RowRange>,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
     let mut params: std::collections::BTreeMap<String, serde_json::Value> =
         [("prefix_len".to_string(), options.prefix_len.into())].into();
+    if let Some(rows) = rows {
+        params.insert("rows".into(), rows.to_string().into());
+    }
     if options.kl_from_base {
         params.insert("kl_from_base".into(), true.into());
     }

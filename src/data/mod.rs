@@ -1,11 +1,12 @@
 //! Training data and where samples come from ([`DataSource`]): token ids in `.npy` files
 //! ([`npy`]), Megatron indexed datasets (Pythia's Pile, [`megatron`]), published memorized
 //! sets as parquet tables ([`table`]), the ranges of
-//! training sequences `extract` reads, and the `.index.npy` file that ties every extracted
-//! sample to the sequence it was cut from.
+//! training sequences `extract` reads, the share of rows `--rows` picks ([`rows`]), and the
+//! `.index.npy` file that ties every extracted sample to the sequence it was cut from.
 
 pub mod megatron;
 pub mod npy;
+pub mod rows;
 pub mod table;
 
 use std::ops::Range;
@@ -154,11 +155,16 @@ pub fn read_index(path: &Path, rows: usize) -> Result<Vec<SampleOrigin>> {
         .collect())
 }
 
-/// Where memorized samples come from (`--dataset-path`).
+/// The `--control-path` that names the built-in model's control set.
+pub const BUILTIN_CONTROL: &str = "builtin";
+
+/// Where memorized samples (`--dataset-path`) or control rows (`--control-path`) come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DataSource {
     /// The samples the built-in tiny Pythia has memorized.
     BuiltIn,
+    /// The built-in tiny Pythia's control set: held-out text it did not memorize.
+    BuiltInControl,
     /// A 2-D `.npy` of token ids (origins from the `.index.npy` beside it, if there is one).
     Npy(PathBuf),
     /// A parquet table with a `tokens` column (origins from its `index` column, if any).
@@ -184,10 +190,26 @@ impl DataSource {
         })
     }
 
+    /// `--control-path`: `builtin` is the built-in model's control set (only for that model:
+    /// `builtin_model`), anything else as [`DataSource::parse`].
+    pub fn parse_control(text: &Path, builtin_model: bool) -> Result<Self> {
+        if text != Path::new(BUILTIN_CONTROL) {
+            return Self::parse(text);
+        }
+        if !builtin_model {
+            return Err(bad_input!(
+                "--control-path {BUILTIN_CONTROL}: the built-in control set belongs to the \
+                 built-in model; with --model-path give a file of text that model did not memorize"
+            ));
+        }
+        Ok(Self::BuiltInControl)
+    }
+
     /// How results and messages name the samples.
     pub fn name(&self) -> String {
         match self {
             Self::BuiltIn => format!("{} (built in)", crate::default_model::NAME),
+            Self::BuiltInControl => format!("{} control (built in)", crate::default_model::NAME),
             Self::Npy(path) | Self::Parquet(path) => path.display().to_string(),
             Self::Hub { uri, .. } => uri.clone(),
         }
@@ -199,6 +221,10 @@ impl DataSource {
             Self::BuiltIn => {
                 let path = crate::default_model::unpack()?.join(crate::default_model::DATA_FILE);
                 read_npy_samples(&path, want_origins)
+            }
+            Self::BuiltInControl => {
+                let dir = crate::default_model::unpack()?;
+                read_npy_samples(&dir.join(crate::default_model::CONTROL_FILE), want_origins)
             }
             Self::Npy(path) => read_npy_samples(path, want_origins),
             Self::Parquet(path) => {
