@@ -78,6 +78,17 @@ impl Passes {
         let unit = start % self.neurons;
         layer_start + self.neurons.min((unit / self.per_pass + 1) * self.per_pass)
     }
+
+    /// Where a run of whole passes from `start` (a pass boundary) ends once it holds at least
+    /// `neurons` neurons, or at the last neuron.
+    pub fn run_end(&self, start: usize, neurons: usize) -> usize {
+        let want = self.total.min(start + neurons);
+        let mut end = self.end(start);
+        while end < want {
+            end = self.end(end);
+        }
+        end
+    }
 }
 
 /// Zero-Out over the memorized rows, scored pass by pass ([`ZeroOut::scores`]) in the order of
@@ -128,14 +139,27 @@ impl<'m> ZeroOut<'m> {
         self.passes
     }
 
-    /// The scores of `neurons`, one pass (or a run of neurons within one). Passes come in
-    /// the order of the neurons: the streams only move up.
+    /// The scores of `neurons`, a run of whole passes. Runs come in the order of the
+    /// neurons: the streams only move up.
     pub fn scores(&mut self, neurons: Range<usize>) -> Result<Vec<f64>> {
-        let layer = neurons.start / self.passes.neurons;
+        let on_boundary = |n: usize| n == 0 || self.passes.end(n - 1) == n;
         assert!(
-            !neurons.is_empty() && neurons.end <= self.passes.end(neurons.start),
-            "a run of neurons within one pass"
+            on_boundary(neurons.start) && on_boundary(neurons.end),
+            "a run of whole passes"
         );
+        let mut scores = Vec::with_capacity(neurons.len());
+        let mut start = neurons.start;
+        while start < neurons.end {
+            let end = self.passes.end(start);
+            scores.extend(self.pass(start..end)?);
+            start = end;
+        }
+        Ok(scores)
+    }
+
+    /// The scores of the neurons of one pass.
+    fn pass(&mut self, neurons: Range<usize>) -> Result<Vec<f64>> {
+        let layer = neurons.start / self.passes.neurons;
         assert!(
             layer >= self.layer,
             "passes come in the order of the neurons"
@@ -269,7 +293,7 @@ mod tests {
     use super::Passes;
 
     #[test]
-    fn passes_stay_within_a_layer() {
+    fn passes_stay_within_a_layer_and_runs_hold_whole_passes() {
         let passes = Passes {
             neurons: 5,
             total: 10,
@@ -278,5 +302,7 @@ mod tests {
         let ends: Vec<usize> = [0, 2, 4, 5, 7, 9].map(|s| passes.end(s)).to_vec();
         assert_eq!(ends, [2, 4, 5, 7, 9, 10]);
         assert_eq!(passes.end(1), 2);
+        assert_eq!([passes.run_end(0, 1), passes.run_end(0, 3)], [2, 4]);
+        assert_eq!([passes.run_end(4, 3), passes.run_end(7, 9)], [7, 10]);
     }
 }
