@@ -14,6 +14,8 @@
 mod activations;
 mod zero_out;
 
+pub use zero_out::{Passes, ZeroOut};
+
 use anyhow::Result;
 
 use crate::bad_input;
@@ -37,6 +39,14 @@ impl Method {
             other => Err(bad_input!(
                 "--method {other:?}: expected activations or zero-out"
             )),
+        }
+    }
+
+    /// The name `--method` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Activations => "activations",
+            Self::ZeroOut => "zero-out",
         }
     }
 }
@@ -103,7 +113,7 @@ pub fn localize(
 
 /// Every input checked before computing: the rows against the model and the prefix, the
 /// control rows likewise, the batch size.
-fn check(
+pub fn check(
     model: &Model,
     data: &TokenRows,
     control: Option<&TokenRows>,
