@@ -2,28 +2,28 @@
 //! every batch so that a crash, Ctrl-C or time limit costs at most one batch; with
 //! `--revision a,b,c`, at each training checkpoint of the list in turn, into one result.
 
-use std::path::{Path, PathBuf};
+mod models;
+pub mod output;
+mod prepare;
+
+use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use serde::{Deserialize, Serialize};
 
-use super::long_run::{self, parse_shard, ResumeArgs, RunHeader};
+use super::long_run::{self, parse_shard, ResumeArgs};
 use super::{progress_bar, ModelArgs};
-use crate::api::revisions::RevisionSweep;
 use crate::api::{model_id, ModelSource, ModelSpec, SettingsSpec};
+use crate::bad_input;
 use crate::data::rows::RowRange;
-use crate::data::{DataSource, SampleOrigin, Samples};
+use crate::data::DataSource;
 use crate::intervene::Setting;
 use crate::memorize::stored::StoredSample;
-use crate::memorize::{self, ControlScores, Discoverable, MemorizeOptions, SweepMeans, TokenRows};
-use crate::model::{Model, ModelConfig, ModelFiles};
-use crate::report::table;
-use crate::results::{DataInfo, MemorizeReport, ModelInfo};
-use crate::sweep::{
-    self, fingerprint, shard, Cancel, Fingerprint, OutputPlan, Shard, SweepFile, Unit,
-};
-use crate::{bad_input, runtime};
+use crate::memorize::{self, MemorizeOptions, SweepMeans};
+use crate::sweep::{self, Cancel, OutputPlan, Shard, SweepFile};
+use models::Models;
+use output::{tables, write_report};
+use prepare::{control_set, header, prepare, Job};
 
 /// `--prefix-len` when not given.
 pub const DEFAULT_PREFIX_LEN: usize = 32;
@@ -184,139 +184,6 @@ impl MemorizeRun {
     }
 }
 
-/// What the final report says besides the numbers; kept in checkpoints and shard files so
-/// that `merge` can write the report.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Header {
-    pub model: ModelInfo,
-    pub data: DataInfo,
-    pub per_sample: bool,
-    /// Where each sample came from, kept only with `per_sample`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub origins: Option<Vec<SampleOrigin>>,
-    /// The control set's numbers under every setting of the sweep (every shard computes all
-    /// of them, so that any shard's header gives the merged report all).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub control: Option<ControlSet>,
-}
-
-/// The control set of a run and its numbers per setting.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ControlSet {
-    pub path: String,
-    pub num_samples: usize,
-    pub seq_len: usize,
-    /// By setting label, in sweep order.
-    pub scores: Vec<(String, ControlScores)>,
-}
-
-impl ControlSet {
-    /// The numbers of the setting labelled `label`.
-    fn of(&self, label: &str) -> Option<ControlScores> {
-        self.scores
-            .iter()
-            .find(|(l, _)| l == label)
-            .map(|(_, scores)| *scores)
-    }
-}
-
-impl RunHeader for Header {
-    fn model(&self) -> &ModelInfo {
-        &self.model
-    }
-
-    fn model_mut(&mut self) -> &mut ModelInfo {
-        &mut self.model
-    }
-
-    fn check_mergeable(&self, other: &Self) -> Result<()> {
-        if self.per_sample != other.per_sample {
-            return Err(bad_input!(
-                "the shards disagree on --per-sample; rerun them alike"
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// The checkpoints a run scores: one model, loaded before anything else is read, or the
-/// revisions of a sweep over training checkpoints, identified up front and loaded one at a
-/// time as the sweep reaches them.
-enum Models {
-    One { files: ModelFiles, model: Model },
-    Revisions(RevisionSweep),
-}
-
-impl Models {
-    fn open(spec: &ModelSpec) -> Result<Self> {
-        if spec.revisions.len() > 1 {
-            let names = spec.revisions.join(",");
-            let path = match &spec.source {
-                ModelSource::BuiltIn => {
-                    return Err(bad_input!(
-                        "--revision {names}: a sweep over revisions needs a hub id as --model-path"
-                    ))
-                }
-                other => other.display_name(),
-            };
-            return Ok(Self::Revisions(RevisionSweep::identify(
-                &path,
-                &spec.revisions,
-            )?));
-        }
-        let files = spec.files()?;
-        let model = spec.load_weights(&files)?;
-        Ok(Self::One { files, model })
-    }
-
-    /// The config the sweep is built from (every revision's has the same shape).
-    fn config(&self) -> &ModelConfig {
-        match self {
-            Self::One { model, .. } => &model.config,
-            Self::Revisions(sweep) => sweep.config(),
-        }
-    }
-
-    /// Every config the data must fit, named for messages.
-    fn configs(&self) -> Vec<(String, &ModelConfig)> {
-        match self {
-            Self::One { model, .. } => vec![(String::new(), &model.config)],
-            Self::Revisions(sweep) => sweep
-                .revisions
-                .iter()
-                .map(|r| (format!(" (revision {})", r.id.revision), &r.config))
-                .collect(),
-        }
-    }
-
-    /// The model that scores `revision` (`None` for a single model).
-    fn model(
-        &mut self,
-        revision: Option<&str>,
-        spec: &ModelSpec,
-        say: &dyn Fn(String),
-    ) -> Result<&Model> {
-        match (self, revision) {
-            (Self::One { model, .. }, _) => Ok(model),
-            (Self::Revisions(sweep), Some(revision)) => sweep.model(revision, spec, say),
-            (Self::Revisions(_), None) => unreachable!("units of a revision sweep have revisions"),
-        }
-    }
-}
-
-/// Everything checked and read before the first batch.
-struct Job {
-    data: TokenRows,
-    origins: Option<Vec<SampleOrigin>>,
-    /// This run's units (all of the sweep's unless sharded), in sweep order.
-    mine: Vec<Unit>,
-    fingerprint: Fingerprint,
-    /// What the report says about the model.
-    model: ModelInfo,
-    /// The control rows, checked against the model.
-    control: Option<TokenRows>,
-}
-
 /// Run `llm-mem memorize`: everything is checked before the first batch, and the sweep stops
 /// cleanly (checkpoint saved) when `cancel` asks it to.
 pub fn run(run: MemorizeRun, cancel: &Cancel) -> Result<()> {
@@ -412,51 +279,6 @@ fn compute(
     result
 }
 
-/// The control set scored under every setting of the sweep, before the sweep itself (a
-/// teacher-forced pass per setting, no decoding); `None` without `--control-path`.
-fn control_set(run: &MemorizeRun, models: &Models, job: &Job) -> Result<Option<ControlSet>> {
-    let (Some(source), Some(rows), Models::One { model, .. }) =
-        (&run.control, &job.control, models)
-    else {
-        return Ok(None);
-    };
-    let settings = &job.fingerprint.settings;
-    let batch_size = run.options.batch_size;
-    let means = memorize::engine::means_over_rows(model, &job.data, batch_size, settings)?;
-    let prefix_len = run.options.prefix_len;
-    let scores = memorize::control::score(
-        model,
-        rows,
-        prefix_len,
-        batch_size,
-        settings,
-        means.as_ref(),
-    )?;
-    Ok(Some(ControlSet {
-        path: source.name(),
-        num_samples: rows.rows,
-        seq_len: rows.cols,
-        scores: settings.iter().map(|s| s.label()).zip(scores).collect(),
-    }))
-}
-
-fn header(run: &MemorizeRun, job: &Job, control: Option<ControlSet>) -> Header {
-    let prefix_len = run.options.prefix_len;
-    Header {
-        model: job.model.clone(),
-        data: DataInfo {
-            path: run.data_name(),
-            num_samples: job.data.rows,
-            seq_len: job.data.cols,
-            prefix_len,
-            suffix_len: job.data.cols - prefix_len,
-        },
-        per_sample: run.per_sample,
-        origins: job.origins.clone(),
-        control,
-    }
-}
-
 /// Where a run on `model` writes without `--output`.
 pub fn default_output(model: &str, prefix_len: usize, shard: Option<Shard>) -> PathBuf {
     let shard = long_run::shard_suffix(shard);
@@ -464,240 +286,4 @@ pub fn default_output(model: &str, prefix_len: usize, shard: Option<Shard>) -> P
         "{}_prefix{prefix_len}{shard}.json",
         model_id(model)
     ))
-}
-
-/// Read and check the data, build the sweep and this run's share of it, and fingerprint it
-/// all.
-fn prepare(run: &MemorizeRun, models: &Models) -> Result<Job> {
-    let prefix_len = run.options.prefix_len;
-    let data_name = run.data_name();
-    let mut samples = run.data.read(run.per_sample)?;
-    if let Some(rows) = run.rows {
-        samples = rows.select(samples, &run.data.name())?;
-    }
-    let Samples {
-        rows: data,
-        origins,
-        inputs,
-    } = samples;
-    for (which, config) in models.configs() {
-        memorize::validate_config(config, &data, prefix_len, &format!("{data_name}{which}"))?;
-    }
-    let control = read_control(run, models)?;
-    let control_inputs = control.iter().flat_map(|c| c.inputs.clone());
-    let config = models.config();
-    let layers = config.num_layers();
-    let sweep = run.settings.settings(config.sites())?;
-    let (device, dtype) = (&run.model.device, run.model.dtype);
-    let base = match models {
-        Models::One { files, .. } => Fingerprint::for_model("memorize", files, dtype, device)?,
-        Models::Revisions(revisions) => {
-            let ids = revisions.ids();
-            Fingerprint {
-                revisions: Some(ids.clone()),
-                ..Fingerprint::for_model_id("memorize", ids[0].model.clone(), dtype, device)
-            }
-        }
-    };
-    let fingerprint = Fingerprint {
-        inputs: inputs
-            .into_iter()
-            .chain(control_inputs)
-            .map(|(name, file)| Ok((name, fingerprint::file_id(&file)?)))
-            .collect::<Result<_>>()?,
-        params: params(&run.options, run.rows),
-        settings: sweep.clone(),
-        ..base
-    };
-    let units = crate::sweep::revisions::units(&fingerprint);
-    let costs = memorize::setting_costs(&sweep, layers, data.cols, data.cols - prefix_len);
-    // The same settings cost the same at every revision.
-    let unit_costs: Vec<f64> = (0..units.len()).map(|u| costs[u % costs.len()]).collect();
-    let mine = match run.shard {
-        // Over revisions a shard holds consecutive units: few revisions to load.
-        Some(k) => shard::units_of(k, &unit_costs, fingerprint.revisions.is_some())?,
-        None => (0..units.len()).collect(),
-    }
-    .into_iter()
-    .map(|u| units[u].clone())
-    .collect();
-    let model = ModelInfo {
-        path: run.model.source.display_name(),
-        architecture: config.architecture().into(),
-        num_layers: layers,
-        dtype: runtime::dtype_name(dtype).into(),
-        device: runtime::device_name(device),
-        kernels: crate::ops::kernel_info(device, dtype),
-    };
-    Ok(Job {
-        data,
-        origins,
-        mine,
-        fingerprint,
-        model,
-        control: control.map(|c| c.rows),
-    })
-}
-
-/// The control rows of `--control-path`, checked against the model, with the files they came
-/// from named for the fingerprint (`control/…`).
-fn read_control(run: &MemorizeRun, models: &Models) -> Result<Option<Samples>> {
-    let Some(source) = &run.control else {
-        return Ok(None);
-    };
-    if let Models::Revisions(_) = models {
-        return Err(bad_input!(
-            "--control-path: not supported in a sweep over revisions; run each revision alone"
-        ));
-    }
-    let samples = source.read(false)?;
-    let name = format!("--control-path {}", source.name());
-    memorize::control::validate(
-        models.config(),
-        &samples.rows,
-        run.options.prefix_len,
-        &name,
-    )?;
-    let inputs = samples
-        .inputs
-        .into_iter()
-        .map(|(n, file)| (format!("control/{n}"), file))
-        .collect();
-    Ok(Some(Samples { inputs, ..samples }))
-}
-
-/// The options that change the numbers: the rows scored and the measurements. Each optional
-/// one only when asked for, so that a run without it keeps the fingerprint it always had.
-fn params(
-    options: &MemorizeOptions,
-    rows: Option<RowRange>,
-) -> std::collections::BTreeMap<String, serde_json::Value> {
-    let mut params: std::collections::BTreeMap<String, serde_json::Value> =
-        [("prefix_len".to_string(), options.prefix_len.into())].into();
-    if let Some(rows) = rows {
-        params.insert("rows".into(), rows.to_string().into());
-    }
-    if options.kl_from_base {
-        params.insert("kl_from_base".into(), true.into());
-    }
-    if let Some(sampling) = &options.sampling {
-        let label = memorize::extraction::sampling_label(sampling);
-        params.insert("sampling".into(), label.into());
-        let Discoverable { n, p } = options.discoverable;
-        params.insert("discoverable".into(), format!("{n},{p}").into());
-    }
-    if options.logit_lens {
-        params.insert("logit_lens".into(), true.into());
-    }
-    params
-}
-
-/// The means per setting of one revision (or of the one model of a plain sweep).
-pub struct RevisionResults {
-    /// `None` in a plain sweep.
-    pub revision: Option<String>,
-    pub results: Vec<memorize::SettingResult>,
-}
-
-/// The results of a sweep file's units, by revision: one list without revisions. A finished
-/// file of a revision sweep gives one list per revision of the sweep, in its order, an
-/// identical revision sharing the numbers of the first of its kind; a shard file, one per
-/// revision it computed.
-pub fn results_by_revision(file: &SweepFile<StoredSample>) -> Vec<RevisionResults> {
-    let units = file.units();
-    let mut computed: Vec<RevisionResults> = file
-        .groups()
-        .into_iter()
-        .map(|group| {
-            let settings: Vec<Setting> = units[group.clone()]
-                .iter()
-                .map(|u| u.setting.clone())
-                .collect();
-            let samples = file.results[group.clone()]
-                .iter()
-                .map(|r| r.iter().map(|s| s.0.clone()).collect())
-                .collect();
-            RevisionResults {
-                revision: units[group.start].revision.clone(),
-                results: memorize::results(&settings, samples),
-            }
-        })
-        .collect();
-    let Some(ids) = file
-        .fingerprint
-        .revisions
-        .as_ref()
-        .filter(|_| file.shard.is_none())
-    else {
-        return computed;
-    };
-    let firsts = crate::sweep::revisions::representatives(ids);
-    let mut out: Vec<RevisionResults> = Vec::with_capacity(ids.len());
-    for (id, &first) in ids.iter().zip(&firsts) {
-        let results = if first == out.len() {
-            let at = computed
-                .iter()
-                .position(|c| c.revision.as_deref() == Some(id.revision.as_str()))
-                .expect("a finished sweep holds every computed revision");
-            std::mem::take(&mut computed[at].results)
-        } else {
-            out[first].results.clone()
-        };
-        out.push(RevisionResults {
-            revision: Some(id.revision.clone()),
-            results,
-        });
-    }
-    out
-}
-
-/// [`results_by_revision`], each setting with its numbers on the control set if there is one.
-fn with_control(file: &SweepFile<StoredSample>, header: &Header) -> Vec<RevisionResults> {
-    let mut all = results_by_revision(file);
-    if let Some(control) = &header.control {
-        for result in all.iter_mut().flat_map(|r| r.results.iter_mut()) {
-            result.control = control.of(&result.setting.label());
-        }
-    }
-    all
-}
-
-/// The tables of a sweep file for stdout: one, or one per revision under its name.
-fn tables(file: &SweepFile<StoredSample>, header: &Header) -> String {
-    with_control(file, header)
-        .iter()
-        .map(|r| match &r.revision {
-            Some(revision) => format!("revision {revision}\n{}", table::memorize_table(&r.results)),
-            None => table::memorize_table(&r.results),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Write the final report of a complete, unsharded sweep file and print its table. The one
-/// place the memorize result JSON is made, for a run and for `merge` alike.
-pub fn write_report(output: &Path, file: &SweepFile<StoredSample>, header: &Header) -> Result<()> {
-    let mut report: Option<MemorizeReport> = None;
-    for RevisionResults { revision, results } in with_control(file, header) {
-        let mut part = MemorizeReport::new(
-            header.model.clone(),
-            header.data.clone(),
-            &results,
-            header.per_sample,
-            header.origins.as_deref(),
-        );
-        for entry in &mut part.results {
-            entry.revision = revision.clone();
-        }
-        match &mut report {
-            Some(report) => report.results.append(&mut part.results),
-            None => report = Some(part),
-        }
-    }
-    let mut report = report.expect("a sweep has at least one setting");
-    report.fingerprint = Some(file.fingerprint.clone());
-    crate::results::write(output, &report)?;
-    crate::report::write_memorize_figures(output, &report);
-    print!("{}", tables(file, header));
-    Ok(())
 }

@@ -42,9 +42,11 @@ pub fn run(args: MergeArgs) -> Result<()> {
     }
     // Shards of different commands are refused later, by their fingerprints.
     match command_of(&args.shards[0])?.as_str() {
-        "memorize" => {
-            merge::<StoredSample, memorize::Header>(&args.shards, &plan, memorize::write_report)
-        }
+        "memorize" => merge::<StoredSample, memorize::output::Header>(
+            &args.shards,
+            &plan,
+            memorize::output::write_report,
+        ),
         "benchmark" => merge::<StoredScore, crate::results::benchmark::Header>(
             &args.shards,
             &plan,
