@@ -95,13 +95,18 @@ pub fn core_to_request(cpu: Cpu, core: &str, user_coretype: bool) -> Option<&'st
 }
 
 /// How fast a library's sgemm is on `cpu`, higher is faster; candle's own kernels are
-/// [`CANDLE`]. A BLAS running kernels narrower than the CPU's instruction set ranks below
-/// candle's, whose `gemm` dispatches on the CPU's features at run time.
+/// [`CANDLE`]. A BLAS running generic kernels on a CPU with vector units ranks below
+/// candle's, whose `gemm` dispatches on the CPU's features at run time. An OpenBLAS running
+/// AVX2 kernels on an AVX-512 CPU does not: it stays far ahead of candle's kernels on Intel
+/// and level with its AVX-512 cores on AMD (bench/RESULTS.md), so it ranks just below them.
 pub fn rank(cpu: Cpu, library: &Library) -> u8 {
     match library {
-        Library::OpenBlas { core } if core_isa(core) < cpu.isa => 0,
-        Library::Mkl if cpu.vendor == Vendor::Intel => 4,
-        Library::OpenBlas { .. } => 3,
+        Library::OpenBlas { core } => match core_isa(core) {
+            isa if isa >= cpu.isa => 4,
+            Isa::Baseline => 0,
+            _ => 3,
+        },
+        Library::Mkl if cpu.vendor == Vendor::Intel => 5,
         Library::Mkl | Library::Other => 2,
     }
 }
@@ -243,6 +248,53 @@ mod tests {
         assert_eq!(
             choose(XEON, &repaired[..1], &Request::default()).pick,
             Some(0)
+        );
+    }
+
+    #[test]
+    fn an_avx2_openblas_core_on_an_avx512_cpu_beats_candle_and_mkl_on_amd() {
+        let zen4 = Cpu {
+            vendor: Vendor::Amd,
+            isa: Isa::Avx512,
+        };
+        let forced = Request {
+            coretype: true,
+            ..Request::default()
+        };
+        // The user's Haswell core on an AVX-512 CPU: nothing faster to name.
+        let choice = choose(zen4, &[openblas("Haswell")], &forced);
+        assert_eq!(
+            choice,
+            Choice {
+                pick: Some(0),
+                note: None
+            }
+        );
+        let choice = choose(zen4, &[openblas("Haswell"), mkl()], &Request::default());
+        assert_eq!(choice.pick, Some(0));
+        // On Intel, MKL (and a full-width core) still come first.
+        let choice = choose(XEON, &[openblas("Haswell"), mkl()], &forced);
+        assert!(choice.note.expect("MKL is faster").contains("MKL"));
+        assert!(
+            rank(
+                XEON,
+                &Library::OpenBlas {
+                    core: "Haswell".into()
+                }
+            ) > CANDLE
+        );
+        assert!(
+            rank(
+                XEON,
+                &Library::OpenBlas {
+                    core: "Haswell".into()
+                }
+            ) < rank(
+                XEON,
+                &Library::OpenBlas {
+                    core: "SkylakeX".into()
+                }
+            )
         );
     }
 
