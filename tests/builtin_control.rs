@@ -50,18 +50,7 @@ fn memorize(dir: &Path, output: &str, extra: &[&str]) -> Value {
 fn assert_bad_input(args: &[&str], out: &str, needle: &str) {
     let dir = tempfile::tempdir().unwrap();
     let output = llm_mem(dir.path()).args(args).output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
-    assert_eq!(
-        stderr.lines().count(),
-        1,
-        "{args:?}: expected one line, got {stderr}"
-    );
-    assert!(stderr.starts_with("error: "), "{stderr}");
-    assert!(
-        stderr.contains(needle),
-        "{args:?}: {stderr:?} should mention {needle:?}"
-    );
+    common::assert_refused_as_bad_input(&output, &args, needle);
     assert!(!dir.path().join(out).exists(), "{args:?}: wrote output");
 }
 

@@ -40,18 +40,7 @@ fn assert_bad_input<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S], nee
         .arg(&out)
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
-    assert_eq!(
-        stderr.lines().count(),
-        1,
-        "{args:?}: expected one line, got {stderr}"
-    );
-    assert!(stderr.starts_with("error: "), "{stderr}");
-    assert!(
-        stderr.contains(needle),
-        "{args:?}: {stderr:?} should mention {needle:?}"
-    );
+    common::assert_refused_as_bad_input(&output, &args, needle);
     assert!(!out.exists(), "{args:?}: wrote output despite bad input");
 }
 

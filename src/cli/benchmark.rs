@@ -27,7 +27,6 @@ use crate::model::{ModelConfig, ModelFiles};
 use crate::report::table;
 use crate::results::benchmark::{BenchmarkReport, ConfigInfo, Header, TaskInfo};
 use crate::results::ModelInfo;
-use crate::runtime;
 use crate::sweep::fingerprint::{self, FileId};
 use crate::sweep::{self, Cancel, Fingerprint, OutputPlan, Shard, SweepFile};
 
@@ -219,14 +218,7 @@ fn prepare(run: &BenchmarkRun) -> Result<Job> {
         ..Fingerprint::for_model("benchmark", &files, dtype, device)?
     };
     let header = Header {
-        model: ModelInfo {
-            path: run.model.source.display_name(),
-            architecture: config.architecture().into(),
-            num_layers: layers,
-            dtype: runtime::dtype_name(dtype).into(),
-            device: runtime::device_name(device),
-            kernels: crate::ops::kernel_info(device, dtype),
-        },
+        model: long_run::model_info(&run.model, &config),
         config: ConfigInfo {
             limit: run.limit,
             max_length: max_len,

@@ -10,8 +10,11 @@ use clap::Args;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::api::ModelSpec;
 use crate::bad_input;
+use crate::model::ModelConfig;
 use crate::results::ModelInfo;
+use crate::runtime;
 use crate::sweep::{shard, OutputPlan, Shard, Start, SweepFile};
 
 #[derive(Args, Debug, Clone, Default)]
@@ -142,4 +145,17 @@ pub fn merged_header<H: RunHeader>(shards: &[(&Path, &serde_json::Value)]) -> Re
     }
     header.model_mut().device = devices.join(",");
     Ok(header)
+}
+
+/// How a result file describes the model a run loads (`spec`, whose config is `config`),
+/// with the kernels that compute on its device.
+pub fn model_info(spec: &ModelSpec, config: &ModelConfig) -> ModelInfo {
+    ModelInfo {
+        path: spec.source.display_name(),
+        architecture: config.architecture().into(),
+        num_layers: config.num_layers(),
+        dtype: runtime::dtype_name(spec.dtype).into(),
+        device: runtime::device_name(&spec.device),
+        kernels: crate::ops::kernel_info(&spec.device, spec.dtype),
+    }
 }

@@ -13,7 +13,6 @@ use crate::data::rows::RowRange;
 use crate::data::{SampleOrigin, Samples};
 use crate::memorize::{self, Discoverable, MemorizeOptions, TokenRows};
 use crate::results::{DataInfo, ModelInfo};
-use crate::runtime;
 use crate::sweep::{fingerprint, shard, Fingerprint, Unit};
 
 /// Everything checked and read before the first batch.
@@ -133,14 +132,7 @@ pub(super) fn prepare(run: &MemorizeRun, models: &Models) -> Result<Job> {
     .into_iter()
     .map(|u| units[u].clone())
     .collect();
-    let model = ModelInfo {
-        path: run.model.source.display_name(),
-        architecture: config.architecture().into(),
-        num_layers: layers,
-        dtype: runtime::dtype_name(dtype).into(),
-        device: runtime::device_name(device),
-        kernels: crate::ops::kernel_info(device, dtype),
-    };
+    let model = crate::cli::long_run::model_info(&run.model, config);
     Ok(Job {
         data,
         origins,
