@@ -150,7 +150,9 @@ fn rows_score_exactly_those_rows_and_are_fingerprinted() {
         &[&batch[..], &["--rows", "10..20"]].concat(),
     );
     assert_eq!(part["data"]["num_samples"], 10);
-    assert_eq!(part["data"]["path"], "tiny-pythia (built in), rows 10..20");
+    assert_eq!(part["data"]["path"], "tiny-pythia (built in)");
+    assert_eq!(part["data"]["rows"], "10..20");
+    assert!(full["data"].get("rows").is_none());
     assert_eq!(part["fingerprint"]["params"]["rows"], "10..20");
     assert!(full["fingerprint"]["params"].get("rows").is_none());
     let (entries, wholes) = (
@@ -230,4 +232,51 @@ fn builtin_control_needs_the_builtin_model() {
             "--control-path builtin: the built-in control set",
         );
     }
+}
+
+#[test]
+fn a_report_of_some_rows_shows_those_rows_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = [
+        "--per-sample",
+        "--rows",
+        "10..20",
+        "--control-path",
+        "builtin",
+    ];
+    memorize(dir.path(), "part.json", &rows);
+    let report = [
+        "report",
+        "part.json",
+        "--x",
+        "control_ppl",
+        "-o",
+        "page.html",
+    ];
+    run_ok(dir.path(), &report);
+    let page = std::fs::read_to_string(dir.path().join("page.html")).unwrap();
+    let section = &page[page.find("<h2>Memorized text</h2>").expect("the section")..];
+    assert!(!section.contains("not a local file"), "{section}");
+    assert!(
+        section.contains("<b>Sample 0</b> (row 10 of the file)"),
+        "{section}"
+    );
+    assert!(page.contains("data tiny-pythia (built in), rows 10..20"));
+
+    // The first shown row is row 10 of the memorized set: its prefix is on the page.
+    let data = llm_mem::data::npy::read_token_rows(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("memorized_data/tiny-pythia.npy"),
+    )
+    .unwrap();
+    let tok = tokenizers::Tokenizer::from_file(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/tiny-pythia/tokenizer.json"),
+    )
+    .unwrap();
+    let prefix = tok.decode(&data.row(10)[..32], false).unwrap();
+    let words: Vec<&str> = prefix.split_whitespace().take(3).collect();
+    assert!(
+        section.contains(&words.join(" ")),
+        "{words:?} not in {section}"
+    );
 }

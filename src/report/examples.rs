@@ -15,6 +15,7 @@ use tokenizers::Tokenizer;
 
 use super::svg::escape;
 use crate::data::npy::TokenRows;
+use crate::data::rows::RowRange;
 use crate::data::DataSource;
 use crate::results::memorize::SampleEntry;
 use crate::results::{MemorizeEntry, MemorizeReport};
@@ -154,10 +155,16 @@ fn sample_tokens(report: &MemorizeReport) -> Result<TokenRows, String> {
             data.path
         ));
     };
-    let rows = source
+    let mut samples = source
         .read(false)
-        .map_err(|e| format!("{}: {e:#}", data.path))?
-        .rows;
+        .map_err(|e| format!("{}: {e:#}", data.path))?;
+    if let Some(text) = &data.rows {
+        let range: RowRange = text.parse().map_err(|e| format!("{e:#}"))?;
+        samples = range
+            .select(samples, &data.path)
+            .map_err(|e| format!("{e:#}"))?;
+    }
+    let rows = samples.rows;
     if rows.cols != data.seq_len || rows.rows < data.num_samples {
         return Err(format!(
             "{} holds {} rows of {} tokens; the result scored {} of {}.",
@@ -240,11 +247,18 @@ fn samples_html(
         chosen.len(),
         report.data.num_samples
     ));
+    // With `--rows A..B`, sample i is row A + i of the file.
+    let first_row = report
+        .data
+        .rows
+        .as_deref()
+        .map(|text| text.parse::<RowRange>().map_or(0, |range| range.start));
     for i in chosen {
         let row = rows.row(i);
         let (prefix, suffix) = row.split_at(p);
+        let file_row = first_row.map_or(String::new(), |a| format!(" (row {} of the file)", a + i));
         out.push_str(&format!(
-            "<div class=\"sample\" id=\"sample-{i}\">\n<p><b>Sample {i}</b></p>\n<table>\n\
+            "<div class=\"sample\" id=\"sample-{i}\">\n<p><b>Sample {i}</b>{file_row}</p>\n<table>\n\
              <tr><th>prefix</th><td class=\"prefix\">{}</td></tr>\n\
              <tr><th>true suffix</th><td class=\"suffix\">{}</td></tr>\n",
             escape(&decoder.text(prefix)),

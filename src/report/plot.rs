@@ -122,7 +122,10 @@ pub fn memorize_figure(report: &MemorizeReport) -> Result<Figure> {
     let data = &report.data;
     let subtitle = format!(
         "{} samples, prefix {} + suffix {} tokens; data {}",
-        data.num_samples, data.prefix_len, data.suffix_len, data.path,
+        data.num_samples,
+        data.prefix_len,
+        data.suffix_len,
+        data.name(),
     );
     let panel = |title: &str, range, series| Panel {
         title: title.into(),

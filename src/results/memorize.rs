@@ -40,10 +40,23 @@ pub struct ModelInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataInfo {
     pub path: String,
+    /// `--rows A..B`: the rows of `path` scored, `A..B` (absent: all of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<String>,
     pub num_samples: usize,
     pub seq_len: usize,
     pub prefix_len: usize,
     pub suffix_len: usize,
+}
+
+impl DataInfo {
+    /// How pages and plots name the data: the file, and the rows when only some were scored.
+    pub fn name(&self) -> String {
+        match &self.rows {
+            Some(rows) => format!("{}, rows {rows}", self.path),
+            None => self.path.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

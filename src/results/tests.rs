@@ -233,6 +233,7 @@ fn todays_memorize_layout_round_trips_byte_for_byte() {
     let model: ModelInfo = serde_json::from_value(model()).unwrap();
     let data = DataInfo {
         path: "d.npy".into(),
+        rows: None,
         num_samples: 2,
         seq_len: 16,
         prefix_len: 8,

@@ -73,6 +73,7 @@ impl Model {
         let (data, prefix_len) = (&job.data, job.options.prefix_len);
         let info = DataInfo {
             path: "(numpy array)".into(),
+            rows: None,
             num_samples: data.rows,
             seq_len: data.cols,
             prefix_len,

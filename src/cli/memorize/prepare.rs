@@ -65,7 +65,8 @@ pub(super) fn header(run: &MemorizeRun, job: &Job, control: Option<ControlSet>) 
     Header {
         model: job.model.clone(),
         data: DataInfo {
-            path: run.data_name(),
+            path: run.data.name(),
+            rows: run.rows.map(|r| r.to_string()),
             num_samples: job.data.rows,
             seq_len: job.data.cols,
             prefix_len,
