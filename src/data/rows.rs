@@ -45,6 +45,21 @@ impl fmt::Display for RowRange {
     }
 }
 
+/// Written as its text, `A..B`, as the command line takes it.
+impl serde::Serialize for RowRange {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RowRange {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse()
+            .map_err(|e| serde::de::Error::custom(format!("{e:#}")))
+    }
+}
+
 impl RowRange {
     /// How results name these rows of the data set named `data`.
     pub fn name(self, data: &str) -> String {

@@ -15,7 +15,6 @@ use tokenizers::Tokenizer;
 
 use super::svg::escape;
 use crate::data::npy::TokenRows;
-use crate::data::rows::RowRange;
 use crate::data::DataSource;
 use crate::results::memorize::SampleEntry;
 use crate::results::{MemorizeEntry, MemorizeReport};
@@ -158,8 +157,7 @@ fn sample_tokens(report: &MemorizeReport) -> Result<TokenRows, String> {
     let mut samples = source
         .read(false)
         .map_err(|e| format!("{}: {e:#}", data.path))?;
-    if let Some(text) = &data.rows {
-        let range: RowRange = text.parse().map_err(|e| format!("{e:#}"))?;
+    if let Some(range) = data.rows {
         samples = range
             .select(samples, &data.path)
             .map_err(|e| format!("{e:#}"))?;
@@ -248,11 +246,7 @@ fn samples_html(
         report.data.num_samples
     ));
     // With `--rows A..B`, sample i is row A + i of the file.
-    let first_row = report
-        .data
-        .rows
-        .as_deref()
-        .map(|text| text.parse::<RowRange>().map_or(0, |range| range.start));
+    let first_row = report.data.rows.map(|range| range.start);
     for i in chosen {
         let row = rows.row(i);
         let (prefix, suffix) = row.split_at(p);

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Entry, ResultFile, SettingFields};
+use crate::data::rows::RowRange;
 use crate::data::SampleOrigin;
 use crate::memorize::{ControlScores, MeanScores, SampleScores, SettingResult};
 use crate::sweep::Fingerprint;
@@ -42,7 +43,7 @@ pub struct DataInfo {
     pub path: String,
     /// `--rows A..B`: the rows of `path` scored, `A..B` (absent: all of them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rows: Option<String>,
+    pub rows: Option<RowRange>,
     pub num_samples: usize,
     pub seq_len: usize,
     pub prefix_len: usize,
@@ -52,8 +53,8 @@ pub struct DataInfo {
 impl DataInfo {
     /// How pages and plots name the data: the file, and the rows when only some were scored.
     pub fn name(&self) -> String {
-        match &self.rows {
-            Some(rows) => format!("{}, rows {rows}", self.path),
+        match self.rows {
+            Some(rows) => rows.name(&self.path),
             None => self.path.clone(),
         }
     }

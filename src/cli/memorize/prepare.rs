@@ -66,7 +66,7 @@ pub(super) fn header(run: &MemorizeRun, job: &Job, control: Option<ControlSet>) 
         model: job.model.clone(),
         data: DataInfo {
             path: run.data.name(),
-            rows: run.rows.map(|r| r.to_string()),
+            rows: run.rows,
             num_samples: job.data.rows,
             seq_len: job.data.cols,
             prefix_len,
