@@ -11,7 +11,8 @@
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::engine::{self, Batch};
+use super::batch::Batch;
+use super::engine;
 use super::TokenRows;
 use crate::bad_input;
 use crate::intervene::{Means, Setting};

@@ -18,6 +18,7 @@ mod effects;
 use anyhow::{bail, Result};
 use candle_core::{DType, Tensor};
 
+use super::batch::Batch;
 use super::lens::LensRows;
 use super::metrics::{ForcedRow, SampleScores};
 use super::{Discoverable, MemorizeOptions, Sampling};
@@ -27,25 +28,6 @@ use crate::model::{sequence_positions, Model, Positions};
 use crate::pass::{below, BasePass};
 use decode::{free_running, DecodeGroup};
 use effects::{Deviation, Effects};
-
-/// A batch of rows split into prompt and true suffix.
-pub struct Batch<'a> {
-    /// Row-major token ids, `rows × seq_len`.
-    pub ids: &'a [u32],
-    pub rows: usize,
-    pub seq_len: usize,
-    pub prefix_len: usize,
-}
-
-impl Batch<'_> {
-    pub(super) fn suffix_len(&self) -> usize {
-        self.seq_len - self.prefix_len
-    }
-
-    pub(super) fn suffix(&self, row: usize) -> &[u32] {
-        &self.ids[row * self.seq_len + self.prefix_len..(row + 1) * self.seq_len]
-    }
-}
 
 /// Where the means of a sweep's mean-ablated settings come from.
 pub enum SweepMeans {

@@ -6,7 +6,7 @@
 use anyhow::Result;
 use candle_core::Tensor;
 
-use super::engine::Batch;
+use super::batch::Batch;
 use super::metrics::ForcedRow;
 use crate::model::Model;
 

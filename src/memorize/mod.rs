@@ -1,5 +1,6 @@
 //! `llm-mem memorize`: how much of each memorized sample survives each setting.
 
+pub mod batch;
 pub mod control;
 pub mod engine;
 pub mod extraction;
@@ -200,7 +201,7 @@ pub fn score_rows_with(
     options: &MemorizeOptions,
     rows: Range<usize>,
 ) -> Result<Vec<Vec<SampleScores>>> {
-    let batch = engine::Batch {
+    let batch = batch::Batch {
         ids: data.rows_slice(rows.start, rows.len()),
         rows: rows.len(),
         seq_len: data.cols,

@@ -7,8 +7,8 @@
 use anyhow::Result;
 use candle_core::{Device, Tensor};
 
-use super::Batch;
 use crate::intervene::{Means, Setting};
+use crate::memorize::batch::Batch;
 use crate::memorize::metrics::ForcedRow;
 use crate::model::attention::HIDDEN_KEY;
 use crate::model::{KvCache, LayerKv, Model};

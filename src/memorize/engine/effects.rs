@@ -7,7 +7,8 @@
 use anyhow::Result;
 use candle_core::{DType, Tensor, D};
 
-use super::{predicting, Batch};
+use super::predicting;
+use crate::memorize::batch::Batch;
 use crate::model::Model;
 
 /// What the effect sizes compare against: the base model's residual stream after every block
