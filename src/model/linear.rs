@@ -1,11 +1,14 @@
 //! A linear layer `y = x·Wᵀ + b` that runs f32 products on the CPU through the system BLAS
-//! ([`crate::ops::blas`](mod@crate::ops::blas)) when there is one, and through candle's kernels otherwise (other
-//! devices, other dtypes, no BLAS, `LLM_MEM_KERNELS=portable`).
+//! ([`crate::ops::blas`](mod@crate::ops::blas)) when there is one, products of few rows through
+//! llm-mem's skinny kernel ([`crate::ops::skinny`](mod@crate::ops::skinny)), and through
+//! candle's kernels otherwise (other devices, other dtypes, no BLAS,
+//! `LLM_MEM_KERNELS=portable`).
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::ops::blas::{Blas, Product};
+use crate::ops::skinny;
 use crate::ops::{self, cpu::with_f32};
 
 #[derive(Debug, Clone)]
@@ -119,7 +122,8 @@ impl Linear {
         Ok(size.fits().then_some(size))
     }
 
-    /// `out = x·Wᵀ + b` through the BLAS, for a product sized by [`Linear::blas_size`].
+    /// `out = x·Wᵀ + b` through the BLAS, or the skinny kernel for few rows, for a product
+    /// sized by [`Linear::blas_size`].
     fn product_into(&self, blas: &Blas, x: &[f32], out: &mut [f32], size: Product) -> Result<()> {
         // Start from the bias in every row, so the product adds onto it in one pass.
         let beta = match &self.bias {
@@ -132,7 +136,10 @@ impl Linear {
             None => 0.0,
         };
         with_f32(&self.weight, |w| {
-            blas.sgemm_nt(x, w, out, size, beta);
+            match skinny::takes(size) {
+                Some(isa) => skinny::sgemm_nt(isa, x, w, out, size, beta != 0.0),
+                None => blas.sgemm_nt(x, w, out, size, beta),
+            }
             Ok(())
         })
     }

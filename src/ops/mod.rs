@@ -19,6 +19,7 @@ pub mod cpu;
 pub mod kernel_choice;
 pub mod logit_stats;
 pub mod neox_qkv;
+pub mod skinny;
 
 use std::cell::Cell;
 use std::sync::OnceLock;
@@ -94,7 +95,7 @@ pub fn kernel_info(device: &Device, dtype: DType) -> Option<KernelInfo> {
     }
     Some(match kernels() {
         Kernels::Fast if dtype == DType::F32 => KernelInfo {
-            matmul: blas::matmul_name().to_string(),
+            matmul: matmul_name(),
             fused: format!("{:?}", cpu::fused_isa()).to_lowercase(),
         },
         _ => KernelInfo {
@@ -114,15 +115,26 @@ pub fn environment_help() -> String {
          LLM_MEM_BLAS         off (candle's matrix kernels) or the path of a CBLAS library\n  \
          OPENBLAS_CORETYPE    OpenBLAS's kernels (default: the CPU's; a generic core is repaired)\n  \
          LLM_MEM_AVX512       off: llm-mem's own kernels as on an AVX2-only CPU\n  \
+         LLM_MEM_SKINNY       off: products of few rows go to the BLAS too\n  \
          LLM_MEM_KERNELS      portable: candle's tensor ops, the path a GPU runs\n\n\
          Kernels on this machine ({:?} CPU, {}):\n  \
          matrix products: {}\n  \
          fused operations: {}",
         cpu.vendor,
         format!("{:?}", cpu.isa).to_lowercase(),
-        blas::matmul_name(),
+        matmul_name(),
         format!("{:?}", cpu::fused_isa()).to_lowercase(),
     )
+}
+
+/// The fast path's matrix kernels: the BLAS (or candle's), and the skinny kernel that takes
+/// the products of few rows from the BLAS.
+fn matmul_name() -> String {
+    let name = blas::matmul_name();
+    match (blas::get(), skinny::describe()) {
+        (Some(_), Some(skinny)) => format!("{name}; {skinny}"),
+        _ => name.to_string(),
+    }
 }
 
 /// Exact (erf) GELU.
