@@ -10,8 +10,8 @@ import os
 import sys
 
 # Passed through to llm-mem: they choose its kernels (see `llm-mem --help`).
-KERNEL_ENV = ("LLM_MEM_BLAS", "LLM_MEM_AVX512", "LLM_MEM_KERNELS", "OPENBLAS_CORETYPE",
-              "MKL_ENABLE_INSTRUCTIONS")
+KERNEL_ENV = ("LLM_MEM_BLAS", "LLM_MEM_AVX512", "LLM_MEM_SKINNY", "LLM_MEM_KERNELS",
+              "OPENBLAS_CORETYPE", "MKL_ENABLE_INSTRUCTIONS")
 
 
 def cpu_model():

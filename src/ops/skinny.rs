@@ -21,7 +21,7 @@ pub use kernels::SkinnyIsa;
 /// The most rows a product may have for the kernel of each instruction set to take it.
 fn max_rows(isa: SkinnyIsa) -> usize {
     match isa {
-        SkinnyIsa::Avx512 => 256,
+        SkinnyIsa::Avx512 => 64,
         SkinnyIsa::Avx2 => 16,
     }
 }
