@@ -136,7 +136,7 @@ impl Linear {
             None => 0.0,
         };
         with_f32(&self.weight, |w| {
-            match skinny::takes(size) {
+            match skinny::takes(blas, size) {
                 Some(isa) => skinny::sgemm_nt(isa, x, w, out, size, beta != 0.0),
                 None => blas.sgemm_nt(x, w, out, size, beta),
             }
@@ -154,7 +154,7 @@ mod tests {
 
     /// The BLAS path gives candle's result up to f32 rounding, with and without bias, for a
     /// product split into column blocks over threads (out 700 > 64 per block), and so do
-    /// products few enough rows for the skinny kernel (37 and 2).
+    /// products of few enough rows for the skinny kernel (37 and 2).
     /// Fails where no BLAS loads: install one (README) or run with LLM_MEM_BLAS=off to test
     /// only the candle path.
     #[test]

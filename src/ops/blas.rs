@@ -67,6 +67,8 @@ impl Product {
 pub struct Blas {
     handle: *mut c_void,
     sgemm: Sgemm,
+    /// Whether the library is OpenBLAS (it exports `openblas_get_corename`).
+    openblas: bool,
 }
 
 // SAFETY: the handle is only passed to `dlsym`, which is thread-safe; the library's CBLAS
@@ -108,6 +110,7 @@ impl Blas {
             let blas = Self {
                 handle,
                 sgemm: std::mem::transmute::<*mut c_void, Sgemm>(symbol(handle, c"cblas_sgemm")?),
+                openblas: symbol(handle, c"openblas_get_corename").is_some(),
             };
             // MKL's sequential layer (1) runs in the caller's thread, with no OpenMP pool.
             if let Some(set) = blas.symbol(c"MKL_Set_Threading_Layer") {
@@ -120,6 +123,11 @@ impl Blas {
             }
             Some(blas)
         }
+    }
+
+    /// Whether the library is OpenBLAS.
+    pub fn is_openblas(&self) -> bool {
+        self.openblas
     }
 
     /// The address of `name` in the library, if it exports it.

@@ -131,9 +131,9 @@ pub fn environment_help() -> String {
 /// the products of few rows from the BLAS.
 fn matmul_name() -> String {
     let name = blas::matmul_name();
-    match (blas::get(), skinny::describe()) {
-        (Some(_), Some(skinny)) => format!("{name}; {skinny}"),
-        _ => name.to_string(),
+    match blas::get().and_then(skinny::describe) {
+        Some(skinny) => format!("{name}; {skinny}"),
+        None => name.to_string(),
     }
 }
 

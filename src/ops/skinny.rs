@@ -3,17 +3,17 @@
 //!
 //! Why: a BLAS copies the weight into its own panel layout on every call. Over the thousand
 //! rows of a teacher-forced chunk the copy is paid once for many rows; over a decode step's
-//! few rows it costs about as much as the product (`sgemm_incopy` was an eighth of a sweep's
-//! profile). Here every output is the dot product of two rows contiguous along `k`, so the
-//! weight streams from memory once and nothing is copied ([`kernels`]). Up to which row
-//! count this beats the BLAS was measured per instruction set with `bench/skinny_ab`
-//! (bench/RESULTS.md); `LLM_MEM_SKINNY=off` leaves every product to the BLAS.
+//! few rows it costs about as much as the product. Here every output is the dot product of
+//! two rows contiguous along `k`, so the weight streams from memory once and nothing is
+//! copied ([`kernels`]). Up to which row count this beats the BLAS was measured per
+//! instruction set with `bench/skinny_ab` (bench/RESULTS.md); `LLM_MEM_SKINNY=off` leaves
+//! every product to the BLAS.
 
 mod kernels;
 
 use rayon::prelude::*;
 
-use super::blas::Product;
+use super::blas::{Blas, Product};
 use super::cpu::fused_isa;
 use super::kernel_choice::Isa;
 pub use kernels::SkinnyIsa;
@@ -48,14 +48,17 @@ pub fn isa() -> Option<SkinnyIsa> {
     SkinnyIsa::detect(widest)
 }
 
-/// The kernel for a product of `size`, where it beats the BLAS.
-pub fn takes(size: Product) -> Option<SkinnyIsa> {
-    isa().filter(|&isa| size.m <= max_rows(isa) && size.k > 0)
+/// The kernel for a product of `size` that would otherwise go to `blas`, where it beats it.
+/// Only OpenBLAS gives products up: the limits were measured against it, and MKL, which has
+/// paths of its own for few rows, has not been measured against this kernel.
+pub fn takes(blas: &Blas, size: Product) -> Option<SkinnyIsa> {
+    isa().filter(|&isa| blas.is_openblas() && size.m <= max_rows(isa) && size.k > 0)
 }
 
-/// What runs products of few rows, for the kernel description (`--help`, `model.kernels`).
-pub fn describe() -> Option<String> {
-    let isa = isa()?;
+/// What runs the products of few rows that `blas` would, for the kernel description
+/// (`--help`, `model.kernels`).
+pub fn describe(blas: &Blas) -> Option<String> {
+    let isa = isa().filter(|_| blas.is_openblas())?;
     let name = format!("{isa:?}").to_lowercase();
     Some(format!(
         "llm-mem's skinny {name} kernel for products of up to {} rows",
