@@ -147,9 +147,15 @@ def test_ctrl_c_stops_at_the_next_batch_and_leaves_the_model_usable(tiny):
         if len(calls) == 2:  # after the first batch: Ctrl-C
             os.kill(os.getpid(), signal.SIGINT)
 
-    with pytest.raises(KeyboardInterrupt):
-        tiny._native.memorize(rows.astype("<u4").tobytes(), 8, rows.shape[1], 32, labels, 2,
-                              False, False, progress)
+    # Python's own Ctrl-C handler, which it leaves out when started with SIGINT ignored (as a
+    # shell's background jobs are).
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            tiny._native.memorize(rows.astype("<u4").tobytes(), 8, rows.shape[1], 32, labels, 2,
+                                  False, False, progress)
+    finally:
+        signal.signal(signal.SIGINT, before)
     # the start, then one batch: the interrupt is seen before the second batch is reported
     assert len(calls) == 2
     again = tiny.memorize(rows, sweep="attn", num_layers=1, batch_size=2, progress=False)
