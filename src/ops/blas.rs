@@ -17,6 +17,7 @@
 //! none, and `RAYON_NUM_THREADS` alone sets the threads of a run.
 
 use std::ffi::{c_int, c_void, CStr, CString};
+use std::ops::Range;
 use std::sync::OnceLock;
 
 use rayon::prelude::*;
@@ -152,25 +153,21 @@ impl Blas {
             unsafe { self.call(m, n, k, a.as_ptr(), b.as_ptr(), beta, c.as_mut_ptr(), n) };
             return;
         }
-        let c_addr = c.as_mut_ptr() as usize;
-        (0..n.div_ceil(block)).into_par_iter().for_each(|i| {
-            let (start, width) = (i * block, block.min(n - i * block));
-            // SAFETY: block i reads rows start..start+width of b and writes columns
-            // start..start+width of c (leading dimension n); the blocks are disjoint, and c
-            // outlives the parallel loop.
+        column_blocks(c, n, block, |columns, c_block| {
+            // SAFETY: the block reads rows `columns` of b and writes only columns `columns`
+            // of c's rows (leading dimension n), as `column_blocks` allows.
             unsafe {
-                let c_block = (c_addr as *mut f32).add(start);
                 self.call(
                     m,
-                    width,
+                    columns.len(),
                     k,
                     a.as_ptr(),
-                    b.as_ptr().add(start * k),
+                    b.as_ptr().add(columns.start * k),
                     beta,
                     c_block,
                     n,
-                );
-            }
+                )
+            };
         });
     }
 
@@ -206,6 +203,26 @@ impl Blas {
             int(ldc),
         );
     }
+}
+
+/// Call `f(columns, c_block)` for consecutive blocks of `block` columns of the row-major `c`
+/// (rows of `n`), in parallel over rayon's threads. `c_block` points at the block's first
+/// column in row 0, rows `n` apart; `f` may write only the columns of its own block.
+pub(super) fn column_blocks(
+    c: &mut [f32],
+    n: usize,
+    block: usize,
+    f: impl Fn(Range<usize>, *mut f32) + Sync,
+) {
+    assert!(block > 0 && c.len().is_multiple_of(n));
+    let c_addr = c.as_mut_ptr() as usize;
+    (0..n.div_ceil(block)).into_par_iter().for_each(|i| {
+        let columns = i * block..(i * block + block).min(n);
+        // SAFETY: `columns.start < n`, so the pointer stays inside row 0 of c; the blocks are
+        // disjoint, and c outlives the parallel loop.
+        let c_block = unsafe { (c_addr as *mut f32).add(columns.start) };
+        f(columns, c_block);
+    });
 }
 
 /// `dlsym`, or `None` when the library lacks the symbol.

@@ -73,10 +73,7 @@ fn vendor() -> Vendor {
 
 /// `LLM_MEM_AVX512=off`: run as on an AVX2-only CPU.
 pub fn avx512_off() -> bool {
-    matches!(
-        std::env::var("LLM_MEM_AVX512").as_deref(),
-        Ok("off") | Ok("0")
-    )
+    super::switched_off("LLM_MEM_AVX512")
 }
 
 /// A library found and loaded, with what it reports.

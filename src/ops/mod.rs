@@ -79,6 +79,11 @@ pub fn fast(tensors: &[&Tensor]) -> bool {
             .all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
 }
 
+/// Whether the environment variable `name` turns a kernel off (`off` or `0`).
+fn switched_off(name: &str) -> bool {
+    matches!(std::env::var(name).as_deref(), Ok("off") | Ok("0"))
+}
+
 /// The system BLAS, when the fast path is on and one is loaded.
 pub fn blas() -> Option<&'static blas::Blas> {
     match kernels() {

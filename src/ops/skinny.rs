@@ -11,11 +11,12 @@
 
 mod kernels;
 
-use rayon::prelude::*;
+use std::sync::OnceLock;
 
-use super::blas::{Blas, Product};
+use super::blas::{column_blocks, Blas, Product};
 use super::cpu::fused_isa;
 use super::kernel_choice::Isa;
+use super::switched_off;
 pub use kernels::SkinnyIsa;
 
 /// The most rows a product may have for the kernel of each instruction set to take it.
@@ -26,17 +27,15 @@ fn max_rows(isa: SkinnyIsa) -> usize {
     }
 }
 
-/// `LLM_MEM_SKINNY=off`: every product goes to the BLAS.
+/// `LLM_MEM_SKINNY=off`: every product goes to the BLAS (read once: asked on every product).
 fn off() -> bool {
-    matches!(
-        std::env::var("LLM_MEM_SKINNY").as_deref(),
-        Ok("off") | Ok("0")
-    )
+    static OFF: OnceLock<bool> = OnceLock::new();
+    *OFF.get_or_init(|| switched_off("LLM_MEM_SKINNY"))
 }
 
 /// The kernel this thread uses for products of up to [`max_rows`] rows: the instruction set
 /// of the fused kernels ([`fused_isa`], so `LLM_MEM_AVX512=off` caps it too), if it has FMA.
-pub fn isa() -> Option<SkinnyIsa> {
+fn isa() -> Option<SkinnyIsa> {
     let widest = match fused_isa() {
         Isa::Avx512 => SkinnyIsa::Avx512,
         Isa::Avx2 => SkinnyIsa::Avx2,
@@ -84,16 +83,11 @@ pub fn sgemm_nt(
     // Column blocks of whole cache lines, one per thread, each a run of weight rows.
     let threads = rayon::current_num_threads().max(1);
     let block = n.div_ceil(threads).next_multiple_of(16);
-    let c_addr = c.as_mut_ptr() as usize;
-    (0..n.div_ceil(block)).into_par_iter().for_each(|i| {
-        let columns = i * block..(i * block + block).min(n);
+    column_blocks(c, n, block, |columns, c_block| {
         let b = &b[columns.start * k..columns.end * k];
-        // SAFETY: `isa` was detected on this CPU; block i writes only columns `columns` of c's
-        // m rows of n, the blocks are disjoint, and c outlives the parallel loop.
-        unsafe {
-            let c = (c_addr as *mut f32).add(columns.start);
-            kernels::product(isa, a, b, k, c, n, accumulate);
-        }
+        // SAFETY: `isa` was detected on this CPU; the kernel writes only columns `columns` of
+        // c's m rows, as `column_blocks` allows.
+        unsafe { kernels::product(isa, a, b, k, c_block, n, accumulate) };
     });
 }
 
